@@ -1,0 +1,61 @@
+//! The HTTP API on the `listen` address: `/metrics`, health, target status and reload.
+//!
+//! Handlers only read the metrics registry and the latest state snapshot, neither of which
+//! waits on probe work; a slow or stuck target cannot delay a scrape.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::daemon::{request_reload, Shared};
+
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/targets", get(targets))
+        .route("/-/reload", post(reload))
+        .with_state(shared)
+}
+
+async fn index() -> &'static str {
+    "wsprobe\n\n/metrics        Prometheus metrics\n/healthz        liveness\n/readyz         readiness (configuration loaded, first round done)\n/api/targets    per-target status (JSON)\nPOST /-/reload  re-read the configuration file\n"
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<Shared>) -> Response {
+    let snap = s.snapshot.borrow().clone();
+    let (probed, total) = (snap.probed(), snap.targets.len());
+    if total > 0 && probed == total {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {probed} of {total} targets probed so far\n"))
+            .into_response()
+    }
+}
+
+async fn targets(State(s): State<Shared>) -> Response {
+    let snap = s.snapshot.borrow().clone();
+    Json(&*snap).into_response()
+}
+
+async fn reload(State(s): State<Shared>) -> Response {
+    match request_reload(&s.reload).await {
+        Ok(message) => (StatusCode::OK, Json(json!({"status": "ok", "message": message}))).into_response(),
+        Err(error) => {
+            (StatusCode::BAD_REQUEST, Json(json!({"status": "error", "error": error}))).into_response()
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The configuration file: its format, its defaults and its validation.
+//!
+//! Loading is two steps. Deserialization (`serde_norway`, `deny_unknown_fields` everywhere)
+//! catches unknown keys, wrong types and malformed values with a line number. Then
+//! [`resolve`] merges `defaults` into every target and validates what serde cannot:
+//! names, URLs, headers, files, substitutions. Every problem is reported, each naming the
+//! field it is about, before anything binds a port or opens a socket.
+
+mod template;
+pub mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
+
+pub use template::{Template, TemplateError};
+pub use units::{ByteSize, HumanDuration, Percent};
+
+/// Where `/metrics` and the HTTP API listen unless `listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
+
+/// A configuration that could not be used: every problem found, each naming its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {problem}", self.file.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A loaded, validated configuration with `defaults` merged into every target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    /// At most this many probes run at once across all targets.
+    pub max_concurrent_probes: NonZeroUsize,
+    /// How long shutdown waits for in-flight probes to close their sessions.
+    pub shutdown_grace: Duration,
+    pub targets: Vec<Target>,
+}
+
+/// One monitored endpoint, with every setting resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub url: Template,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub subprotocols: Vec<String>,
+    pub server_speaks_first: bool,
+    pub tls: TlsSettings,
+    pub interval: Duration,
+    pub jitter: Percent,
+    pub timeouts: Timeouts,
+    pub max_message_size: usize,
+}
+
+/// Per-phase time limits; `probe` bounds the whole probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub dns: Duration,
+    pub connect: Duration,
+    pub tls: Duration,
+    pub handshake: Duration,
+    pub first_message: Duration,
+    pub ping: Duration,
+    pub close: Duration,
+    pub idle: Duration,
+    pub probe: Duration,
+}
+
+impl Default for Timeouts {
+    /// The incident team's own limits: connect 10 s, handshake 15 s, ping 5 s, close 10 s,
+    /// heartbeat 45 s; probes as a whole are cut at 120 s like their longest test.
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        Self {
+            dns: s(5),
+            connect: s(10),
+            tls: s(10),
+            handshake: s(15),
+            first_message: s(10),
+            ping: s(5),
+            close: s(10),
+            idle: s(45),
+            probe: s(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of CA certificates to trust instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify the certificate against (and send as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate. For test rigs only: the probe still measures TLS.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written. Every field optional where `defaults` or built-ins can supply it.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<SocketAddr>,
+    max_concurrent_probes: Option<NonZeroUsize>,
+    shutdown_grace: Option<HumanDuration>,
+    #[serde(default)]
+    defaults: RawSettings,
+    targets: Vec<RawTarget>,
+}
+
+/// Settings a target inherits from `defaults` and may override.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    interval: Option<HumanDuration>,
+    jitter: Option<Percent>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    max_message_size: Option<ByteSize>,
+    server_speaks_first: Option<bool>,
+    #[serde(default)]
+    headers: BTreeMap<String, Template>,
+    subprotocols: Option<Vec<String>>,
+    tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    dns: Option<HumanDuration>,
+    connect: Option<HumanDuration>,
+    tls: Option<HumanDuration>,
+    handshake: Option<HumanDuration>,
+    first_message: Option<HumanDuration>,
+    ping: Option<HumanDuration>,
+    close: Option<HumanDuration>,
+    idle: Option<HumanDuration>,
+    probe: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    url: Template,
+    interval: Option<HumanDuration>,
+    jitter: Option<Percent>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    max_message_size: Option<ByteSize>,
+    server_speaks_first: Option<bool>,
+    #[serde(default)]
+    headers: BTreeMap<String, Template>,
+    subprotocols: Option<Vec<String>>,
+    tls: Option<TlsSettings>,
+}
+
+/// Headers the WebSocket handshake sets itself; a configured value would break it.
+const RESERVED_HEADERS: [&str; 6] =
+    ["host", "connection", "upgrade", "sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol"];
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let fail = |problem: String| ConfigError { file: path.to_owned(), problems: vec![problem] };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_norway::from_str(text)
+        .map_err(|e| ConfigError { file: path.to_owned(), problems: vec![e.to_string()] })?;
+    resolve(path, raw)
+}
+
+fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let defaults = &raw.defaults;
+    check_timeouts("defaults.timeouts", &defaults.timeouts, &mut problems);
+    check_positive("defaults.interval", defaults.interval, &mut problems);
+    if raw.targets.is_empty() {
+        problems.push("targets: at least one target is required".to_owned());
+    }
+    let mut seen = HashSet::new();
+    let mut targets = Vec::new();
+    for (i, t) in raw.targets.iter().enumerate() {
+        let at =
+            if is_valid_name(&t.name) { format!("target `{}`", t.name) } else { format!("targets[{i}]") };
+        if !is_valid_name(&t.name) {
+            problems.push(format!(
+                "{at}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
+                t.name.escape_debug()
+            ));
+        } else if !seen.insert(t.name.as_str()) {
+            problems.push(format!("{at}: duplicate target name (names must be unique)"));
+        }
+        if let Some(target) = resolve_target(&at, t, defaults, &mut problems) {
+            targets.push(target);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { file: path.to_owned(), problems });
+    }
+    Ok(Config {
+        file: path.to_owned(),
+        listen: raw.listen.unwrap_or_else(default_listen),
+        max_concurrent_probes: raw.max_concurrent_probes.unwrap_or(NonZeroUsize::MIN.saturating_add(31)),
+        shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(10), HumanDuration::get),
+        targets,
+    })
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9478))
+}
+
+fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<String>) -> Option<Target> {
+    let before = problems.len();
+    check_timeouts(&format!("{at}.timeouts"), &t.timeouts, problems);
+    check_positive(&format!("{at}.interval"), t.interval, problems);
+
+    let url = match t.url.expand() {
+        Ok(expanded) => match parse_ws_url(&expanded) {
+            Ok(u) => Some(u),
+            Err(why) if t.url.has_substitutions() => {
+                problems.push(format!("{at}.url: `{}` {why}", t.url));
+                None
+            }
+            Err(why) => {
+                problems.push(format!("{at}.url: `{expanded}` {why}"));
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(format!("{at}.url: {e}"));
+            None
+        }
+    };
+
+    let mut headers = Vec::new();
+    let merged: BTreeMap<&String, &Template> = d.headers.iter().chain(t.headers.iter()).collect();
+    for (name, value) in merged {
+        let field = format!("{at}.headers.{name}");
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(format!("{field}: not a valid HTTP header name"));
+            continue;
+        };
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            problems.push(format!(
+                "{field}: set by the WebSocket handshake itself (use `subprotocols` for Sec-WebSocket-Protocol)"
+            ));
+            continue;
+        }
+        match value.expand() {
+            // The value may be a secret: say what is wrong without showing it.
+            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
+                .push(format!("{field}: the value is not a valid HTTP header value (control characters?)")),
+            Ok(_) => headers.push((header, value.clone())),
+            Err(e) => problems.push(format!("{field}: {e}")),
+        }
+    }
+
+    let subprotocols = t.subprotocols.clone().or_else(|| d.subprotocols.clone()).unwrap_or_default();
+    for (j, p) in subprotocols.iter().enumerate() {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b",;\"()<>@[]{}/\\=?:".contains(&b)) {
+            problems.push(format!(
+                "{at}.subprotocols[{j}]: `{}` is not a valid subprotocol token",
+                p.escape_debug()
+            ));
+        }
+    }
+
+    let tls = t.tls.clone().or_else(|| d.tls.clone()).unwrap_or_default();
+    if let Some(ca) = &tls.ca_file {
+        match std::fs::read(ca) {
+            Ok(pem) if crate::probe::tls::parse_ca_pem(&pem).is_err() => {
+                problems.push(format!("{at}.tls.ca_file: `{}` holds no PEM certificate", ca.display()))
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{at}.tls.ca_file: cannot read `{}`: {e}", ca.display())),
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            problems.push(format!("{at}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
+        }
+    }
+    if t.tls.is_some() {
+        if let Some(u) = &url {
+            if !u.secure {
+                problems.push(format!("{at}.tls: TLS settings given but the url is ws:// (use wss://)"));
+            }
+        }
+    }
+
+    let max_message_size = t.max_message_size.or(d.max_message_size).unwrap_or(ByteSize::mib(1));
+    if max_message_size.0 < 125 {
+        problems.push(format!("{at}.max_message_size: must be at least 125B (a control frame's size)"));
+    }
+
+    let timeouts = merge_timeouts(&t.timeouts, &d.timeouts);
+    if problems.len() > before {
+        return None;
+    }
+    Some(Target {
+        name: t.name.clone(),
+        url: t.url.clone(),
+        headers,
+        subprotocols,
+        server_speaks_first: t.server_speaks_first.or(d.server_speaks_first).unwrap_or(true),
+        tls,
+        interval: t.interval.or(d.interval).map_or(Duration::from_secs(30), HumanDuration::get),
+        jitter: t.jitter.or(d.jitter).unwrap_or(Percent(10.0)),
+        timeouts,
+        max_message_size: usize::try_from(max_message_size.0).unwrap_or(usize::MAX),
+    })
+}
+
+fn merge_timeouts(t: &RawTimeouts, d: &RawTimeouts) -> Timeouts {
+    let base = Timeouts::default();
+    let pick = |a: Option<HumanDuration>, b: Option<HumanDuration>, c: Duration| {
+        a.or(b).map_or(c, HumanDuration::get)
+    };
+    Timeouts {
+        dns: pick(t.dns, d.dns, base.dns),
+        connect: pick(t.connect, d.connect, base.connect),
+        tls: pick(t.tls, d.tls, base.tls),
+        handshake: pick(t.handshake, d.handshake, base.handshake),
+        first_message: pick(t.first_message, d.first_message, base.first_message),
+        ping: pick(t.ping, d.ping, base.ping),
+        close: pick(t.close, d.close, base.close),
+        idle: pick(t.idle, d.idle, base.idle),
+        probe: pick(t.probe, d.probe, base.probe),
+    }
+}
+
+fn check_timeouts(at: &str, t: &RawTimeouts, problems: &mut Vec<String>) {
+    let all = [
+        ("dns", t.dns),
+        ("connect", t.connect),
+        ("tls", t.tls),
+        ("handshake", t.handshake),
+        ("first_message", t.first_message),
+        ("ping", t.ping),
+        ("close", t.close),
+        ("idle", t.idle),
+        ("probe", t.probe),
+    ];
+    for (name, value) in all {
+        check_positive(&format!("{at}.{name}"), value, problems);
+    }
+}
+
+fn check_positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<String>) {
+    if value.is_some_and(|v| v.get().is_zero()) {
+        problems.push(format!("{field}: must be positive"));
+    }
+}
+
+/// Target names become the `target` label: short, lowercase, no surprises in a URL path.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A WebSocket URL taken apart for the probe's phases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    pub secure: bool,
+    /// Host without brackets (IPv6 literals included).
+    pub host: String,
+    pub port: u16,
+    pub uri: Uri,
+}
+
+/// Parses and checks a `ws://` or `wss://` URL; the error completes "`<url>` ...".
+pub fn parse_ws_url(s: &str) -> Result<WsUrl, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        Some(other) => return Err(format!("must use ws:// or wss://, not {other}://")),
+        None => return Err("must be an absolute ws:// or wss:// URL".to_owned()),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    if port == 0 {
+        return Err("has port 0".to_owned());
+    }
+    Ok(WsUrl { secure, host, port, uri })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_taken_apart() {
+        let u = parse_ws_url("wss://[::1]:8443/ws?x=1").unwrap();
+        assert!(u.secure);
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
+        assert_eq!(parse_ws_url("ws://example.test/").unwrap().port, 80);
+        assert_eq!(parse_ws_url("http://x/").unwrap_err(), "must use ws:// or wss://, not http://");
+    }
+
+    #[test]
+    fn names_are_label_safe() {
+        assert!(is_valid_name("staging-agent_2"));
+        assert!(!is_valid_name("Staging"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(&"a".repeat(64)));
+    }
+}

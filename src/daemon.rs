@@ -1,0 +1,311 @@
+//! The daemon: loads targets into probing tasks, serves the HTTP API, reloads, shuts down.
+//!
+//! One supervisor task owns the running target tasks. A reload re-reads the file and, if
+//! it is valid, restarts only the targets whose settings changed; an invalid file keeps
+//! the old configuration running and says why. Shutdown cancels one token that every task
+//! holds: in-flight probes send their close frames, and the daemon waits for them up to
+//! `shutdown_grace`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, Target};
+use crate::metrics::Metrics;
+use crate::probe::Prober;
+use crate::scheduler::{self, Recorder};
+use crate::state::{self, Event, Snapshot, TargetInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("target `{target}`: {reason}")]
+    Tls { target: String, reason: String },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Where the configuration comes from, and so what a reload re-reads.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// Built in (the demo): reloading has nothing to re-read.
+    Fixed,
+}
+
+/// A reload request from the API or SIGHUP; the answer says what happened.
+pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+
+/// What the HTTP API needs from the daemon.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub reload: mpsc::Sender<ReloadReply>,
+}
+
+/// A started daemon.
+#[derive(Debug)]
+pub struct Running {
+    /// The address `/metrics` and the API are served on.
+    pub addr: SocketAddr,
+    pub shared: Shared,
+    supervisor: JoinHandle<()>,
+    server: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the daemon has stopped (after `cancel` fired).
+    pub async fn wait(self) {
+        let _ = self.supervisor.await;
+        let _ = self.server.await;
+    }
+}
+
+/// Builds every prober first, so a bad TLS file is reported before anything starts.
+fn probers(config: &Config) -> Result<Vec<Prober>, DaemonError> {
+    config
+        .targets
+        .iter()
+        .map(|t| Prober::new(t.clone()).map_err(|reason| DaemonError::Tls { target: t.name.clone(), reason }))
+        .collect()
+}
+
+/// Binds the listener and starts probing. Everything stops when `cancel` fires.
+pub async fn start(
+    config: Config,
+    source: Source,
+    cancel: CancellationToken,
+) -> Result<Running, DaemonError> {
+    let probers = probers(&config)?;
+    let metrics = Metrics::new()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.listen, source })?;
+
+    let (state, snapshot) = state::spawn();
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx };
+
+    let mut supervisor = Supervisor {
+        source,
+        limit: Arc::new(Semaphore::new(config.max_concurrent_probes.get())),
+        shutdown_grace: config.shutdown_grace,
+        config,
+        tasks: HashMap::new(),
+        recorder: Recorder { metrics: metrics.clone(), state },
+        cancel: cancel.clone(),
+    };
+    supervisor.apply(probers).await;
+    metrics.reload_successful.set(1);
+    metrics.reload_timestamp.set(unix_now());
+    let supervisor = tokio::spawn(supervisor.run(reload_rx));
+
+    let app = crate::api::router(shared.clone());
+    let server_cancel = cancel.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "The HTTP server failed.");
+        }
+    });
+    tracing::info!(%addr, "Serving /metrics and the API.");
+    Ok(Running { addr, shared, supervisor, server })
+}
+
+struct TargetTask {
+    target: Target,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+struct Supervisor {
+    source: Source,
+    config: Config,
+    limit: Arc<Semaphore>,
+    shutdown_grace: Duration,
+    tasks: HashMap<String, TargetTask>,
+    recorder: Recorder,
+    cancel: CancellationToken,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut reloads: mpsc::Receiver<ReloadReply>) {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break,
+                Some(reply) = reloads.recv() => {
+                    let outcome = self.reload().await;
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Waits for in-flight probes to close their sessions, up to the grace period.
+    async fn drain(self) {
+        let running = self.tasks.len();
+        let mut handles: Vec<_> = self.tasks.into_values().map(|t| t.handle).collect();
+        let all = futures_util::future::join_all(handles.iter_mut());
+        if tokio::time::timeout(self.shutdown_grace, all).await.is_err() {
+            tracing::warn!(
+                grace = %humantime::format_duration(self.shutdown_grace),
+                "Shutdown grace period ran out; abandoning the probes still running."
+            );
+            for h in &handles {
+                h.abort();
+            }
+        } else {
+            tracing::info!(targets = running, "All probes stopped.");
+        }
+    }
+
+    async fn reload(&mut self) -> Result<String, String> {
+        let metrics = self.recorder.metrics.clone();
+        let loaded = match &self.source {
+            Source::Fixed => Err("this configuration is built in; there is no file to reload".to_owned()),
+            Source::File(path) => config::load(path).map_err(|e| e.to_string()),
+        };
+        let loaded = loaded.and_then(|c| probers(&c).map(|p| (c, p)).map_err(|e| e.to_string()));
+        match loaded {
+            Ok((config, probers)) => {
+                if config.listen != self.config.listen {
+                    tracing::warn!(
+                        listen = %config.listen,
+                        "`listen` changed; the new address takes effect at the next restart."
+                    );
+                }
+                if config.max_concurrent_probes != self.config.max_concurrent_probes {
+                    tracing::warn!("`max_concurrent_probes` changed; it takes effect at the next restart.");
+                }
+                self.shutdown_grace = config.shutdown_grace;
+                self.config = config;
+                let count = probers.len();
+                self.apply(probers).await;
+                metrics.reload_successful.set(1);
+                metrics.reload_timestamp.set(unix_now());
+                tracing::info!(targets = count, "Configuration reloaded.");
+                Ok(format!("configuration reloaded: {count} targets"))
+            }
+            Err(why) => {
+                metrics.reload_successful.set(0);
+                tracing::error!(error = %why, "Configuration reload rejected; the previous configuration stays in force.");
+                Err(why)
+            }
+        }
+    }
+
+    /// Starts, keeps or restarts target tasks so that exactly `probers` run.
+    async fn apply(&mut self, probers: Vec<Prober>) {
+        let metrics = &self.recorder.metrics;
+        let count = probers.len();
+        let infos = probers
+            .iter()
+            .map(|p| TargetInfo {
+                name: p.target.name.clone(),
+                url: p.target.url.source().to_owned(),
+                interval_seconds: p.target.interval.as_secs_f64(),
+            })
+            .collect();
+        self.recorder.state.send(Event::Targets(infos)).await;
+
+        let mut old = std::mem::take(&mut self.tasks);
+        for (index, prober) in probers.into_iter().enumerate() {
+            let name = prober.target.name.clone();
+            if let Some(task) = old.remove(&name) {
+                if task.target == *prober.target && !task.handle.is_finished() {
+                    self.tasks.insert(name, task);
+                    continue;
+                }
+                task.cancel.cancel();
+                tracing::info!(target_name = %name, "Target settings changed; restarting its probes.");
+            } else {
+                metrics.add_target(&name);
+            }
+            let cancel = self.cancel.child_token();
+            let offset = scheduler::initial_offset(prober.target.interval, index, count);
+            let target = (*prober.target).clone();
+            let handle = scheduler::spawn_target(
+                prober,
+                offset,
+                self.limit.clone(),
+                self.recorder.clone(),
+                cancel.clone(),
+            );
+            self.tasks.insert(name, TargetTask { target, cancel, handle });
+        }
+        for (name, task) in old {
+            task.cancel.cancel();
+            metrics.remove_target(&name, &[]);
+            tracing::info!(target_name = %name, "Target removed from the configuration.");
+        }
+        metrics.targets.set(i64::try_from(self.tasks.len()).unwrap_or(i64::MAX));
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down."),
+        () = term => tracing::info!("SIGTERM received; shutting down."),
+    }
+}
+
+/// Forwards SIGHUP to the reload channel, for the `kill -HUP` habit.
+pub fn reload_on_sighup(reload: mpsc::Sender<ReloadReply>, cancel: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received; reloading the configuration.");
+                    let (tx, rx) = oneshot::channel();
+                    if reload.send(tx).await.is_err() { return; }
+                    let _ = rx.await;
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (reload, cancel);
+}
+
+/// Requests a reload and waits for its outcome.
+pub async fn request_reload(reload: &mpsc::Sender<ReloadReply>) -> Result<String, String> {
+    let (tx, rx) = oneshot::channel();
+    reload.send(tx).await.map_err(|_| "the daemon is shutting down".to_owned())?;
+    rx.await.map_err(|_| "the daemon is shutting down".to_owned())?
+}

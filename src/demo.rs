@@ -1,0 +1,149 @@
+//! `wsprobe demo`: an embedded WebSocket service and a daemon probing it.
+//!
+//! No configuration file, no network beyond loopback. `/agent` behaves: it greets, answers
+//! pings and streams an agent run on request. `/flaky` misbehaves on a fixed cycle (slow
+//! upgrades, a stalled stream, an abrupt close, a handshake that times out) so the
+//! dashboards and alerts have failures to show.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What `/flaky` does on its n-th connection, cycling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlakyMode {
+    Healthy,
+    SlowUpgrade(Duration),
+    Stall,
+    CloseAfterWelcome,
+}
+
+/// The misbehaviour cycle of `/flaky`: mostly healthy, each failure kind once.
+pub const FLAKY_CYCLE: [FlakyMode; 6] = [
+    FlakyMode::Healthy,
+    FlakyMode::SlowUpgrade(Duration::from_millis(800)),
+    FlakyMode::Stall,
+    FlakyMode::Healthy,
+    FlakyMode::CloseAfterWelcome,
+    FlakyMode::SlowUpgrade(Duration::from_secs(5)),
+];
+
+/// The agent events streamed after an `execute_agent` request, with the gap before each.
+pub const AGENT_EVENTS: [(&str, u64); 5] = [
+    ("agent_started", 50),
+    ("agent_thinking", 300),
+    ("tool_executing", 200),
+    ("tool_completed", 400),
+    ("agent_completed", 250),
+];
+
+#[derive(Debug)]
+pub struct DemoServer {
+    pub addr: SocketAddr,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Starts the demo service on an ephemeral loopback port.
+pub async fn start_server() -> std::io::Result<DemoServer> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let flaky_count = Arc::new(AtomicU64::new(0));
+    let handle = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let flaky_count = flaky_count.clone();
+            tokio::spawn(async move {
+                let _ = serve(stream, flaky_count).await;
+            });
+        }
+    });
+    Ok(DemoServer { addr, handle })
+}
+
+/// The demo's configuration, as YAML a user could have written.
+pub fn config_yaml(listen: SocketAddr, service: SocketAddr, interval: Duration) -> String {
+    let interval = humantime::format_duration(interval);
+    format!(
+        r#"listen: {listen}
+defaults:
+  interval: {interval}
+  jitter: 10%
+  timeouts: {{ handshake: 3s, first_message: 2s, ping: 2s, close: 2s, idle: 10s, probe: 20s }}
+targets:
+  - name: demo-agent
+    url: ws://{service}/agent
+  - name: demo-flaky
+    url: ws://{service}/flaky
+"#
+    )
+}
+
+async fn serve(stream: TcpStream, flaky_count: Arc<AtomicU64>) -> Result<(), Box<dyn std::error::Error>> {
+    // The path decides the behaviour; peek it before the upgrade so a slow-upgrade
+    // delay happens before any response byte is written.
+    let mut buf = [0u8; 256];
+    let n = stream.peek(&mut buf).await?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let mode = if head.starts_with("GET /flaky") {
+        let n = flaky_count.fetch_add(1, Ordering::Relaxed);
+        FLAKY_CYCLE[(n % FLAKY_CYCLE.len() as u64) as usize]
+    } else {
+        FlakyMode::Healthy
+    };
+    if let FlakyMode::SlowUpgrade(delay) = mode {
+        tokio::time::sleep(delay).await;
+    }
+    let echo_protocol = |req: &Request, mut resp: Response| {
+        if let Some(p) = req.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()) {
+            if let Some(first) = p.split(',').next().and_then(|f| f.trim().parse().ok()) {
+                resp.headers_mut().insert("sec-websocket-protocol", first);
+            }
+        }
+        Ok(resp)
+    };
+    let mut ws = tokio_tungstenite::accept_hdr_async(stream, echo_protocol).await?;
+    if mode == FlakyMode::Stall {
+        // Upgraded, then silent: the probe's first-message timeout fires.
+        while ws.next().await.is_some() {}
+        return Ok(());
+    }
+    let welcome = r#"{"type":"system_message","data":{"event":"connection_established"}}"#;
+    ws.send(Message::text(welcome)).await?;
+    if mode == FlakyMode::CloseAfterWelcome {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let frame = CloseFrame { code: CloseCode::Error, reason: "demo: simulated crash".into() };
+        ws.send(Message::Close(Some(frame))).await?;
+        return Ok(());
+    }
+    while let Some(msg) = ws.next().await {
+        let Message::Text(text) = msg? else { continue };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        match value.get("type").and_then(|t| t.as_str()) {
+            Some("ping") => ws.send(Message::text(r#"{"type":"pong"}"#)).await?,
+            Some("execute_agent") => {
+                for (event, gap_ms) in AGENT_EVENTS {
+                    tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+                    let body = serde_json::json!({"type": event, "data": {"event": event}});
+                    ws.send(Message::text(body.to_string())).await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The `wsprobe` command line: run, check, once, demo.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use wsprobe::config::{self, Config, HumanDuration};
+use wsprobe::daemon::{self, Source};
+use wsprobe::probe::Prober;
+use wsprobe::{demo, once};
+
+/// Continuous WebSocket synthetic monitoring.
+#[derive(Debug, Parser)]
+#[command(name = "wsprobe", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WSPROBE_REVISION"), ")"))]
+struct Cli {
+    /// Log line format (RUST_LOG filters, e.g. `RUST_LOG=wsprobe=debug`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: probe every target continuously, serve /metrics and the API.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print a summary (exit 0 valid, 2 invalid).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Probe each target once now (exit 0 all ok, 1 any failed, 2 bad configuration).
+    Once {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this target (repeatable).
+        #[arg(long = "target", short = 't', value_name = "NAME")]
+        targets: Vec<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Start an embedded demo service and a daemon probing it. No configuration needed.
+    Demo {
+        /// Address for /metrics and the API (falls back to a free port if taken).
+        #[arg(long, default_value = config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Probe interval of the demo targets.
+        #[arg(long, default_value = "5s")]
+        interval: HumanDuration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. });
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsprobe: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Check { config } => check(&config),
+            Command::Run { config } => with_config(&config, |c| run(c, config.clone())).await,
+            Command::Once { config, targets, format } => {
+                with_config(&config, |c| run_once(c, targets, format)).await
+            }
+            Command::Demo { listen, interval } => report(run_demo(listen, interval.get()).await),
+        }
+    })
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
+/// Loads the configuration or exits 2 with every problem, each naming file and field.
+async fn with_config<F, Fut>(path: &Path, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    match config::load(path) {
+        Ok(c) => report(f(c).await),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn report(outcome: anyhow::Result<ExitCode>) -> ExitCode {
+    outcome.unwrap_or_else(|e| {
+        eprintln!("wsprobe: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let c = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let probers: Result<Vec<_>, _> = c.targets.iter().map(|t| Prober::new(t.clone())).collect();
+    if let Err(e) = probers {
+        eprintln!("{}: {e}", path.display());
+        return ExitCode::from(2);
+    }
+    println!("{}: valid; listen {}; {} target(s)", path.display(), c.listen, c.targets.len());
+    for t in &c.targets {
+        println!(
+            "  {:<24} {}  every {} ±{}, probe timeout {}{}",
+            t.name,
+            t.url,
+            humantime::format_duration(t.interval),
+            t.jitter,
+            humantime::format_duration(t.timeouts.probe),
+            if t.server_speaks_first { "" } else { ", client speaks first" },
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run(config: Config, path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cancel = CancellationToken::new();
+    let targets = config.targets.len();
+    let running = daemon::start(config, Source::File(path.clone()), cancel.clone()).await?;
+    tracing::info!(config = %path.display(), targets, "wsprobe started.");
+    daemon::reload_on_sighup(running.shared.reload.clone(), cancel.clone());
+    daemon::shutdown_signal().await;
+    cancel.cancel();
+    running.wait().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    for name in &names {
+        if !config.targets.iter().any(|t| &t.name == name) {
+            let known: Vec<_> = config.targets.iter().map(|t| t.name.as_str()).collect();
+            eprintln!(
+                "{}: --target {name}: no such target (known: {})",
+                config.file.display(),
+                known.join(", ")
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let mut probers = Vec::new();
+    for t in config.targets.iter().filter(|t| names.is_empty() || names.contains(&t.name)) {
+        match Prober::new(t.clone()) {
+            Ok(p) => probers.push(p),
+            Err(e) => {
+                eprintln!("{}: target `{}`: {e}", config.file.display(), t.name);
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    let cancel = CancellationToken::new();
+    let results = tokio::select! {
+        r = once::probe_all(probers, &config, &cancel) => r,
+        () = daemon::shutdown_signal() => {
+            cancel.cancel();
+            return Ok(ExitCode::from(130));
+        }
+    };
+    for r in &results {
+        wsprobe::scheduler::log_result(r);
+    }
+    match format {
+        OutputFormat::Json => println!("{}", once::render_json(&results)),
+        OutputFormat::Text => print!("{}", once::render_text(&results)),
+    }
+    Ok(if results.iter().all(|r| r.success) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn run_demo(listen: SocketAddr, interval: Duration) -> anyhow::Result<ExitCode> {
+    let server = demo::start_server().await.context("cannot start the demo service")?;
+    // The usual port may be taken (a real wsprobe running?); the demo must still start.
+    let listen = match std::net::TcpListener::bind(listen) {
+        Ok(_) => listen,
+        Err(_) => SocketAddr::new(listen.ip(), 0),
+    };
+    let yaml = demo::config_yaml(listen, server.addr, interval);
+    let config = config::parse(Path::new("<demo>"), &yaml).context("the demo configuration is invalid")?;
+    let cancel = CancellationToken::new();
+    let running = daemon::start(config, Source::Fixed, cancel.clone()).await?;
+    let addr = running.addr;
+    println!("wsprobe demo");
+    println!(
+        "  demo service  ws://{}/agent (healthy), ws://{}/flaky (misbehaves on a cycle)",
+        server.addr, server.addr
+    );
+    println!("  metrics       http://{addr}/metrics");
+    println!("  targets       http://{addr}/api/targets");
+    println!("  probing every {}; press Ctrl-C to stop.", humantime::format_duration(interval));
+    daemon::shutdown_signal().await;
+    cancel.cancel();
+    running.wait().await;
+    drop(server);
+    Ok(ExitCode::SUCCESS)
+}

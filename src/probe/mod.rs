@@ -1,0 +1,271 @@
+//! One probe of one target: each phase timed by us and bounded by its own timeout.
+//!
+//! The phases run in order (`resolve`, `tcp`, `tls`, `upgrade`, then the `session`), so a
+//! failure is attributed to exactly one phase and one [`Reason`]. `timeouts.probe` bounds
+//! the whole: every wait takes the earlier of its own deadline and the probe's.
+
+mod outcome;
+pub mod resolve;
+pub mod session;
+pub mod tcp;
+pub mod tls;
+pub mod upgrade;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::ClientConfig;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
+use session::{fmt_duration, Event, Session};
+
+use crate::config::{parse_ws_url, Target};
+
+/// Why a probe stopped early.
+#[derive(Debug)]
+pub enum Stop {
+    Failed(ProbeError),
+    /// Shutdown or reload: not a result, nothing is recorded.
+    Cancelled,
+}
+
+impl From<ProbeError> for Stop {
+    fn from(e: ProbeError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// How long a failing or cancelled probe spends trying to close politely.
+const ABANDON_LIMIT: Duration = Duration::from_millis(500);
+
+/// A target made ready to probe: its TLS configuration built once.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    pub target: Arc<Target>,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Prober {
+    /// Prepares a target; fails if its TLS settings cannot be loaded.
+    pub fn new(target: Target) -> Result<Self, String> {
+        let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
+        let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
+        Ok(Self { target: Arc::new(target), tls })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    /// Runs one probe. `None` when `cancel` fired first (the session was closed politely).
+    pub async fn probe(&self, cancel: &CancellationToken) -> Option<ProbeResult> {
+        let started = Instant::now();
+        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let mut run = Run {
+            probe_deadline: started + self.target.timeouts.probe,
+            current: Phase::Dns,
+            phases: PhaseTimings::default(),
+            http_status: None,
+            cert_expiry: None,
+            cancel: cancel.clone(),
+        };
+        let mut session = None;
+        let outcome = self.flow(&mut run, &mut session).await;
+        let duration = started.elapsed().as_secs_f64();
+        let (received, sent, gaps) = match &mut session {
+            Some(s) => (s.received, s.sent, std::mem::take(&mut s.gaps)),
+            None => (0, 0, Vec::new()),
+        };
+        let mut result = ProbeResult {
+            target: self.target.name.clone(),
+            success: true,
+            reason: None,
+            phase: None,
+            step: None,
+            message: None,
+            http_status: run.http_status,
+            close_code: None,
+            duration_seconds: duration,
+            phases: run.phases,
+            steps: Vec::new(),
+            messages_received: received,
+            messages_sent: sent,
+            tls_cert_expiry: run.cert_expiry,
+            started_at,
+            message_gaps: gaps,
+        };
+        match outcome {
+            Ok(()) => Some(result),
+            Err(Stop::Cancelled) => {
+                if let Some(s) = session {
+                    s.abandon(CloseCode::Away, ABANDON_LIMIT).await;
+                }
+                None
+            }
+            Err(Stop::Failed(e)) => {
+                result.success = false;
+                result.reason = Some(e.reason);
+                result.phase = Some(run.current);
+                result.message = Some(e.message);
+                result.http_status = e.http_status.or(result.http_status);
+                result.close_code = e.close_code;
+                if let Some(s) = session {
+                    if !matches!(
+                        e.reason,
+                        Reason::UnexpectedClose | Reason::ConnectionReset | Reason::CloseTimeout
+                    ) {
+                        s.abandon(CloseCode::Normal, ABANDON_LIMIT).await;
+                    }
+                }
+                Some(result)
+            }
+        }
+    }
+
+    async fn flow(&self, run: &mut Run, session_slot: &mut Option<Session>) -> Result<(), Stop> {
+        let t = &*self.target;
+        let to = &t.timeouts;
+        // Substitutions are expanded at every probe so rotated secrets are used at once.
+        let expanded = t
+            .url
+            .expand()
+            .map_err(|e| ProbeError::new(Reason::ConnectError, format!("cannot expand the url: {e}")))?;
+        let url = parse_ws_url(&expanded).map_err(|why| {
+            ProbeError::new(Reason::ConnectError, format!("the url `{}` {why}", t.url.source()))
+        })?;
+        let mut headers = Vec::with_capacity(t.headers.len());
+        for (name, value) in &t.headers {
+            let v = value.expand().map_err(|e| {
+                ProbeError::new(Reason::ConnectError, format!("cannot expand header `{name}`: {e}"))
+            })?;
+            let mut v = HeaderValue::from_str(&v).map_err(|_| {
+                ProbeError::new(Reason::ConnectError, format!("header `{name}` expands to an invalid value"))
+            })?;
+            if value.has_substitutions() {
+                v.set_sensitive(true);
+            }
+            headers.push((name.clone(), v));
+        }
+
+        let addrs = run
+            .phase(
+                Phase::Dns,
+                to.dns,
+                Reason::DnsError,
+                "DNS resolution did not finish",
+                resolve::resolve(&url.host, url.port),
+            )
+            .await?;
+        let tcp = run
+            .phase(
+                Phase::Connect,
+                to.connect,
+                Reason::ConnectTimeout,
+                "TCP connect did not finish",
+                tcp::connect(&addrs),
+            )
+            .await?;
+        let conn = match &self.tls {
+            Some(config) if url.secure => {
+                let name = t.tls.server_name.as_deref().unwrap_or(&url.host);
+                let (conn, expiry) = run
+                    .phase(
+                        Phase::Tls,
+                        to.tls,
+                        Reason::TlsTimeout,
+                        "TLS handshake did not finish",
+                        tls::handshake(config.clone(), name, tcp),
+                    )
+                    .await?;
+                run.cert_expiry = expiry;
+                conn
+            }
+            _ => tls::Conn::Plain(tcp),
+        };
+        let ws = run
+            .phase(
+                Phase::Handshake,
+                to.handshake,
+                Reason::HandshakeTimeout,
+                "no upgrade response",
+                upgrade::upgrade(&url.uri, headers, &t.subprotocols, t.max_message_size, conn),
+            )
+            .await?;
+        run.http_status = Some(101);
+        let session = session_slot.insert(Session::new(ws, to.idle, run.probe_deadline, run.cancel.clone()));
+
+        if t.server_speaks_first {
+            run.current = Phase::FirstMessage;
+            let start = Instant::now();
+            let wait = session.wait(to.first_message, Reason::FirstMessageTimeout, "no first message");
+            loop {
+                if let Event::Data(_) = session.next_event(&wait).await? {
+                    break;
+                }
+            }
+            run.phases.set(Phase::FirstMessage, start.elapsed().as_secs_f64());
+        }
+
+        run.current = Phase::Ping;
+        let rtt = session.ping(to.ping).await?;
+        run.phases.set(Phase::Ping, rtt.as_secs_f64());
+
+        run.current = Phase::Close;
+        let closed = session.close(CloseCode::Normal, to.close).await?;
+        run.phases.set(Phase::Close, closed.as_secs_f64());
+        *session_slot = None;
+        Ok(())
+    }
+}
+
+/// The running probe's bookkeeping: which phase is in progress and what was measured.
+struct Run {
+    probe_deadline: Instant,
+    current: Phase,
+    phases: PhaseTimings,
+    http_status: Option<u16>,
+    cert_expiry: Option<i64>,
+    cancel: CancellationToken,
+}
+
+impl Run {
+    /// Runs one connection phase under its timeout and the probe deadline, timing it.
+    async fn phase<T>(
+        &mut self,
+        phase: Phase,
+        timeout: Duration,
+        timeout_reason: Reason,
+        what: &str,
+        fut: impl Future<Output = Result<T, ProbeError>>,
+    ) -> Result<T, Stop> {
+        self.current = phase;
+        let start = Instant::now();
+        let own = start + timeout;
+        let deadline = own.min(self.probe_deadline);
+        let out = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+            r = tokio::time::timeout_at(deadline, fut) => r,
+        };
+        match out {
+            Ok(Ok(value)) => {
+                self.phases.set(phase, start.elapsed().as_secs_f64());
+                Ok(value)
+            }
+            Ok(Err(e)) => Err(Stop::Failed(e)),
+            Err(_) if deadline < own => {
+                Err(ProbeError::new(Reason::ProbeTimeout, "the probe ran out of time (timeouts.probe)")
+                    .into())
+            }
+            Err(_) => {
+                Err(ProbeError::new(timeout_reason, format!("{what} within {}", fmt_duration(timeout)))
+                    .into())
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! What the daemon knows about each target, owned by one task.
+//!
+//! Probe results and configuration changes arrive on a channel; the task folds them into
+//! per-target status and publishes an immutable snapshot on a `watch` channel. Readers
+//! (`/api/targets`, `/readyz`) take the latest snapshot without waiting on anyone, so the
+//! HTTP API never queues behind probe work.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::probe::{Phase, ProbeResult, Reason};
+
+/// Failures kept per target for `/api/targets`.
+pub const RECENT_FAILURES: usize = 10;
+
+/// A target as configured, for display.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetInfo {
+    pub name: String,
+    /// The URL as written, substitutions unexpanded (it may hide a secret).
+    pub url: String,
+    pub interval_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureSummary {
+    pub started_at: f64,
+    pub reason: Option<Reason>,
+    pub phase: Option<Phase>,
+    pub step: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub success: u64,
+    pub failure: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetStatus {
+    #[serde(flatten)]
+    pub info: TargetInfo,
+    pub last_result: Option<ProbeResult>,
+    pub consecutive_failures: u64,
+    pub recent_failures: VecDeque<FailureSummary>,
+    pub probes: Counts,
+}
+
+/// Everything the API shows, as of the last change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub targets: Vec<TargetStatus>,
+}
+
+impl Snapshot {
+    /// Ready once every configured target has a result.
+    pub fn probed(&self) -> usize {
+        self.targets.iter().filter(|t| t.last_result.is_some()).count()
+    }
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// The configured target list changed (or was first loaded).
+    Targets(Vec<TargetInfo>),
+    Result(Box<ProbeResult>),
+    Skipped {
+        target: String,
+        count: u64,
+    },
+}
+
+/// The sending side, cloned into every target task.
+#[derive(Debug, Clone)]
+pub struct StateHandle {
+    tx: mpsc::Sender<Event>,
+}
+
+impl StateHandle {
+    pub async fn send(&self, event: Event) {
+        // The state task only ends after every sender is gone; a failed send means
+        // shutdown is under way and the event no longer matters.
+        let _ = self.tx.send(event).await;
+    }
+}
+
+/// Starts the state task. It ends when every `StateHandle` is dropped.
+pub fn spawn() -> (StateHandle, watch::Receiver<Arc<Snapshot>>) {
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
+    tokio::spawn(async move {
+        let mut targets: BTreeMap<String, TargetStatus> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        while let Some(event) = rx.recv().await {
+            apply(&mut targets, &mut order, event);
+            let snapshot =
+                Snapshot { targets: order.iter().filter_map(|n| targets.get(n).cloned()).collect() };
+            snap_tx.send_replace(Arc::new(snapshot));
+        }
+    });
+    (StateHandle { tx }, snap_rx)
+}
+
+fn apply(targets: &mut BTreeMap<String, TargetStatus>, order: &mut Vec<String>, event: Event) {
+    match event {
+        Event::Targets(list) => {
+            order.clear();
+            let mut next = BTreeMap::new();
+            for info in list {
+                order.push(info.name.clone());
+                let status = match targets.remove(&info.name) {
+                    Some(mut old) => {
+                        old.info = info;
+                        old
+                    }
+                    None => TargetStatus {
+                        info,
+                        last_result: None,
+                        consecutive_failures: 0,
+                        recent_failures: VecDeque::new(),
+                        probes: Counts::default(),
+                    },
+                };
+                next.insert(status.info.name.clone(), status);
+            }
+            *targets = next;
+        }
+        Event::Result(result) => {
+            let Some(status) = targets.get_mut(&result.target) else { return };
+            if result.success {
+                status.probes.success += 1;
+                status.consecutive_failures = 0;
+            } else {
+                status.probes.failure += 1;
+                status.consecutive_failures += 1;
+                if status.recent_failures.len() == RECENT_FAILURES {
+                    status.recent_failures.pop_back();
+                }
+                status.recent_failures.push_front(FailureSummary {
+                    started_at: result.started_at,
+                    reason: result.reason,
+                    phase: result.phase,
+                    step: result.step.clone(),
+                    message: result.message.clone(),
+                });
+            }
+            status.last_result = Some(*result);
+        }
+        Event::Skipped { target, count } => {
+            if let Some(status) = targets.get_mut(&target) {
+                status.probes.skipped += count;
+            }
+        }
+    }
+}
