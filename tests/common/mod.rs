@@ -26,10 +26,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 
+// Not every test binary that includes this module uses the TLS helpers.
+#[allow(unused_imports)]
 pub use tls::{client_config_with_roots, self_signed, write_temp, TlsIdentity};
 use wire::{
-    accept_key, close_payload, encode_frame, frame_header, garbage_bytes, http_response,
-    pause, switching_protocols, Conn, Io, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT,
+    accept_key, close_payload, encode_frame, frame_header, garbage_bytes, http_response, pause,
+    switching_protocols, Conn, Io, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT,
 };
 
 /// The welcome message every server that "speaks first" sends by default.
@@ -53,7 +55,7 @@ pub struct ServerOpts {
     pub close_delay: Duration,
     /// Serve `wss://` with this identity.
     pub tls: Option<TlsIdentity>,
-    /// Sleep after the TCP accept, before reading the ClientHello.
+    /// Sleep after the TCP accept, before reading the `ClientHello`.
     pub tls_delay: Duration,
 }
 
@@ -131,7 +133,8 @@ impl FakeServer {
     /// the count may still lag by a scheduling round.
     pub async fn wait_connections(&self, n: usize, within: Duration) -> bool {
         let mut rx = self.shared.connections.subscribe();
-        matches!(timeout(within, rx.wait_for(|c| *c >= n)).await, Ok(Ok(_)))
+        let reached = timeout(within, rx.wait_for(|c| *c >= n)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 
     /// Complete text messages received from clients (`echo`, `push`, `no_pong`,
@@ -161,9 +164,7 @@ where
     F: Fn(TcpStream, Arc<Shared>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind a loopback port");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("bound address");
     let shared = Arc::new(Shared {
         connections: watch::Sender::new(0),
@@ -171,12 +172,7 @@ where
         requests: Mutex::default(),
     });
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), handler));
-    FakeServer {
-        addr,
-        tls,
-        shared,
-        task,
-    }
+    FakeServer { addr, tls, shared, task }
 }
 
 async fn accept_loop<F, Fut>(listener: TcpListener, shared: Arc<Shared>, handler: F)
@@ -210,9 +206,7 @@ async fn upgrade<S: Io>(conn: &mut Conn<S>, shared: &Shared, delay: Duration) ->
     };
     shared.record_request(&request.head);
     let Some(key) = request.key else {
-        let _ = conn
-            .send_raw(http_response(400, "missing Sec-WebSocket-Key").as_bytes())
-            .await;
+        let _ = conn.send_raw(http_response(400, "missing Sec-WebSocket-Key").as_bytes()).await;
         return false;
     };
     pause(delay).await;
@@ -250,10 +244,7 @@ struct Conduct {
 
 /// A server running `opts` (TLS, upgrade, welcome) and then `conduct`.
 async fn session_server(opts: ServerOpts, conduct: Conduct) -> FakeServer {
-    let acceptor = opts
-        .tls
-        .as_ref()
-        .map(|identity| TlsAcceptor::from(identity.server_config()));
+    let acceptor = opts.tls.as_ref().map(|identity| TlsAcceptor::from(identity.server_config()));
     let tls = acceptor.is_some();
     let opts = Arc::new(opts);
     let conduct = Arc::new(conduct);
@@ -333,10 +324,9 @@ async fn converse<S: Io>(conn: &mut Conn<S>, shared: &Shared, conduct: &Conduct)
             shared.record_received(String::from_utf8_lossy(&data).into_owned());
         }
         let carry_on = match &conduct.on_data {
-            OnData::Discard => true,
             OnData::Echo => conn.send_frame(opcode, &data).await.is_ok(),
             OnData::Script(script) if opcode == TEXT => play(conn, script).await,
-            OnData::Script(_) => true,
+            OnData::Discard | OnData::Script(_) => true,
         };
         if !carry_on {
             return;
@@ -370,11 +360,8 @@ async fn play<S: Io>(conn: &mut Conn<S>, script: &[Push]) -> bool {
 /// Upgrades (after `handshake_delay`), sends the welcome, echoes text and binary messages,
 /// answers each ping after `pong_delay` and the close after `close_delay`.
 pub async fn echo(opts: ServerOpts) -> FakeServer {
-    let conduct = Conduct {
-        on_data: OnData::Echo,
-        pong: Some(opts.pong_delay),
-        close: Some(opts.close_delay),
-    };
+    let conduct =
+        Conduct { on_data: OnData::Echo, pong: Some(opts.pong_delay), close: Some(opts.close_delay) };
     session_server(opts, conduct).await
 }
 
@@ -515,22 +502,14 @@ pub async fn huge_frame(announced_len: u64) -> FakeServer {
 /// Upgrade and welcome, then reads and discards every client frame: never pongs, never
 /// answers the close.
 pub async fn no_pong() -> FakeServer {
-    let conduct = Conduct {
-        on_data: OnData::Discard,
-        pong: None,
-        close: None,
-    };
+    let conduct = Conduct { on_data: OnData::Discard, pong: None, close: None };
     session_server(ServerOpts::default(), conduct).await
 }
 
 /// Upgrade and welcome, echoes and answers pings at once, but ignores the close frame and
 /// keeps the socket open.
 pub async fn no_close_reply() -> FakeServer {
-    let conduct = Conduct {
-        on_data: OnData::Echo,
-        pong: Some(Duration::ZERO),
-        close: None,
-    };
+    let conduct = Conduct { on_data: OnData::Echo, pong: Some(Duration::ZERO), close: None };
     session_server(ServerOpts::default(), conduct).await
 }
 
@@ -583,9 +562,7 @@ pub struct Guard {
 /// a `connect()` to the address hangs (connect timeout). Setup takes about 50 ms.
 pub async fn unaccepting() -> (SocketAddr, Guard) {
     let socket = TcpSocket::new_v4().expect("create a socket");
-    socket
-        .bind((Ipv4Addr::LOCALHOST, 0).into())
-        .expect("bind a loopback port");
+    socket.bind((Ipv4Addr::LOCALHOST, 0).into()).expect("bind a loopback port");
     let listener = socket.listen(1).expect("listen");
     let addr = listener.local_addr().expect("bound address");
     let mut fillers = Vec::new();
@@ -595,10 +572,7 @@ pub async fn unaccepting() -> (SocketAddr, Guard) {
             Ok(Ok(stream)) => fillers.push(stream),
             Ok(Err(e)) => panic!("filling the accept queue of {addr} failed: {e}"),
             Err(_) => {
-                let guard = Guard {
-                    _listener: listener,
-                    _fillers: fillers,
-                };
+                let guard = Guard { _listener: listener, _fillers: fillers };
                 return (addr, guard);
             }
         }
@@ -608,7 +582,6 @@ pub async fn unaccepting() -> (SocketAddr, Guard) {
 
 /// A loopback address with nothing listening: connecting is refused.
 pub fn refused_addr() -> SocketAddr {
-    let listener =
-        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
     listener.local_addr().expect("bound address")
 }

@@ -57,8 +57,7 @@ pub fn client_config_with_roots(roots: RootCertStore) -> Arc<ClientConfig> {
 /// `["localhost", "127.0.0.1"]`).
 pub fn self_signed(names: &[&str]) -> TlsIdentity {
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let certified =
-        rcgen::generate_simple_self_signed(names).expect("rcgen generates a certificate");
+    let certified = rcgen::generate_simple_self_signed(names).expect("rcgen generates a certificate");
     TlsIdentity {
         cert_pem: certified.cert.pem(),
         key_pem: certified.signing_key.serialize_pem(),
@@ -70,8 +69,7 @@ pub fn self_signed(names: &[&str]) -> TlsIdentity {
 /// A temporary file holding `contents`, deleted when the handle drops.
 pub fn write_temp(contents: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("create a temp file");
-    file.write_all(contents.as_bytes())
-        .expect("write the temp file");
+    file.write_all(contents.as_bytes()).expect("write the temp file");
     file.flush().expect("flush the temp file");
     file
 }

@@ -60,10 +60,7 @@ pub struct Conn<S> {
 
 impl<S: Io> Conn<S> {
     pub fn new(stream: S) -> Self {
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
+        Self { stream, buf: Vec::new() }
     }
 
     pub fn into_inner(self) -> S {
@@ -109,11 +106,7 @@ impl<S: Io> Conn<S> {
         let key = header("sec-websocket-key");
         let protocol = header("sec-websocket-protocol")
             .and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()).map(str::to_owned));
-        Some(Request {
-            head,
-            key,
-            protocol,
-        })
+        Some(Request { head, key, protocol })
     }
 
     /// Writes and flushes, so every call reaches the socket at once.
@@ -147,12 +140,7 @@ impl<S: Io> Conn<S> {
         }
         let mask = if b1 & 0x80 != 0 {
             self.fill(at + 4).await?;
-            let m = [
-                self.buf[at],
-                self.buf[at + 1],
-                self.buf[at + 2],
-                self.buf[at + 3],
-            ];
+            let m = [self.buf[at], self.buf[at + 1], self.buf[at + 2], self.buf[at + 3]];
             at += 4;
             Some(m)
         } else {
@@ -166,11 +154,7 @@ impl<S: Io> Conn<S> {
                 *b ^= m[i % 4];
             }
         }
-        Some(Frame {
-            fin: b0 & 0x80 != 0,
-            opcode: b0 & 0x0F,
-            payload,
-        })
+        Some(Frame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, payload })
     }
 
     /// Reads and discards everything until the peer goes away.
@@ -194,11 +178,11 @@ impl<S: Io> Conn<S> {
 /// The header of an unmasked frame with FIN set.
 pub fn frame_header(opcode: u8, len: u64) -> Vec<u8> {
     let mut out = vec![0x80 | opcode];
-    match len {
-        0..=125 => out.push(len as u8),
-        126..=0xFFFF => {
+    match (u8::try_from(len), u16::try_from(len)) {
+        (Ok(short @ 0..=125), _) => out.push(short),
+        (_, Ok(medium)) => {
             out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
+            out.extend_from_slice(&medium.to_be_bytes());
         }
         _ => {
             out.push(127);
@@ -225,9 +209,7 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 /// A `101 Switching Protocols` answer carrying `accept` and, if offered, the first
 /// subprotocol.
 pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> String {
-    let protocol = protocol
-        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-        .unwrap_or_default();
+    let protocol = protocol.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
@@ -241,10 +223,7 @@ pub fn accept_key(key: &str) -> String {
 
 /// A complete plain-text HTTP response with `Connection: close`.
 pub fn http_response(code: u16, body: &str) -> String {
-    let reason = StatusCode::from_u16(code)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Unknown");
+    let reason = StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("Unknown");
     format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
