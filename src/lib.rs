@@ -11,5 +11,6 @@ pub mod demo;
 pub mod metrics;
 pub mod once;
 pub mod probe;
+pub mod scenario;
 pub mod scheduler;
 pub mod state;

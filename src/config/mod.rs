@@ -19,7 +19,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 
-pub use template::{Template, TemplateError};
+pub use template::{redact, Template, TemplateError, Vars, BUILTINS};
+
+use crate::scenario::{self, Hooks, RawMatcher, RawRespond, RawStep, Step};
 pub use units::{ByteSize, HumanDuration, Percent};
 
 /// Where `/metrics` and the HTTP API listen unless `listen` says otherwise.
@@ -64,13 +66,18 @@ pub struct Target {
     pub name: String,
     pub url: Template,
     pub headers: Vec<(HeaderName, Template)>,
-    pub subprotocols: Vec<String>,
+    /// Offered subprotocols; templates, so a token can ride in one (`jwt.${base64url:TOKEN}`).
+    pub subprotocols: Vec<Template>,
     pub server_speaks_first: bool,
     pub tls: TlsSettings,
     pub interval: Duration,
     pub jitter: Percent,
     pub timeouts: Timeouts,
     pub max_message_size: usize,
+    /// The scripted session; empty means: first message, ping, close.
+    pub steps: Vec<Step>,
+    /// `fail_on` and `respond` rules applied to every message.
+    pub hooks: Hooks,
 }
 
 /// Per-phase time limits; `probe` bounds the whole probe.
@@ -144,8 +151,10 @@ struct RawSettings {
     server_speaks_first: Option<bool>,
     #[serde(default)]
     headers: BTreeMap<String, Template>,
-    subprotocols: Option<Vec<String>>,
+    subprotocols: Option<Vec<Template>>,
     tls: Option<TlsSettings>,
+    fail_on: Option<Vec<RawMatcher>>,
+    respond: Option<Vec<RawRespond>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -175,8 +184,12 @@ struct RawTarget {
     server_speaks_first: Option<bool>,
     #[serde(default)]
     headers: BTreeMap<String, Template>,
-    subprotocols: Option<Vec<String>>,
+    subprotocols: Option<Vec<Template>>,
     tls: Option<TlsSettings>,
+    fail_on: Option<Vec<RawMatcher>>,
+    respond: Option<Vec<RawRespond>>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
 }
 
 /// Headers the WebSocket handshake sets itself; a configured value would break it.
@@ -286,11 +299,14 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
 
     let subprotocols = t.subprotocols.clone().or_else(|| d.subprotocols.clone()).unwrap_or_default();
     for (j, p) in subprotocols.iter().enumerate() {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b",;\"()<>@[]{}/\\=?:".contains(&b)) {
-            problems.push(format!(
-                "{at}.subprotocols[{j}]: `{}` is not a valid subprotocol token",
-                p.escape_debug()
-            ));
+        let field = format!("{at}.subprotocols[{j}]");
+        match p.expand() {
+            // Shown as written: the expanded token may be a secret.
+            Ok(v) if !is_token(&v) => {
+                problems.push(format!("{field}: `{}` is not a valid subprotocol token", p.source().escape_debug()))
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{field}: {e}")),
         }
     }
 
@@ -323,6 +339,10 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
     }
 
     let timeouts = merge_timeouts(&t.timeouts, &d.timeouts);
+    let steps = scenario::compile_steps(at, &t.steps, problems);
+    let fail_on = t.fail_on.as_ref().or(d.fail_on.as_ref()).map_or(&[][..], Vec::as_slice);
+    let respond = t.respond.as_ref().or(d.respond.as_ref()).map_or(&[][..], Vec::as_slice);
+    let hooks = scenario::compile_hooks(at, fail_on, respond, problems);
     if problems.len() > before {
         return None;
     }
@@ -337,6 +357,8 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
         jitter: t.jitter.or(d.jitter).unwrap_or(Percent(10.0)),
         timeouts,
         max_message_size: usize::try_from(max_message_size.0).unwrap_or(usize::MAX),
+        steps,
+        hooks,
     })
 }
 
@@ -379,6 +401,11 @@ fn check_positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<
     if value.is_some_and(|v| v.get().is_zero()) {
         problems.push(format!("{field}: must be positive"));
     }
+}
+
+/// An HTTP token (RFC 9110), as a subprotocol name must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b",;\"()<>@[]{}/\\=?:".contains(&b))
 }
 
 /// Target names become the `target` label: short, lowercase, no surprises in a URL path.

@@ -1,25 +1,40 @@
 //! Strings with `${...}` substitutions, expanded at every probe.
 //!
-//! `${NAME}` reads an environment variable and `${file:/path}` reads a file (trailing
-//! newline trimmed), so a rotated token is picked up by the next probe without a reload.
-//! `$${` writes a literal `${`. A template is checked when the configuration loads (every
-//! variable set, every file readable) and expanded again before each probe. Templates are
-//! displayed unexpanded: substituted values are secrets and never appear in logs, metrics,
-//! the API or error messages.
+//! - `${NAME}`: a value captured by an earlier scenario step, else the environment variable.
+//! - `${uuid}`, `${now_ms}`, `${target}`: a fresh UUID v4, Unix milliseconds, the target name.
+//! - `${file:/path}`: a file's contents (trailing newline trimmed).
+//! - `${base64url:NAME}`, `${base64url:file:/path}`: the same, base64url-encoded without
+//!   padding (a token carried in a subprotocol, `jwt.${base64url:TOKEN}`).
+//! - `$${` writes a literal `${`.
+//!
+//! Values are read again at every probe, so a rotated token is used without a reload.
+//! Environment and file values are secrets: templates display unexpanded, and every value
+//! they produced is collected so the probe can redact it from anything it reports.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
+
+/// Names expanded by wsprobe itself rather than the environment.
+pub const BUILTINS: [&str; 3] = ["uuid", "now_ms", "target"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Plain,
+    Base64Url,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Env(String),
-    File(PathBuf),
+    Var(String, Encoding),
+    File(PathBuf, Encoding),
 }
 
-/// A string that may contain `${VAR}` and `${file:/path}` substitutions.
+/// A string that may contain `${...}` substitutions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
     source: String,
@@ -39,6 +54,13 @@ pub enum TemplateError {
     File { path: String, reason: String },
 }
 
+/// Values a template can refer to besides the environment: the target and captures.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    pub target: String,
+    pub captures: HashMap<String, String>,
+}
+
 impl Template {
     pub fn parse(source: &str) -> Result<Self, TemplateError> {
         let mut segments = Vec::new();
@@ -52,11 +74,10 @@ impl Template {
                 rest = tail;
             } else if let Some(tail) = after.strip_prefix("${") {
                 let end = tail.find('}').ok_or(TemplateError::Unterminated)?;
-                let name = &tail[..end];
                 if !literal.is_empty() {
                     segments.push(Segment::Literal(std::mem::take(&mut literal)));
                 }
-                segments.push(parse_reference(name)?);
+                segments.push(parse_reference(&tail[..end])?);
                 rest = &tail[end + 1..];
             } else {
                 literal.push('$');
@@ -75,27 +96,51 @@ impl Template {
         &self.source
     }
 
-    /// Whether expanding this template substitutes anything (and so may produce a secret).
+    /// Whether expanding this template substitutes anything.
     pub fn has_substitutions(&self) -> bool {
         self.segments.iter().any(|s| !matches!(s, Segment::Literal(_)))
     }
 
-    /// Expands every substitution from the environment and the file system, now.
+    /// The variable names this template refers to (not files, not `base64url:` wrappers).
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Var(name, _) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Expands with no captures, outside any probe (configuration checks, URLs, headers).
     pub fn expand(&self) -> Result<String, TemplateError> {
+        self.expand_with(&Vars::default(), &mut Vec::new())
+    }
+
+    /// Expands every substitution now. Values read from the environment or files are
+    /// pushed onto `secrets` for redaction.
+    pub fn expand_with(&self, vars: &Vars, secrets: &mut Vec<String>) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(self.source.len());
         for segment in &self.segments {
-            match segment {
-                Segment::Literal(s) => out.push_str(s),
-                Segment::Env(name) => match std::env::var(name) {
-                    Ok(v) => out.push_str(&v),
-                    Err(_) => return Err(TemplateError::MissingEnv(name.clone())),
-                },
-                Segment::File(path) => {
+            let (value, encoding) = match segment {
+                Segment::Literal(s) => {
+                    out.push_str(s);
+                    continue;
+                }
+                Segment::Var(name, enc) => (lookup(name, vars, secrets)?, *enc),
+                Segment::File(path, enc) => {
                     let text = std::fs::read_to_string(path).map_err(|e| TemplateError::File {
                         path: path.display().to_string(),
                         reason: e.to_string(),
                     })?;
-                    out.push_str(text.trim_end_matches(['\r', '\n']));
+                    let value = text.trim_end_matches(['\r', '\n']).to_owned();
+                    remember(secrets, &value);
+                    (value, *enc)
+                }
+            };
+            match encoding {
+                Encoding::Plain => out.push_str(&value),
+                Encoding::Base64Url => {
+                    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.as_bytes());
+                    remember(secrets, &encoded);
+                    out.push_str(&encoded);
                 }
             }
         }
@@ -103,21 +148,71 @@ impl Template {
     }
 }
 
+fn lookup(name: &str, vars: &Vars, secrets: &mut Vec<String>) -> Result<String, TemplateError> {
+    match name {
+        "uuid" => return Ok(uuid_v4()),
+        "now_ms" => {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            return Ok(ms.to_string());
+        }
+        "target" => return Ok(vars.target.clone()),
+        _ => {}
+    }
+    if let Some(v) = vars.captures.get(name) {
+        return Ok(v.clone());
+    }
+    let value = std::env::var(name).map_err(|_| TemplateError::MissingEnv(name.to_owned()))?;
+    remember(secrets, &value);
+    Ok(value)
+}
+
+/// Short values (`1`, `true`) would redact half of every message; only longer ones are secrets.
+fn remember(secrets: &mut Vec<String>, value: &str) {
+    if value.len() >= 4 && !secrets.iter().any(|s| s == value) {
+        secrets.push(value.to_owned());
+    }
+}
+
+fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 fn parse_reference(name: &str) -> Result<Segment, TemplateError> {
-    if let Some(path) = name.strip_prefix("file:") {
+    let (encoding, inner) = match name.strip_prefix("base64url:") {
+        Some(inner) => (Encoding::Base64Url, inner),
+        None => (Encoding::Plain, name),
+    };
+    if let Some(path) = inner.strip_prefix("file:") {
         if path.is_empty() {
             return Err(TemplateError::BadName(name.to_owned()));
         }
-        return Ok(Segment::File(PathBuf::from(path)));
+        return Ok(Segment::File(PathBuf::from(path), encoding));
     }
-    let valid = !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid = !inner.is_empty()
+        && !inner.starts_with(|c: char| c.is_ascii_digit())
+        && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if valid {
-        Ok(Segment::Env(name.to_owned()))
+        Ok(Segment::Var(inner.to_owned(), encoding))
     } else {
         Err(TemplateError::BadName(name.to_owned()))
     }
+}
+
+/// Replaces every secret in `text` with `***`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
 }
 
 impl fmt::Display for Template {
@@ -141,9 +236,24 @@ mod tests {
     fn expands_environment_and_literals() {
         std::env::set_var("WSPROBE_TEMPLATE_TEST", "s3cret");
         let t = Template::parse("Bearer ${WSPROBE_TEMPLATE_TEST} $${x} $5").unwrap();
-        assert_eq!(t.expand().unwrap(), "Bearer s3cret ${x} $5");
-        assert!(t.has_substitutions());
+        let mut secrets = Vec::new();
+        assert_eq!(t.expand_with(&Vars::default(), &mut secrets).unwrap(), "Bearer s3cret ${x} $5");
+        assert_eq!(secrets, ["s3cret"]);
         assert_eq!(t.to_string(), "Bearer ${WSPROBE_TEMPLATE_TEST} $${x} $5");
+        assert_eq!(redact("token s3cret!", &secrets), "token ***!");
+    }
+
+    #[test]
+    fn builtins_captures_and_base64url() {
+        std::env::set_var("WSPROBE_TEMPLATE_B64", "a?b>c");
+        let vars = Vars { target: "t1".into(), captures: HashMap::from([("run_id".into(), "r-7".into())]) };
+        let t = Template::parse("${target}/${run_id}/jwt.${base64url:WSPROBE_TEMPLATE_B64}/${uuid}").unwrap();
+        let out = t.expand_with(&vars, &mut Vec::new()).unwrap();
+        let parts: Vec<&str> = out.split('/').collect();
+        assert_eq!(&parts[..3], ["t1", "r-7", "jwt.YT9iPmM"]);
+        assert_eq!(parts[3].len(), 36);
+        assert_eq!(&parts[3][14..15], "4");
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["target", "run_id", "WSPROBE_TEMPLATE_B64", "uuid"]);
     }
 
     #[test]
@@ -161,10 +271,10 @@ mod tests {
     fn reads_files_fresh_each_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "one\n").unwrap();
+        std::fs::write(&path, "one1\n").unwrap();
         let t = Template::parse(&format!("${{file:{}}}", path.display())).unwrap();
-        assert_eq!(t.expand().unwrap(), "one");
-        std::fs::write(&path, "two").unwrap();
-        assert_eq!(t.expand().unwrap(), "two");
+        assert_eq!(t.expand().unwrap(), "one1");
+        std::fs::write(&path, "two2").unwrap();
+        assert_eq!(t.expand().unwrap(), "two2");
     }
 }

@@ -1,8 +1,9 @@
 //! One probe of one target: each phase timed by us and bounded by its own timeout.
 //!
-//! The phases run in order (`resolve`, `tcp`, `tls`, `upgrade`, then the `session`), so a
-//! failure is attributed to exactly one phase and one [`Reason`]. `timeouts.probe` bounds
-//! the whole: every wait takes the earlier of its own deadline and the probe's.
+//! The phases run in order (`resolve`, `tcp`, `tls`, `upgrade`, then the `session` and its
+//! scenario), so a failure is attributed to exactly one phase and one [`Reason`].
+//! `timeouts.probe` bounds the whole: every wait takes the earlier of its own deadline and
+//! the probe's.
 
 mod outcome;
 pub mod resolve;
@@ -22,9 +23,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
-use session::{fmt_duration, Event, Session};
+use session::{fmt_duration, Event, Session, Wait};
 
-use crate::config::{parse_ws_url, Target};
+use crate::config::{parse_ws_url, redact, Target, Vars};
+use crate::scenario::{self, Hooks, StepKind};
 
 /// Why a probe stopped early.
 #[derive(Debug)]
@@ -47,15 +49,17 @@ const ABANDON_LIMIT: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct Prober {
     pub target: Arc<Target>,
+    hooks: Arc<Hooks>,
     tls: Option<Arc<ClientConfig>>,
 }
 
 impl Prober {
     /// Prepares a target; fails if its TLS settings cannot be loaded.
     pub fn new(target: Target) -> Result<Self, String> {
-        let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
+        let secure =
+            target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
-        Ok(Self { target: Arc::new(target), tls })
+        Ok(Self { hooks: Arc::new(target.hooks.clone()), target: Arc::new(target), tls })
     }
 
     pub fn name(&self) -> &str {
@@ -73,12 +77,18 @@ impl Prober {
             http_status: None,
             cert_expiry: None,
             cancel: cancel.clone(),
+            step: None,
+            steps: Vec::new(),
+            secrets: Vec::new(),
         };
         let mut session = None;
         let outcome = self.flow(&mut run, &mut session).await;
         let duration = started.elapsed().as_secs_f64();
         let (received, sent, gaps) = match &mut session {
-            Some(s) => (s.received, s.sent, std::mem::take(&mut s.gaps)),
+            Some(s) => {
+                run.secrets.append(&mut s.secrets);
+                (s.received, s.sent, std::mem::take(&mut s.gaps))
+            }
             None => (0, 0, Vec::new()),
         };
         let mut result = ProbeResult {
@@ -92,7 +102,7 @@ impl Prober {
             close_code: None,
             duration_seconds: duration,
             phases: run.phases,
-            steps: Vec::new(),
+            steps: run.steps,
             messages_received: received,
             messages_sent: sent,
             tls_cert_expiry: run.cert_expiry,
@@ -111,7 +121,9 @@ impl Prober {
                 result.success = false;
                 result.reason = Some(e.reason);
                 result.phase = Some(run.current);
-                result.message = Some(e.message);
+                result.step = run.step;
+                // Whatever was substituted from the environment or a file is a secret.
+                result.message = Some(redact(&e.message, &run.secrets));
                 result.http_status = e.http_status.or(result.http_status);
                 result.close_code = e.close_code;
                 if let Some(s) = session {
@@ -131,18 +143,21 @@ impl Prober {
         let t = &*self.target;
         let to = &t.timeouts;
         // Substitutions are expanded at every probe so rotated secrets are used at once.
+        let vars = Vars { target: t.name.clone(), captures: Default::default() };
+        let expand_failed =
+            |what: String| ProbeError::new(Reason::ConnectError, format!("cannot expand {what}"));
         let expanded = t
             .url
-            .expand()
-            .map_err(|e| ProbeError::new(Reason::ConnectError, format!("cannot expand the url: {e}")))?;
+            .expand_with(&vars, &mut run.secrets)
+            .map_err(|e| expand_failed(format!("the url: {e}")))?;
         let url = parse_ws_url(&expanded).map_err(|why| {
             ProbeError::new(Reason::ConnectError, format!("the url `{}` {why}", t.url.source()))
         })?;
         let mut headers = Vec::with_capacity(t.headers.len());
         for (name, value) in &t.headers {
-            let v = value.expand().map_err(|e| {
-                ProbeError::new(Reason::ConnectError, format!("cannot expand header `{name}`: {e}"))
-            })?;
+            let v = value
+                .expand_with(&vars, &mut run.secrets)
+                .map_err(|e| expand_failed(format!("header `{name}`: {e}")))?;
             let mut v = HeaderValue::from_str(&v).map_err(|_| {
                 ProbeError::new(Reason::ConnectError, format!("header `{name}` expands to an invalid value"))
             })?;
@@ -150,6 +165,13 @@ impl Prober {
                 v.set_sensitive(true);
             }
             headers.push((name.clone(), v));
+        }
+        let mut subprotocols = Vec::with_capacity(t.subprotocols.len());
+        for p in &t.subprotocols {
+            let value = p
+                .expand_with(&vars, &mut run.secrets)
+                .map_err(|e| expand_failed(format!("a subprotocol: {e}")))?;
+            subprotocols.push(value);
         }
 
         let addrs = run
@@ -193,33 +215,63 @@ impl Prober {
                 to.handshake,
                 Reason::HandshakeTimeout,
                 "no upgrade response",
-                upgrade::upgrade(&url.uri, headers, &t.subprotocols, t.max_message_size, conn),
+                upgrade::upgrade(&url.uri, headers, &subprotocols, t.max_message_size, conn),
             )
             .await?;
         run.http_status = Some(101);
-        let session = session_slot.insert(Session::new(ws, to.idle, run.probe_deadline, run.cancel.clone()));
+        let session = session_slot.insert(Session::new(
+            ws,
+            to.idle,
+            run.probe_deadline,
+            run.cancel.clone(),
+            self.hooks.clone(),
+            vars,
+        ));
 
-        if t.server_speaks_first {
-            run.current = Phase::FirstMessage;
-            let start = Instant::now();
-            let wait = session.wait(to.first_message, Reason::FirstMessageTimeout, "no first message");
-            loop {
-                if let Event::Data(_) = session.next_event(&wait).await? {
-                    break;
-                }
+        if t.steps.is_empty() {
+            if t.server_speaks_first {
+                run.current = Phase::FirstMessage;
+                first_message(session, to.first_message).await?;
+                run.record_first_message(session);
             }
-            run.phases.set(Phase::FirstMessage, start.elapsed().as_secs_f64());
+            run.current = Phase::Ping;
+            let rtt = session.ping(to.ping).await?;
+            run.phases.set(Phase::Ping, rtt.as_secs_f64());
+        } else {
+            let mut phase = Phase::Step;
+            let outcome = scenario::run(session, &t.steps, to, &mut run.steps, &mut phase, &mut run.step).await;
+            run.current = phase;
+            // With a script, the first message is whatever arrived first: timed, not awaited.
+            run.record_first_message(session);
+            for (phase, secs) in outcome? {
+                run.phases.set(phase, secs);
+            }
+            if matches!(t.steps.last().map(|s| &s.kind), Some(StepKind::Close { .. })) {
+                *session_slot = None;
+                return Ok(());
+            }
         }
 
-        run.current = Phase::Ping;
-        let rtt = session.ping(to.ping).await?;
-        run.phases.set(Phase::Ping, rtt.as_secs_f64());
-
         run.current = Phase::Close;
-        let closed = session.close(CloseCode::Normal, to.close).await?;
+        let closed = session.close_with(CloseCode::Normal, "", to.close).await?;
         run.phases.set(Phase::Close, closed.as_secs_f64());
         *session_slot = None;
         Ok(())
+    }
+}
+
+/// Waits for the server's first data message.
+async fn first_message(session: &mut Session, timeout: Duration) -> Result<(), Stop> {
+    let wait = Wait::new(timeout);
+    loop {
+        match session.next_event(&wait).await? {
+            Some(Event::Data(_)) => return Ok(()),
+            Some(Event::Pong(_)) => {}
+            None => {
+                let message = format!("no first message within {}", fmt_duration(timeout));
+                return Err(ProbeError::new(Reason::FirstMessageTimeout, message).into());
+            }
+        }
     }
 }
 
@@ -231,9 +283,21 @@ struct Run {
     http_status: Option<u16>,
     cert_expiry: Option<i64>,
     cancel: CancellationToken,
+    /// The scenario step in progress, if any.
+    step: Option<String>,
+    steps: Vec<StepResult>,
+    /// Substituted values, to redact from the report.
+    secrets: Vec<String>,
 }
 
 impl Run {
+    /// Time from the upgrade to the first data message, if one came.
+    fn record_first_message(&mut self, session: &Session) {
+        if let Some(first) = session.first_data_after {
+            self.phases.set(Phase::FirstMessage, first.as_secs_f64());
+        }
+    }
+
     /// Runs one connection phase under its timeout and the probe deadline, timing it.
     async fn phase<T>(
         &mut self,

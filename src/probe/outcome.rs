@@ -82,10 +82,12 @@ pub enum Reason {
     MessageTooLarge,
     ProbeTimeout,
     SendError,
+    /// A message matching the target's `fail_on` arrived.
+    ErrorMessage,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::DnsError,
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
@@ -106,6 +108,7 @@ impl Reason {
         Reason::MessageTooLarge,
         Reason::ProbeTimeout,
         Reason::SendError,
+        Reason::ErrorMessage,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -130,6 +133,7 @@ impl Reason {
             Reason::MessageTooLarge => "message_too_large",
             Reason::ProbeTimeout => "probe_timeout",
             Reason::SendError => "send_error",
+            Reason::ErrorMessage => "error_message",
         }
     }
 

@@ -1,11 +1,13 @@
 //! The open WebSocket session: reading under deadlines, ping, close.
 //!
-//! Every wait is bounded by three clocks at once: the wait's own deadline (a whole-step
+//! Every wait is bounded by several clocks at once: the wait's own deadline (a whole-step
 //! deadline, so a server trickling bytes cannot extend it), the idle timeout (silence since
-//! the last frame of any kind) and the probe deadline. Whichever comes first names the
-//! failure: the wait's reason, `stalled`, or `probe_timeout`.
+//! the last frame of any kind), the wait's `max_gap` (silence since the last data message)
+//! and the probe deadline. The wait's own deadline is the caller's to report (`Ok(None)`);
+//! the others fail as `stalled` or `probe_timeout`.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -18,18 +20,32 @@ use tokio_util::sync::CancellationToken;
 
 use super::tls::Conn;
 use super::{ProbeError, Reason, Stop};
+use crate::config::Vars;
+use crate::scenario::{Hooks, Received};
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.
 const MAX_GAPS: usize = 4096;
 
-/// What a wait is for: its deadline and how to report missing it.
+/// One wait's own bound: its deadline and, for streams, the longest silence allowed.
 #[derive(Debug, Clone)]
 pub struct Wait {
+    pub started: Instant,
     pub deadline: Instant,
-    pub reason: Reason,
-    /// Completes "...within {timeout}", e.g. "no first message".
-    pub what: String,
     pub timeout: Duration,
+    /// Longest time without a data message (since the wait began) before `stalled`.
+    pub max_gap: Option<Duration>,
+}
+
+impl Wait {
+    pub fn new(timeout: Duration) -> Self {
+        let started = Instant::now();
+        Self { started, deadline: started + timeout, timeout, max_gap: None }
+    }
+
+    pub fn with_max_gap(mut self, max_gap: Option<Duration>) -> Self {
+        self.max_gap = max_gap;
+        self
+    }
 }
 
 /// An event the probe acts on; pings are answered and skipped by the library.
@@ -45,8 +61,16 @@ pub struct Session {
     idle: Duration,
     probe_deadline: Instant,
     cancel: CancellationToken,
+    hooks: Arc<Hooks>,
+    /// Variables for templates: the target, captures so far.
+    pub vars: Vars,
+    /// Values substituted from the environment or files, to redact from reports.
+    pub secrets: Vec<String>,
+    opened: Instant,
     last_traffic: Instant,
     last_data: Option<Instant>,
+    /// Time from the upgrade to the first data message, once one arrived.
+    pub first_data_after: Option<Duration>,
     pub received: u64,
     pub sent: u64,
     pub gaps: Vec<f64>,
@@ -58,42 +82,48 @@ impl Session {
         idle: Duration,
         probe_deadline: Instant,
         cancel: CancellationToken,
+        hooks: Arc<Hooks>,
+        vars: Vars,
     ) -> Self {
+        let now = Instant::now();
         Self {
             ws,
             idle,
             probe_deadline,
             cancel,
-            last_traffic: Instant::now(),
+            hooks,
+            vars,
+            secrets: Vec::new(),
+            opened: now,
+            last_traffic: now,
             last_data: None,
+            first_data_after: None,
             received: 0,
             sent: 0,
             gaps: Vec::new(),
         }
     }
 
-    /// A wait that ends `timeout` from now (or at the probe deadline, if sooner).
-    pub fn wait(&self, timeout: Duration, reason: Reason, what: impl Into<String>) -> Wait {
-        Wait { deadline: Instant::now() + timeout, reason, what: what.into(), timeout }
-    }
-
-    /// The next data message or pong, under the wait's deadline, idle timeout and probe deadline.
-    pub async fn next_event(&mut self, wait: &Wait) -> Result<Event, Stop> {
+    /// The next data message or pong. `Ok(None)` when the wait's own deadline passed;
+    /// silence (`stalled`), the probe deadline and the connection's failures are errors.
+    pub async fn next_event(&mut self, wait: &Wait) -> Result<Option<Event>, Stop> {
         loop {
             let idle_deadline = self.last_traffic + self.idle;
-            let deadline = wait.deadline.min(idle_deadline).min(self.probe_deadline);
+            let gap_deadline = wait.max_gap.map(|g| self.last_data.map_or(wait.started, |d| d.max(wait.started)) + g);
+            let mut deadline = wait.deadline.min(idle_deadline).min(self.probe_deadline);
+            if let Some(g) = gap_deadline {
+                deadline = deadline.min(g);
+            }
             let next = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
                 r = tokio::time::timeout_at(deadline, self.ws.next()) => r,
             };
             let frame = match next {
-                Err(_elapsed) => return Err(Stop::Failed(self.expired(wait, deadline, idle_deadline))),
+                Err(_elapsed) if deadline == wait.deadline && deadline <= self.probe_deadline => return Ok(None),
+                Err(_elapsed) => return Err(Stop::Failed(self.expired(deadline, idle_deadline, wait))),
                 Ok(None) => {
-                    return Err(fail(
-                        Reason::ConnectionReset,
-                        "server closed the connection without a close frame",
-                    ))
+                    return Err(fail(Reason::ConnectionReset, "server closed the connection without a close frame"))
                 }
                 Ok(Some(Err(e))) => return Err(Stop::Failed(read_error(e))),
                 Ok(Some(Ok(frame))) => frame,
@@ -103,37 +133,58 @@ impl Session {
             match frame {
                 Message::Text(_) | Message::Binary(_) => {
                     self.received += 1;
+                    self.first_data_after.get_or_insert(now - self.opened);
                     if let Some(prev) = self.last_data.replace(now) {
                         if self.gaps.len() < MAX_GAPS {
                             self.gaps.push((now - prev).as_secs_f64());
                         }
                     }
-                    return Ok(Event::Data(frame));
+                    if self.apply_hooks(&frame, wait).await? {
+                        continue;
+                    }
+                    return Ok(Some(Event::Data(frame)));
                 }
-                Message::Pong(payload) => return Ok(Event::Pong(payload)),
+                Message::Pong(payload) => return Ok(Some(Event::Pong(payload))),
                 Message::Close(close) => return Err(Stop::Failed(unexpected_close(close.as_ref()))),
                 Message::Ping(_) | Message::Frame(_) => {}
             }
         }
     }
 
-    fn expired(&self, wait: &Wait, deadline: Instant, idle_deadline: Instant) -> ProbeError {
-        if deadline == self.probe_deadline && self.probe_deadline < wait.deadline.min(idle_deadline) {
+    /// Target-level rules: `fail_on` ends the probe, `respond` answers and consumes.
+    async fn apply_hooks(&mut self, frame: &Message, wait: &Wait) -> Result<bool, Stop> {
+        if self.hooks.is_empty() {
+            return Ok(false);
+        }
+        let received = Received::of(frame);
+        if self.hooks.fail_on.iter().any(|m| m.matches(&received)) {
+            let shown = received.excerpt(160);
+            return Err(fail(Reason::ErrorMessage, format!("server sent an error message: {shown}")));
+        }
+        let Some(reply) = self.hooks.respond.iter().find(|r| r.when.matches(&received)).map(|r| r.send.clone())
+        else {
+            return Ok(false);
+        };
+        let msg = reply
+            .render(&self.vars, &mut self.secrets)
+            .map_err(|e| fail(Reason::SendError, format!("cannot build the automatic reply: {e}")))?;
+        self.send(msg, wait).await?;
+        Ok(true)
+    }
+
+    fn expired(&self, deadline: Instant, idle_deadline: Instant, wait: &Wait) -> ProbeError {
+        if deadline == self.probe_deadline {
             ProbeError::new(Reason::ProbeTimeout, "the probe ran out of time (timeouts.probe)")
-        } else if deadline == idle_deadline && idle_deadline < wait.deadline {
+        } else if deadline == idle_deadline {
             ProbeError::new(
                 Reason::Stalled,
                 format!("nothing received for {} (timeouts.idle)", fmt_duration(self.idle)),
             )
         } else {
+            let gap = wait.max_gap.unwrap_or_default();
             ProbeError::new(
-                wait.reason,
-                format!(
-                    "{} within {} ({} received so far)",
-                    wait.what,
-                    fmt_duration(wait.timeout),
-                    self.received
-                ),
+                Reason::Stalled,
+                format!("the stream went quiet: no message for {} (max_gap)", fmt_duration(gap)),
             )
         }
     }
@@ -154,7 +205,7 @@ impl Session {
                 Err(_) if deadline == self.probe_deadline && deadline < wait.deadline => {
                     Err(fail(Reason::ProbeTimeout, "the probe ran out of time (timeouts.probe)"))
                 }
-                Err(_) => Err(fail(wait.reason, format!("could not send within {}", fmt_duration(wait.timeout)))),
+                Err(_) => Err(fail(Reason::SendError, format!("could not send within {}", fmt_duration(wait.timeout)))),
                 Ok(Err(e)) => Err(fail(Reason::SendError, format!("cannot send: {e}"))),
                 Ok(Ok(())) => Ok(()),
             },
@@ -163,14 +214,19 @@ impl Session {
 
     /// Sends a protocol ping and waits for its pong; returns the round trip.
     pub async fn ping(&mut self, timeout: Duration) -> Result<Duration, Stop> {
-        let wait = self.wait(timeout, Reason::PingTimeout, "no pong");
+        let wait = Wait::new(timeout);
         let payload = Bytes::from(rand::random::<u64>().to_be_bytes().to_vec());
         let start = Instant::now();
         self.send_frame(Message::Ping(payload.clone()), &wait).await?;
         loop {
-            if let Event::Pong(p) = self.next_event(&wait).await? {
-                if p == payload {
-                    return Ok(start.elapsed());
+            match self.next_event(&wait).await? {
+                Some(Event::Pong(p)) if p == payload => return Ok(start.elapsed()),
+                Some(_) => {}
+                None => {
+                    return Err(fail(
+                        Reason::PingTimeout,
+                        format!("no pong within {}", fmt_duration(timeout)),
+                    ))
                 }
             }
         }
@@ -180,10 +236,10 @@ impl Session {
     ///
     /// A server that drops the connection after our close frame, without its own, has
     /// still ended the session; only silence past the timeout fails.
-    pub async fn close(&mut self, code: CloseCode, timeout: Duration) -> Result<Duration, Stop> {
-        let wait = self.wait(timeout, Reason::CloseTimeout, "no close frame from the server");
+    pub async fn close_with(&mut self, code: CloseCode, reason: &str, timeout: Duration) -> Result<Duration, Stop> {
+        let wait = Wait::new(timeout);
         let start = Instant::now();
-        let frame = CloseFrame { code, reason: "wsprobe done".into() };
+        let frame = CloseFrame { code, reason: reason.to_owned().into() };
         match self.send_frame(Message::Close(Some(frame)), &wait).await {
             Ok(()) => {}
             Err(Stop::Failed(e)) if e.reason == Reason::SendError => return Err(Stop::Failed(e)),
