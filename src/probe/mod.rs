@@ -247,7 +247,6 @@ impl Prober {
                 run.phases.set(phase, secs);
             }
             if matches!(t.steps.last().map(|s| &s.kind), Some(StepKind::Close { .. })) {
-                *session_slot = None;
                 return Ok(());
             }
         }
@@ -255,7 +254,6 @@ impl Prober {
         run.current = Phase::Close;
         let closed = session.close_with(CloseCode::Normal, "", to.close).await?;
         run.phases.set(Phase::Close, closed.as_secs_f64());
-        *session_slot = None;
         Ok(())
     }
 }

@@ -206,6 +206,7 @@ impl Session {
                     Err(fail(Reason::ProbeTimeout, "the probe ran out of time (timeouts.probe)"))
                 }
                 Err(_) => Err(fail(Reason::SendError, format!("could not send within {}", fmt_duration(wait.timeout)))),
+                Ok(Err(e)) if is_reset(&e) => Err(fail(Reason::ConnectionReset, format!("connection lost: {e}"))),
                 Ok(Err(e)) => Err(fail(Reason::SendError, format!("cannot send: {e}"))),
                 Ok(Ok(())) => Ok(()),
             },
