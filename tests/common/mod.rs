@@ -74,7 +74,7 @@ impl Default for ServerOpts {
 }
 
 /// One scripted server action for [`push`]; each delay counts from the previous action,
-/// or from reading the client's text message for the first one.
+/// or from reading the client's first text message for the first one.
 #[derive(Clone, Debug)]
 pub enum Push {
     /// Wait, then send this text message.
@@ -282,6 +282,7 @@ async fn session<S: Io>(mut conn: Conn<S>, shared: &Shared, opts: &ServerOpts, c
 /// while a pong delay or a script runs, later client frames wait in the socket.
 async fn converse<S: Io>(conn: &mut Conn<S>, shared: &Shared, conduct: &Conduct) {
     let mut partial: Option<(u8, Vec<u8>)> = None;
+    let mut played = false;
     while let Some(frame) = conn.read_frame().await {
         let (opcode, data) = match frame.opcode {
             PING => {
@@ -325,7 +326,10 @@ async fn converse<S: Io>(conn: &mut Conn<S>, shared: &Shared, conduct: &Conduct)
         }
         let carry_on = match &conduct.on_data {
             OnData::Echo => conn.send_frame(opcode, &data).await.is_ok(),
-            OnData::Script(script) if opcode == TEXT => play(conn, script).await,
+            OnData::Script(script) if opcode == TEXT && !played => {
+                played = true;
+                play(conn, script).await
+            }
             OnData::Discard | OnData::Script(_) => true,
         };
         if !carry_on {
@@ -365,7 +369,8 @@ pub async fn echo(opts: ServerOpts) -> FakeServer {
     session_server(opts, conduct).await
 }
 
-/// Like [`echo`], but answers every client text message by playing `script` (no echo).
+/// Like [`echo`], but answers the first client text message of each connection by playing
+/// `script` (no echo); later client messages are only recorded (see [`FakeServer::received`]).
 pub async fn push(opts: ServerOpts, script: Vec<Push>) -> FakeServer {
     let conduct = Conduct {
         on_data: OnData::Script(script),
