@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 #![allow(clippy::expect_used)]
 
+pub mod http;
 mod tls;
 mod wire;
 
@@ -90,12 +91,21 @@ struct Shared {
     connections: watch::Sender<usize>,
     received: Mutex<Vec<String>>,
     requests: Mutex<Vec<String>>,
+    closes: Mutex<Vec<u16>>,
 }
 
 impl Shared {
     fn record_request(&self, head: &str) {
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         requests.push(head.to_owned());
+    }
+
+    fn record_close(&self, payload: &[u8]) {
+        let code = match payload {
+            [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
+            _ => 1005, // "no status received"
+        };
+        self.closes.lock().unwrap_or_else(PoisonError::into_inner).push(code);
     }
 
     fn record_received(&self, text: String) {
@@ -145,6 +155,11 @@ impl FakeServer {
     }
 
     /// Every HTTP request head read (request line and headers, no final blank line).
+    /// Close codes of the close frames clients sent (echo and push servers).
+    pub fn closes(&self) -> Vec<u16> {
+        self.shared.closes.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     pub fn requests(&self) -> Vec<String> {
         let requests = self.shared.requests.lock().unwrap_or_else(PoisonError::into_inner);
         requests.clone()
@@ -170,6 +185,7 @@ where
         connections: watch::Sender::new(0),
         received: Mutex::default(),
         requests: Mutex::default(),
+        closes: Mutex::default(),
     });
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), handler));
     FakeServer { addr, tls, shared, task }
@@ -295,6 +311,7 @@ async fn converse<S: Io>(conn: &mut Conn<S>, shared: &Shared, conduct: &Conduct)
                 continue;
             }
             CLOSE => {
+                shared.record_close(&frame.payload);
                 if let Some(delay) = conduct.close {
                     pause(delay).await;
                     let _ = conn.send_frame(CLOSE, &frame.payload).await;

@@ -1,0 +1,264 @@
+//! The daemon end to end: scheduling, the HTTP API, reload, removal of old series,
+//! secrets kept out of every output, and a clean shutdown of the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::http::{get, request, sample};
+use common::{Push, ServerOpts};
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use wsprobe::daemon::{self, Running, Source};
+
+fn write_config(path: &Path, targets: &str) {
+    let yaml = format!("listen: 127.0.0.1:0\nshutdown_grace: 2s\ndefaults:\n  interval: 100ms\n  jitter: 0%\ntargets:\n{targets}");
+    std::fs::write(path, yaml).expect("write config");
+}
+
+fn target(name: &str, url: &str) -> String {
+    format!("  - name: {name}\n    url: {url}\n")
+}
+
+async fn start(path: &Path) -> (Running, CancellationToken) {
+    let config = wsprobe::config::load(path).expect("valid config");
+    let cancel = CancellationToken::new();
+    let running = daemon::start(config, Source::File(path.to_owned()), cancel.clone()).await.expect("daemon starts");
+    (running, cancel)
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    get(addr, "/metrics").await.body
+}
+
+#[tokio::test]
+async fn ready_after_the_first_round_and_targets_are_listed() {
+    let server = common::echo(ServerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    write_config(&path, &(target("alpha", &server.url()) + &target("beta", &format!("ws://{}/", common::refused_addr()))));
+    let (running, cancel) = start(&path).await;
+    let addr = running.addr;
+
+    let app = wsprobe::api::router(running.shared.clone());
+    let health = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    eventually(Duration::from_secs(3), "/readyz is 200", || async { get(addr, "/readyz").await.status == 200 }).await;
+
+    let resp = app.oneshot(Request::get("/api/targets").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0]["name"], "alpha");
+    assert_eq!(targets[0]["last_result"]["success"], true);
+    assert_eq!(targets[1]["name"], "beta");
+    assert_eq!(targets[1]["last_result"]["reason"], "connect_refused");
+    assert_eq!(targets[1]["recent_failures"][0]["reason"], "connect_refused");
+    assert!(targets[1]["consecutive_failures"].as_u64().unwrap() >= 1);
+
+    let m = metrics(addr).await;
+    assert_eq!(sample(&m, "wsprobe_probe_success", &[("target", "alpha")]), Some(1.0));
+    assert_eq!(sample(&m, "wsprobe_probe_success", &[("target", "beta")]), Some(0.0));
+    let failures = [("target", "beta"), ("phase", "connect"), ("reason", "connect_refused")];
+    assert!(sample(&m, "wsprobe_probe_failures_total", &failures).unwrap() >= 1.0);
+    assert_eq!(sample(&m, "wsprobe_targets", &[]), Some(2.0));
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(3), running.wait()).await.expect("stops within 3s");
+}
+
+#[tokio::test]
+async fn readyz_waits_for_every_target() {
+    let server = common::echo(ServerOpts { handshake_delay: Duration::from_millis(400), ..ServerOpts::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    write_config(&path, &target("slow", &server.url()));
+    let (running, cancel) = start(&path).await;
+    let first = get(running.addr, "/readyz").await;
+    assert_eq!(first.status, 503);
+    assert_eq!(first.body, "not ready: 0 of 1 targets probed so far\n");
+    eventually(Duration::from_secs(3), "ready", || async { get(running.addr, "/readyz").await.status == 200 }).await;
+    cancel.cancel();
+    running.wait().await;
+}
+
+#[tokio::test]
+async fn reload_applies_a_valid_file_and_keeps_the_old_one_otherwise() {
+    let server = common::echo(ServerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    write_config(&path, &(target("alpha", &server.url()) + &target("gone", &server.url())));
+    let (running, cancel) = start(&path).await;
+    let addr = running.addr;
+    eventually(Duration::from_secs(3), "both probed", || async {
+        sample(&metrics(addr).await, "wsprobe_probe_success", &[("target", "gone")]).is_some()
+    })
+    .await;
+
+    write_config(&path, &(target("alpha", &server.url()) + &target("beta", &server.url())));
+    let resp = request(addr, "POST", "/-/reload").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(resp.body.contains("configuration reloaded: 2 targets"), "{}", resp.body);
+    eventually(Duration::from_secs(3), "beta probed", || async {
+        sample(&metrics(addr).await, "wsprobe_probe_success", &[("target", "beta")]).is_some()
+    })
+    .await;
+    let m = metrics(addr).await;
+    assert!(!m.contains("target=\"gone\""), "series of a removed target remain:\n{m}");
+    assert_eq!(sample(&m, "wsprobe_config_last_reload_successful", &[]), Some(1.0));
+
+    std::fs::write(&path, "targets: [ { name: Bad Name, url: http://x } ]\n").unwrap();
+    let resp = request(addr, "POST", "/-/reload").await;
+    assert_eq!(resp.status, 400);
+    let error: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
+    let text = error["error"].as_str().unwrap();
+    assert!(text.contains("wsprobe.yaml") && text.contains("targets[0].name"), "{text}");
+    let m = metrics(addr).await;
+    assert_eq!(sample(&m, "wsprobe_config_last_reload_successful", &[]), Some(0.0));
+    // The old configuration still runs.
+    let before = sample(&m, "wsprobe_probes_total", &[("target", "beta"), ("result", "success")]).unwrap();
+    eventually(Duration::from_secs(3), "beta still probed", || async {
+        sample(&metrics(addr).await, "wsprobe_probes_total", &[("target", "beta"), ("result", "success")]).unwrap() > before
+    })
+    .await;
+    cancel.cancel();
+    running.wait().await;
+}
+
+#[tokio::test]
+async fn overrunning_probes_are_skipped_not_overlapped() {
+    // Each probe holds the session 350 ms; the interval is 100 ms.
+    let server = common::echo(ServerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let t = format!("{}    steps: [ {{ hold: 350ms }} ]\n", target("long", &server.url()));
+    write_config(&path, &t);
+    let (running, cancel) = start(&path).await;
+    let addr = running.addr;
+    eventually(Duration::from_secs(3), "two probes done", || async {
+        sample(&metrics(addr).await, "wsprobe_probes_total", &[("target", "long"), ("result", "success")])
+            .is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    let m = metrics(addr).await;
+    let skipped = sample(&m, "wsprobe_probes_skipped_total", &[("target", "long")]).unwrap();
+    let done = sample(&m, "wsprobe_probes_total", &[("target", "long"), ("result", "success")]).unwrap();
+    assert!(skipped >= 2.0 * (done - 1.0), "each overrun skips ~3 ticks: skipped {skipped}, done {done}");
+    assert!(server.connections() as f64 <= done + 1.0, "probes overlapped: {} connections", server.connections());
+    cancel.cancel();
+    running.wait().await;
+}
+
+/// Runs the real binary with JSON logs; returns the child, the API address and the log lines read so far.
+fn spawn_daemon(config: &Path, env: &[(&str, &str)]) -> (std::process::Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsprobe"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wsprobe");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("daemon logged its address");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        if let Some(addr) = json["addr"].as_str() {
+            return (child, addr.parse().unwrap(), rx);
+        }
+    }
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "wsprobe did not exit within 5s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_metrics_or_the_api() {
+    const SECRET: &str = "s3cr3t-token-4f9a";
+    let script = vec![Push::Text(Duration::from_millis(5), format!(r#"{{"type":"error_message","echo":"{SECRET}"}}"#))];
+    let server = common::push(ServerOpts::default(), script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let t = format!(
+        "  - name: leaky\n    url: '{}?token=${{WSPROBE_SECRET}}'\n    headers: {{ Authorization: 'Bearer ${{WSPROBE_SECRET}}' }}\n    subprotocols: ['jwt.${{base64url:WSPROBE_SECRET}}']\n    fail_on: [ {{ json: {{ type: error_message }} }} ]\n    steps:\n      - send: {{ text: 'hello ${{WSPROBE_SECRET}}' }}\n      - expect: {{ json: {{ type: never }} }}\n        within: 1s\n",
+        server.url()
+    );
+    write_config(&path, &t);
+    let (mut child, addr, logs) = spawn_daemon(&path, &[("WSPROBE_SECRET", SECRET)]);
+    eventually(Duration::from_secs(5), "a failure is recorded", || async {
+        sample(&metrics(addr).await, "wsprobe_probes_total", &[("target", "leaky"), ("result", "failure")])
+            .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let m = metrics(addr).await;
+    let api = get(addr, "/api/targets").await.body;
+    assert!(api.contains("error_message"), "the failure is visible: {api}");
+    assert!(api.contains("***"), "the echoed secret is shown redacted: {api}");
+    assert!(server.received().iter().any(|r| r.contains(SECRET)), "the server did get the real token");
+    assert_eq!(terminate(&mut child).code(), Some(0));
+    let log: Vec<String> = logs.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("Probe failed.")), "a failure was logged");
+    let b64 = "czNjcjN0LXRva2VuLTRmOWE";
+    for (what, text) in [("metrics", m), ("API", api), ("logs", log.join("\n"))] {
+        assert!(!text.contains(SECRET) && !text.contains(b64), "the secret leaked into the {what}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_in_flight_sessions_and_exits_zero() {
+    let server = common::echo(ServerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    write_config(&path, &format!("{}    steps: [ {{ hold: 30s }} ]\n", target("held", &server.url())));
+    let (mut child, _addr, _logs) = spawn_daemon(&path, &[]);
+    assert!(server.wait_connections(1, Duration::from_secs(5)).await, "the probe connected");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(start.elapsed() < Duration::from_secs(2), "shutdown took {:?}", start.elapsed());
+    assert_eq!(server.closes(), [1001], "the held session was closed with 1001 (going away)");
+}
