@@ -37,13 +37,20 @@ fn assert_phase_near(r: &ProbeResult, phase: Phase, injected: Duration) {
     let measured = r.phases.get(phase).unwrap_or_else(|| panic!("no {phase} timing in {r:?}"));
     let lo = injected.as_secs_f64();
     let hi = (injected + TOLERANCE).as_secs_f64();
-    assert!((lo..hi).contains(&measured), "{phase}: measured {measured:.4}s, injected {lo:.3}s (allowed up to {hi:.3}s)");
+    assert!(
+        (lo..hi).contains(&measured),
+        "{phase}: measured {measured:.4}s, injected {lo:.3}s (allowed up to {hi:.3}s)"
+    );
 }
 
 fn assert_duration_near(r: &ProbeResult, expected: Duration) {
     let lo = expected.as_secs_f64();
     let hi = (expected + TOLERANCE).as_secs_f64();
-    assert!((lo..hi).contains(&r.duration_seconds), "probe took {:.4}s, expected {lo:.3}..{hi:.3}s", r.duration_seconds);
+    assert!(
+        (lo..hi).contains(&r.duration_seconds),
+        "probe took {:.4}s, expected {lo:.3}..{hi:.3}s",
+        r.duration_seconds
+    );
 }
 
 #[tokio::test]
@@ -53,7 +60,10 @@ async fn healthy_server_passes_every_phase() {
     assert!(r.success, "{r:?}");
     assert_eq!((r.reason, r.phase, r.http_status), (None, None, Some(101)));
     let timed: Vec<Phase> = r.phases.iter().map(|(p, _)| p).collect();
-    assert_eq!(timed, [Phase::Dns, Phase::Connect, Phase::Handshake, Phase::FirstMessage, Phase::Ping, Phase::Close]);
+    assert_eq!(
+        timed,
+        [Phase::Dns, Phase::Connect, Phase::Handshake, Phase::FirstMessage, Phase::Ping, Phase::Close]
+    );
     assert_eq!(r.messages_received, 1);
     assert_eq!(server.connections(), 1);
 }
@@ -259,7 +269,8 @@ async fn probe_timeout_bounds_the_whole_probe() {
 
 #[tokio::test]
 async fn cancellation_ends_a_probe_promptly_without_a_result() {
-    let server = common::echo(ServerOpts { first_message_delay: Duration::from_secs(5), ..Default::default() }).await;
+    let server =
+        common::echo(ServerOpts { first_message_delay: Duration::from_secs(5), ..Default::default() }).await;
     let p = prober(&server.url(), "");
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();

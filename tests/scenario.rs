@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use wsprobe::probe::{Phase, ProbeResult, Prober, Reason};
 
 const TOLERANCE: Duration = Duration::from_millis(40);
-const EVENTS: [&str; 5] = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"];
+const EVENTS: [&str; 5] =
+    ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"];
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -40,7 +41,9 @@ fn agent_steps(within: &str) -> String {
 ",
     );
     for e in EVENTS {
-        s.push_str(&format!("      - name: {e}\n        expect: {{ json: {{ type: {e} }} }}\n        within: {within}\n"));
+        s.push_str(&format!(
+            "      - name: {e}\n        expect: {{ json: {{ type: {e} }} }}\n        within: {within}\n"
+        ));
     }
     s
 }
@@ -63,7 +66,11 @@ fn assert_failed_at(r: &ProbeResult, reason: Reason, step: &str) {
 }
 
 fn step_seconds(r: &ProbeResult, name: &str) -> f64 {
-    r.steps.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no step {name} in {r:?}")).duration_seconds
+    r.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name} in {r:?}"))
+        .duration_seconds
 }
 
 fn assert_step_near(r: &ProbeResult, name: &str, injected: Duration) {
@@ -142,7 +149,12 @@ async fn events_wrapped_in_an_envelope_match_by_nested_path() {
     let welcome = r#"{"type":"system_message","data":{"event":"connection_established"}}"#;
     let script = EVENTS
         .iter()
-        .map(|e| Push::Text(ms(10), format!(r#"{{"type":"system_message","data":{{"event":"{e}","items":[{{"id":1}}]}}}}"#)))
+        .map(|e| {
+            Push::Text(
+                ms(10),
+                format!(r#"{{"type":"system_message","data":{{"event":"{e}","items":[{{"id":1}}]}}}}"#),
+            )
+        })
         .collect();
     let opts = ServerOpts { welcome: Some(welcome.into()), ..ServerOpts::default() };
     let server = common::push(opts, script).await;
@@ -219,10 +231,16 @@ async fn expect_all_accepts_any_order_and_names_what_is_missing() {
         within: 1s
 ";
     assert!(probe(&server.url(), steps).await.success);
-    let three = steps.replace("]\n        within", ", { json: { type: agent_completed } } ]\n        within").replace("1s", "200ms");
+    let three = steps
+        .replace("]\n        within", ", { json: { type: agent_completed } } ]\n        within")
+        .replace("1s", "200ms");
     let r = probe(&server.url(), &three).await;
     assert_failed_at(&r, Reason::ExpectTimeout, "both");
-    assert!(r.message.as_deref().unwrap().starts_with("1 of 3 expected messages did not arrive (matchers #3)"), "{:?}", r.message);
+    assert!(
+        r.message.as_deref().unwrap().starts_with("1 of 3 expected messages did not arrive (matchers #3)"),
+        "{:?}",
+        r.message
+    );
 }
 
 #[tokio::test]
@@ -260,7 +278,9 @@ async fn hold_requires_traffic_every_max_gap() {
     // Three ticks 40 ms apart, then 150 ms of silence.
     assert_step_near(&r, "stream", ms(120 + 150));
 
-    let steps = steps.replace("max_gap: 150ms", "max_gap: 150ms\n      - sleep: 50ms\n      - ping: {}").replace("hold: 1s", "hold: 100ms");
+    let steps = steps
+        .replace("max_gap: 150ms", "max_gap: 150ms\n      - sleep: 50ms\n      - ping: {}")
+        .replace("hold: 1s", "hold: 100ms");
     let r = probe(&server.url(), &steps).await;
     assert!(r.success, "{r:?}");
     assert!(r.phases.get(Phase::Ping).is_some(), "a ping step records the ping phase");
@@ -304,7 +324,8 @@ async fn tokens_travel_as_subprotocol_query_and_rotated_file() {
 
     let requests = server.requests();
     assert!(requests[0].contains("GET /ws?access_token=header.payload.sig "), "{}", requests[0]);
-    let protocol = requests[0].lines().find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-protocol:"));
+    let protocol =
+        requests[0].lines().find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-protocol:"));
     assert_eq!(protocol.map(|l| l.split_once(':').unwrap().1.trim()), Some("jwt.aGVhZGVyLnBheWxvYWQuc2ln"));
     assert!(requests[0].contains("first-token"));
     assert!(requests[1].contains("second-token"), "the rotated token is read at the next probe");
@@ -313,7 +334,10 @@ async fn tokens_travel_as_subprotocol_query_and_rotated_file() {
 #[tokio::test]
 async fn secrets_are_redacted_from_failure_messages() {
     std::env::set_var("WSPROBE_SCENARIO_SECRET", "hunter2-very-secret");
-    let script = vec![Push::Text(ms(5), r#"{"type":"error_message","detail":"bad token hunter2-very-secret"}"#.into())];
+    let script = vec![Push::Text(
+        ms(5),
+        r#"{"type":"error_message","detail":"bad token hunter2-very-secret"}"#.into(),
+    )];
     let server = common::push(ServerOpts::default(), script).await;
     let extra = "    headers: { Authorization: 'Bearer ${WSPROBE_SCENARIO_SECRET}' }
     fail_on: [ { json: { type: error_message } } ]

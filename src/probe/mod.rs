@@ -56,8 +56,7 @@ pub struct Prober {
 impl Prober {
     /// Prepares a target; fails if its TLS settings cannot be loaded.
     pub fn new(target: Target) -> Result<Self, String> {
-        let secure =
-            target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
+        let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
         Ok(Self { hooks: Arc::new(target.hooks.clone()), target: Arc::new(target), tls })
     }
@@ -146,10 +145,8 @@ impl Prober {
         let vars = Vars { target: t.name.clone(), captures: Default::default() };
         let expand_failed =
             |what: String| ProbeError::new(Reason::ConnectError, format!("cannot expand {what}"));
-        let expanded = t
-            .url
-            .expand_with(&vars, &mut run.secrets)
-            .map_err(|e| expand_failed(format!("the url: {e}")))?;
+        let expanded =
+            t.url.expand_with(&vars, &mut run.secrets).map_err(|e| expand_failed(format!("the url: {e}")))?;
         let url = parse_ws_url(&expanded).map_err(|why| {
             ProbeError::new(Reason::ConnectError, format!("the url `{}` {why}", t.url.source()))
         })?;
@@ -239,7 +236,8 @@ impl Prober {
             run.phases.set(Phase::Ping, rtt.as_secs_f64());
         } else {
             let mut phase = Phase::Step;
-            let outcome = scenario::run(session, &t.steps, to, &mut run.steps, &mut phase, &mut run.step).await;
+            let outcome =
+                scenario::run(session, &t.steps, to, &mut run.steps, &mut phase, &mut run.step).await;
             run.current = phase;
             // With a script, the first message is whatever arrived first: timed, not awaited.
             run.record_first_message(session);

@@ -109,7 +109,8 @@ impl Session {
     pub async fn next_event(&mut self, wait: &Wait) -> Result<Option<Event>, Stop> {
         loop {
             let idle_deadline = self.last_traffic + self.idle;
-            let gap_deadline = wait.max_gap.map(|g| self.last_data.map_or(wait.started, |d| d.max(wait.started)) + g);
+            let gap_deadline =
+                wait.max_gap.map(|g| self.last_data.map_or(wait.started, |d| d.max(wait.started)) + g);
             let mut deadline = wait.deadline.min(idle_deadline).min(self.probe_deadline);
             if let Some(g) = gap_deadline {
                 deadline = deadline.min(g);
@@ -120,10 +121,15 @@ impl Session {
                 r = tokio::time::timeout_at(deadline, self.ws.next()) => r,
             };
             let frame = match next {
-                Err(_elapsed) if deadline == wait.deadline && deadline <= self.probe_deadline => return Ok(None),
+                Err(_elapsed) if deadline == wait.deadline && deadline <= self.probe_deadline => {
+                    return Ok(None)
+                }
                 Err(_elapsed) => return Err(Stop::Failed(self.expired(deadline, idle_deadline, wait))),
                 Ok(None) => {
-                    return Err(fail(Reason::ConnectionReset, "server closed the connection without a close frame"))
+                    return Err(fail(
+                        Reason::ConnectionReset,
+                        "server closed the connection without a close frame",
+                    ))
                 }
                 Ok(Some(Err(e))) => return Err(Stop::Failed(read_error(e))),
                 Ok(Some(Ok(frame))) => frame,
@@ -161,7 +167,8 @@ impl Session {
             let shown = received.excerpt(160);
             return Err(fail(Reason::ErrorMessage, format!("server sent an error message: {shown}")));
         }
-        let Some(reply) = self.hooks.respond.iter().find(|r| r.when.matches(&received)).map(|r| r.send.clone())
+        let Some(reply) =
+            self.hooks.respond.iter().find(|r| r.when.matches(&received)).map(|r| r.send.clone())
         else {
             return Ok(false);
         };
@@ -237,7 +244,12 @@ impl Session {
     ///
     /// A server that drops the connection after our close frame, without its own, has
     /// still ended the session; only silence past the timeout fails.
-    pub async fn close_with(&mut self, code: CloseCode, reason: &str, timeout: Duration) -> Result<Duration, Stop> {
+    pub async fn close_with(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<Duration, Stop> {
         let wait = Wait::new(timeout);
         let start = Instant::now();
         let frame = CloseFrame { code, reason: reason.to_owned().into() };

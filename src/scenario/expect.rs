@@ -47,7 +47,9 @@ pub async fn expect_one(
             Some(Event::Data(msg)) => msg,
             Some(Event::Pong(_)) => continue,
             None => {
-                return Err(expect_timeout("no message matched", within, ignored.count, &ignored.recent()).into())
+                return Err(
+                    expect_timeout("no message matched", within, ignored.count, &ignored.recent()).into()
+                )
             }
         };
         let received = Received::of(&msg);

@@ -36,10 +36,9 @@ pub enum Matcher {
 impl PartialEq for Matcher {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (
-                Matcher::All { json: a, exists: b, text: c },
-                Matcher::All { json: x, exists: y, text: z },
-            ) => a == x && b == y && c.as_ref().map(Regex::as_str) == z.as_ref().map(Regex::as_str),
+            (Matcher::All { json: a, exists: b, text: c }, Matcher::All { json: x, exists: y, text: z }) => {
+                a == x && b == y && c.as_ref().map(Regex::as_str) == z.as_ref().map(Regex::as_str)
+            }
             (Matcher::AnyOf(a), Matcher::AnyOf(b)) => a == b,
             _ => false,
         }
@@ -192,7 +191,8 @@ mod tests {
 
     #[test]
     fn json_paths_nested_and_indexed() {
-        let msg = Received::text(r#"{"type":"system_message","data":{"event":"x","n":1},"items":[{"id":7}]}"#);
+        let msg =
+            Received::text(r#"{"type":"system_message","data":{"event":"x","n":1},"items":[{"id":7}]}"#);
         assert!(m("json: { data.event: x, items.0.id: 7, data.n: 1.0 }").matches(&msg));
         assert!(!m("json: { data.event: y }").matches(&msg));
         assert!(m("json_exists: [items.0.id]").matches(&msg));

@@ -80,12 +80,30 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
     Send(Payload),
-    Expect { matcher: Matcher, within: Duration, max_gap: Option<Duration>, capture: Vec<(String, Vec<String>)> },
-    ExpectAll { matchers: Vec<Matcher>, within: Duration, max_gap: Option<Duration> },
-    Hold { duration: Duration, max_gap: Option<Duration> },
+    Expect {
+        matcher: Matcher,
+        within: Duration,
+        max_gap: Option<Duration>,
+        capture: Vec<(String, Vec<String>)>,
+    },
+    ExpectAll {
+        matchers: Vec<Matcher>,
+        within: Duration,
+        max_gap: Option<Duration>,
+    },
+    Hold {
+        duration: Duration,
+        max_gap: Option<Duration>,
+    },
     Sleep(Duration),
-    Ping { timeout: Option<Duration> },
-    Close { code: u16, reason: String, timeout: Option<Duration> },
+    Ping {
+        timeout: Option<Duration>,
+    },
+    Close {
+        code: u16,
+        reason: String,
+        timeout: Option<Duration>,
+    },
 }
 
 impl StepKind {
@@ -122,7 +140,12 @@ impl Hooks {
 }
 
 /// Compiles `fail_on` and `respond`, pushing each problem with its field path.
-pub fn compile_hooks(at: &str, fail_on: &[RawMatcher], respond: &[RawRespond], problems: &mut Vec<String>) -> Hooks {
+pub fn compile_hooks(
+    at: &str,
+    fail_on: &[RawMatcher],
+    respond: &[RawRespond],
+    problems: &mut Vec<String>,
+) -> Hooks {
     let mut hooks = Hooks::default();
     for (i, m) in fail_on.iter().enumerate() {
         match Matcher::compile(m) {
@@ -168,7 +191,10 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
                 check_env(&format!("{here}: `send`"), payload, &captured_at, i, problems);
             }
         }
-        let name = r.name.clone().unwrap_or_else(|| format!("{}_{position}", kind.as_ref().map_or("step", |k| k.label())));
+        let name = r
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{position}", kind.as_ref().map_or("step", |k| k.label())));
         if !crate::config::is_valid_name(&name) {
             problems.push(format!("{here}: `name` must be 1 to 63 characters from a-z, 0-9, `_` and `-` (it becomes the `step` label)"));
         } else if let Some(first) = names.insert(name.clone(), position) {
@@ -247,7 +273,8 @@ fn compile_kind(here: &str, r: &RawStep, problems: &mut Vec<String>) -> Option<S
             let mut raw = r.expect.clone()?;
             // A capture's path must be present in the message that matches.
             raw.json_exists.extend(r.capture.values().cloned());
-            let matcher = Matcher::compile(&raw).map_err(|e| problems.push(format!("{here}: `expect`: {e}"))).ok();
+            let matcher =
+                Matcher::compile(&raw).map_err(|e| problems.push(format!("{here}: `expect`: {e}"))).ok();
             let mut capture = Vec::new();
             for (name, path) in &r.capture {
                 if BUILTINS.contains(&name.as_str()) {

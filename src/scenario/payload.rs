@@ -52,7 +52,8 @@ impl Payload {
                 .map_err(|e| format!("binary: not valid base64 ({e})"))?;
             return Ok(Payload::Binary(bytes));
         }
-        let value = raw.json.as_ref().map(serde_json::to_value).transpose().map_err(|e| format!("json: {e}"))?;
+        let value =
+            raw.json.as_ref().map(serde_json::to_value).transpose().map_err(|e| format!("json: {e}"))?;
         let value = value.unwrap_or_default();
         Ok(Payload::Json(JsonTemplate::compile(&value).map_err(|e| format!("json: {e}"))?))
     }
@@ -90,7 +91,9 @@ impl JsonTemplate {
                     JsonTemplate::Literal(v.clone())
                 }
             }
-            Value::Array(items) => JsonTemplate::Array(items.iter().map(Self::compile).collect::<Result<_, _>>()?),
+            Value::Array(items) => {
+                JsonTemplate::Array(items.iter().map(Self::compile).collect::<Result<_, _>>()?)
+            }
             Value::Object(map) => JsonTemplate::Object(
                 map.iter().map(|(k, v)| Ok((k.clone(), Self::compile(v)?))).collect::<Result<_, _>>()?,
             ),
@@ -131,9 +134,10 @@ mod tests {
 
     #[test]
     fn json_payload_expands_strings_only() {
-        let raw: RawPayload =
-            serde_norway::from_str("json: { type: execute_agent, n: 3, who: '${target}', list: [a, '${target}'] }")
-                .unwrap();
+        let raw: RawPayload = serde_norway::from_str(
+            "json: { type: execute_agent, n: 3, who: '${target}', list: [a, '${target}'] }",
+        )
+        .unwrap();
         let p = Payload::compile(&raw).unwrap();
         let vars = Vars { target: "t1".into(), ..Vars::default() };
         let msg = p.render(&vars, &mut Vec::new()).unwrap();
