@@ -1,9 +1,11 @@
 //! `wsprobe demo`: an embedded WebSocket service and a daemon probing it.
 //!
-//! No configuration file, no network beyond loopback. `/agent` behaves: it greets, answers
-//! pings and streams an agent run on request. `/flaky` misbehaves on a fixed cycle (slow
-//! upgrades, a stalled stream, an abrupt close, a handshake that times out) so the
-//! dashboards and alerts have failures to show.
+//! No configuration file, no network beyond loopback. `/agent` speaks the incident's agent
+//! protocol: a welcome, then on an `execute_agent` request an application-level heartbeat
+//! (`{"type":"ping"}`, answered by the target's `respond` rule) and the five agent events
+//! with realistic gaps. `/flaky` misbehaves on a fixed cycle (slow upgrades, a stalled
+//! stream, an abrupt close, a handshake that times out) so the dashboards and alerts have
+//! failures to show.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,8 +87,38 @@ defaults:
   jitter: 10%
   timeouts: {{ handshake: 3s, first_message: 2s, ping: 2s, close: 2s, idle: 10s, probe: 20s }}
 targets:
+  # The incident's streaming check: request an agent run, expect its five events.
   - name: demo-agent
     url: ws://{service}/agent
+    fail_on: [ {{ json: {{ type: error_message }} }} ]
+    respond: [ {{ when: {{ json: {{ type: ping }} }}, send: {{ json: {{ type: pong }} }} }} ]
+    steps:
+      - name: welcome
+        expect: {{ json: {{ data.event: connection_established }} }}
+        within: 2s
+      - name: request
+        send: {{ json: {{ type: execute_agent, message: synthetic check, request_id: "${{uuid}}" }} }}
+      - name: agent_started
+        expect: {{ json: {{ type: agent_started }} }}
+        within: 3s
+      - name: agent_thinking
+        expect: {{ json: {{ type: agent_thinking }} }}
+        within: 3s
+        max_gap: 2s
+      - name: tool_executing
+        expect: {{ json: {{ type: tool_executing }} }}
+        within: 3s
+        max_gap: 2s
+      - name: tool_completed
+        expect: {{ json: {{ type: tool_completed }} }}
+        within: 3s
+        max_gap: 2s
+      - name: agent_completed
+        expect: {{ json: {{ type: agent_completed }} }}
+        within: 3s
+        max_gap: 2s
+      - ping: {{}}
+  # Connect, first message, ping, close; misbehaves on a cycle.
   - name: demo-flaky
     url: ws://{service}/flaky
 "#
@@ -136,6 +168,14 @@ async fn serve(stream: TcpStream, flaky_count: Arc<AtomicU64>) -> Result<(), Box
         match value.get("type").and_then(|t| t.as_str()) {
             Some("ping") => ws.send(Message::text(r#"{"type":"pong"}"#)).await?,
             Some("execute_agent") => {
+                // An application-level heartbeat first: a client that does not answer it
+                // gets an error message instead of the run.
+                ws.send(Message::text(r#"{"type":"ping"}"#)).await?;
+                if !pong_within(&mut ws, Duration::from_secs(1)).await {
+                    let error = r#"{"type":"error_message","error":"heartbeat not answered"}"#;
+                    ws.send(Message::text(error)).await?;
+                    continue;
+                }
                 for (event, gap_ms) in AGENT_EVENTS {
                     tokio::time::sleep(Duration::from_millis(gap_ms)).await;
                     let body = serde_json::json!({"type": event, "data": {"event": event}});
@@ -146,4 +186,21 @@ async fn serve(stream: TcpStream, flaky_count: Arc<AtomicU64>) -> Result<(), Box
         }
     }
     Ok(())
+}
+
+/// Reads until the client answers the heartbeat with `{"type":"pong"}`.
+async fn pong_within(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>, limit: Duration) -> bool {
+    let wait = async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(text) = msg {
+                let is_pong = serde_json::from_str::<serde_json::Value>(&text)
+                    .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("pong"));
+                if is_pong {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    tokio::time::timeout(limit, wait).await.unwrap_or(false)
 }
