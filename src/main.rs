@@ -144,13 +144,17 @@ fn check(path: &Path) -> ExitCode {
     println!("{}: valid; listen {}; {} target(s)", path.display(), c.listen, c.targets.len());
     for t in &c.targets {
         println!(
-            "  {:<24} {}  every {} ±{}, probe timeout {}{}",
+            "  {:<24} {}  every {} ±{}, probe timeout {}, {}",
             t.name,
             t.url,
             humantime::format_duration(t.interval),
             t.jitter,
             humantime::format_duration(t.timeouts.probe),
-            if t.server_speaks_first { "" } else { ", client speaks first" },
+            match (t.steps.len(), t.server_speaks_first) {
+                (0, true) => "connect, first message, ping, close".to_owned(),
+                (0, false) => "connect, ping, close".to_owned(),
+                (n, _) => format!("{n} steps"),
+            }
         );
     }
     ExitCode::SUCCESS

@@ -352,3 +352,25 @@ async fn secrets_are_redacted_from_failure_messages() {
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("bad token ***"), "{message}");
 }
+
+/// The shipped incident configs, pointed at a fake agent, pass when the service behaves
+/// and name the missing event when it does not.
+#[tokio::test]
+async fn shipped_incident_configs_work_against_an_agent_service() {
+    std::env::set_var("STAGING_JWT", "example-token");
+    let enveloped = |e: &str| format!(r#"{{"type":"system_message","data":{{"event":"{e}"}},"run_id":"r1"}}"#);
+    let welcome = enveloped("connection_established");
+    for (file, wrap) in [("config/critical-event-delivery.yaml", true), ("config/streaming-partial-results.yaml", false)] {
+        let opts = ServerOpts { welcome: Some(welcome.clone()), ..ServerOpts::default() };
+        let script: Vec<Push> = EVENTS
+            .iter()
+            .map(|e| Push::Text(ms(10), if wrap { enveloped(e) } else { event(e) }))
+            .collect();
+        let server = common::push(opts, script).await;
+        let text = std::fs::read_to_string(file).unwrap().replace("wss://api.staging.example.com/ws", &server.url());
+        let config = wsprobe::config::parse(Path::new(file), &text).unwrap();
+        let r = Prober::new(config.targets[0].clone()).unwrap().probe(&CancellationToken::new()).await.unwrap();
+        assert!(r.success, "{file}: {r:?}");
+        assert!(server.received()[0].contains("execute_agent"), "{file}");
+    }
+}
