@@ -9,7 +9,7 @@
 mod template;
 pub mod units;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -213,25 +213,36 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let defaults = &raw.defaults;
-    check_timeouts("defaults.timeouts", &defaults.timeouts, &mut problems);
-    check_positive("defaults.interval", defaults.interval, &mut problems);
+    // Checked once under `defaults`, not once per inheriting target under the target's name.
+    let default_headers = check_settings("defaults", &defaults.settings(), &mut problems);
     if raw.targets.is_empty() {
         problems.push("targets: at least one target is required".to_owned());
     }
-    let mut seen = HashSet::new();
+    let mut first_with_name: HashMap<&str, usize> = HashMap::new();
     let mut targets = Vec::new();
     for (i, t) in raw.targets.iter().enumerate() {
-        let at =
-            if is_valid_name(&t.name) { format!("target `{}`", t.name) } else { format!("targets[{i}]") };
-        if !is_valid_name(&t.name) {
+        let valid = is_valid_name(&t.name);
+        let earlier = if valid { first_with_name.get(t.name.as_str()).copied() } else { None };
+        // A name that is invalid or taken does not identify the target: use its position.
+        let at = match (valid, earlier) {
+            (true, None) => {
+                first_with_name.insert(&t.name, i);
+                format!("target `{}`", t.name)
+            }
+            _ => format!("targets[{i}]"),
+        };
+        if !valid {
             problems.push(format!(
                 "{at}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
                 t.name.escape_debug()
             ));
-        } else if !seen.insert(t.name.as_str()) {
-            problems.push(format!("{at}: duplicate target name (names must be unique)"));
+        } else if let Some(first) = earlier {
+            problems.push(format!(
+                "{at}.name: `{}` is already the name of targets[{first}] (names must be unique)",
+                t.name
+            ));
         }
-        if let Some(target) = resolve_target(&at, t, defaults, &mut problems) {
+        if let Some(target) = resolve_target(&at, t, defaults, &default_headers, &mut problems) {
             targets.push(target);
         }
     }
@@ -251,11 +262,14 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9478))
 }
 
-fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<String>) -> Option<Target> {
+fn resolve_target(
+    at: &str,
+    t: &RawTarget,
+    d: &RawSettings,
+    default_headers: &[(HeaderName, Template)],
+    problems: &mut Vec<String>,
+) -> Option<Target> {
     let before = problems.len();
-    check_timeouts(&format!("{at}.timeouts"), &t.timeouts, problems);
-    check_positive(&format!("{at}.interval"), t.interval, problems);
-
     let url = match t.url.expand() {
         Ok(expanded) => match parse_ws_url(&expanded) {
             Ok(u) => Some(u),
@@ -264,7 +278,7 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
                 None
             }
             Err(why) => {
-                problems.push(format!("{at}.url: `{expanded}` {why}"));
+                problems.push(format!("{at}.url: `{}` {why}", without_userinfo(&expanded)));
                 None
             }
         },
@@ -273,58 +287,7 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
             None
         }
     };
-
-    let mut headers = Vec::new();
-    let merged: BTreeMap<&String, &Template> = d.headers.iter().chain(t.headers.iter()).collect();
-    for (name, value) in merged {
-        let field = format!("{at}.headers.{name}");
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.push(format!("{field}: not a valid HTTP header name"));
-            continue;
-        };
-        if RESERVED_HEADERS.contains(&header.as_str()) {
-            problems.push(format!(
-                "{field}: set by the WebSocket handshake itself (use `subprotocols` for Sec-WebSocket-Protocol)"
-            ));
-            continue;
-        }
-        match value.expand() {
-            // The value may be a secret: say what is wrong without showing it.
-            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
-                .push(format!("{field}: the value is not a valid HTTP header value (control characters?)")),
-            Ok(_) => headers.push((header, value.clone())),
-            Err(e) => problems.push(format!("{field}: {e}")),
-        }
-    }
-
-    let subprotocols = t.subprotocols.clone().or_else(|| d.subprotocols.clone()).unwrap_or_default();
-    for (j, p) in subprotocols.iter().enumerate() {
-        let field = format!("{at}.subprotocols[{j}]");
-        match p.expand() {
-            // Shown as written: the expanded token may be a secret.
-            Ok(v) if !is_token(&v) => {
-                problems.push(format!("{field}: `{}` is not a valid subprotocol token", p.source().escape_debug()))
-            }
-            Ok(_) => {}
-            Err(e) => problems.push(format!("{field}: {e}")),
-        }
-    }
-
-    let tls = t.tls.clone().or_else(|| d.tls.clone()).unwrap_or_default();
-    if let Some(ca) = &tls.ca_file {
-        match std::fs::read(ca) {
-            Ok(pem) if crate::probe::tls::parse_ca_pem(&pem).is_err() => {
-                problems.push(format!("{at}.tls.ca_file: `{}` holds no PEM certificate", ca.display()))
-            }
-            Ok(_) => {}
-            Err(e) => problems.push(format!("{at}.tls.ca_file: cannot read `{}`: {e}", ca.display())),
-        }
-    }
-    if let Some(name) = &tls.server_name {
-        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-            problems.push(format!("{at}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
-        }
-    }
+    let own_headers = check_settings(at, &t.settings(), problems);
     if t.tls.is_some() {
         if let Some(u) = &url {
             if !u.secure {
@@ -333,11 +296,16 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
         }
     }
 
+    // A target's header replaces the default of the same name, whatever its case.
+    let mut headers: Vec<(HeaderName, Template)> = default_headers
+        .iter()
+        .filter(|(name, _)| !own_headers.iter().any(|(own, _)| own == name))
+        .cloned()
+        .collect();
+    headers.extend(own_headers);
+    let subprotocols = t.subprotocols.clone().or_else(|| d.subprotocols.clone()).unwrap_or_default();
+    let tls = t.tls.clone().or_else(|| d.tls.clone()).unwrap_or_default();
     let max_message_size = t.max_message_size.or(d.max_message_size).unwrap_or(ByteSize::mib(1));
-    if max_message_size.0 < 125 {
-        problems.push(format!("{at}.max_message_size: must be at least 125B (a control frame's size)"));
-    }
-
     let timeouts = merge_timeouts(&t.timeouts, &d.timeouts);
     let steps = scenario::compile_steps(at, &t.steps, problems);
     let fail_on = t.fail_on.as_ref().or(d.fail_on.as_ref()).map_or(&[][..], Vec::as_slice);
@@ -360,6 +328,127 @@ fn resolve_target(at: &str, t: &RawTarget, d: &RawSettings, problems: &mut Vec<S
         steps,
         hooks,
     })
+}
+
+/// The settings `defaults` and a target both have, borrowed for checking.
+struct Settings<'a> {
+    interval: Option<HumanDuration>,
+    timeouts: &'a RawTimeouts,
+    max_message_size: Option<ByteSize>,
+    headers: &'a BTreeMap<String, Template>,
+    subprotocols: Option<&'a Vec<Template>>,
+    tls: Option<&'a TlsSettings>,
+}
+
+impl RawSettings {
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            interval: self.interval,
+            timeouts: &self.timeouts,
+            max_message_size: self.max_message_size,
+            headers: &self.headers,
+            subprotocols: self.subprotocols.as_ref(),
+            tls: self.tls.as_ref(),
+        }
+    }
+}
+
+impl RawTarget {
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            interval: self.interval,
+            timeouts: &self.timeouts,
+            max_message_size: self.max_message_size,
+            headers: &self.headers,
+            subprotocols: self.subprotocols.as_ref(),
+            tls: self.tls.as_ref(),
+        }
+    }
+}
+
+/// Checks the settings written in one block (`defaults` or a target) under that block's
+/// name; returns its valid headers.
+fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec<(HeaderName, Template)> {
+    check_timeouts(&format!("{at}.timeouts"), s.timeouts, problems);
+    check_positive(&format!("{at}.interval"), s.interval, problems);
+
+    let mut headers: Vec<(HeaderName, Template)> = Vec::new();
+    let mut written: Vec<(HeaderName, &String)> = Vec::new();
+    for (name, value) in s.headers {
+        let field = format!("{at}.headers.{name}");
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(format!("{field}: not a valid HTTP header name"));
+            continue;
+        };
+        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
+            problems
+                .push(format!("{field}: `{first}` is the same header (header names are case-insensitive)"));
+            continue;
+        }
+        written.push((header.clone(), name));
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            let hint = if header == "sec-websocket-protocol" {
+                " (use `subprotocols` to offer subprotocols)"
+            } else {
+                ""
+            };
+            problems.push(format!("{field}: set by the WebSocket handshake itself{hint}"));
+            continue;
+        }
+        match value.expand() {
+            // The value may be a secret: say what is wrong without showing it.
+            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
+                .push(format!("{field}: the value is not a valid HTTP header value (control characters?)")),
+            Ok(_) => headers.push((header, value.clone())),
+            Err(e) => problems.push(format!("{field}: {e}")),
+        }
+    }
+
+    for (j, p) in s.subprotocols.into_iter().flatten().enumerate() {
+        let field = format!("{at}.subprotocols[{j}]");
+        match p.expand() {
+            // Shown as written: the expanded token may be a secret.
+            Ok(v) if !is_token(&v) => problems
+                .push(format!("{field}: `{}` is not a valid subprotocol token", p.source().escape_debug())),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{field}: {e}")),
+        }
+    }
+
+    if let Some(tls) = s.tls {
+        if let Some(ca) = &tls.ca_file {
+            if let Err(why) = check_ca_file(ca) {
+                problems.push(format!("{at}.tls.ca_file: {why}"));
+            }
+        }
+        if let Some(name) = &tls.server_name {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                problems
+                    .push(format!("{at}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
+            }
+        }
+    }
+
+    if s.max_message_size.is_some_and(|size| size.0 < 125) {
+        problems.push(format!("{at}.max_message_size: must be at least 125B (a control frame's size)"));
+    }
+    headers
+}
+
+/// Reads a CA file the way the probe will, so a bad one fails here rather than at the
+/// first probe; the error completes "`tls.ca_file`: ...".
+fn check_ca_file(ca: &Path) -> Result<(), String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("cannot read `{}`: {e}", ca.display()))?;
+    let certs = crate::probe::tls::parse_ca_pem(&pem)
+        .map_err(|_| format!("`{}` holds no PEM certificate", ca.display()))?;
+    let mut store = rustls::RootCertStore::empty();
+    for cert in certs {
+        // rustls calls every bad certificate a "peer certificate": say it plainly instead.
+        store
+            .add(cert)
+            .map_err(|_| format!("`{}` holds a certificate that is not valid X.509", ca.display()))?;
+    }
+    Ok(())
 }
 
 fn merge_timeouts(t: &RawTimeouts, d: &RawTimeouts) -> Timeouts {
@@ -414,6 +503,16 @@ pub fn is_valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// The url with any `user:password@` shown as `***@`, for messages.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// A WebSocket URL taken apart for the probe's phases.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
@@ -435,14 +534,33 @@ pub fn parse_ws_url(s: &str) -> Result<WsUrl, String> {
     };
     let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    if port == 0 {
-        return Err("has port 0".to_owned());
+    // `Uri` accepts these, but the handshake would silently drop them.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(
+            "has credentials before the host (`user@`), which are never sent; use a header".to_owned()
+        );
     }
+    if s.contains('#') {
+        return Err("has a `#fragment`, which WebSocket URLs cannot have".to_owned());
+    }
+    // `Uri::port` is `None` for a port that is out of range, so read the authority itself.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
+    let default_port = if secure { 443 } else { 80 };
+    let port = match after_host.rsplit_once(':') {
+        None => default_port,
+        Some((_, port)) => match port.parse::<u16>() {
+            Ok(0) => return Err("has port 0".to_owned()),
+            Ok(n) => n,
+            // Not echoed: the url may have come from a secret.
+            Err(_) => return Err("has an invalid port (must be 1 to 65535)".to_owned()),
+        },
+    };
     Ok(WsUrl { secure, host, port, uri })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -453,6 +571,11 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
         assert_eq!(parse_ws_url("ws://example.test/").unwrap().port, 80);
         assert_eq!(parse_ws_url("http://x/").unwrap_err(), "must use ws:// or wss://, not http://");
+        // Silently dropped or misread by `Uri`, so refused here.
+        assert!(parse_ws_url("ws://x:65536/").unwrap_err().contains("invalid port"));
+        assert!(parse_ws_url("ws://u:p@x/").unwrap_err().contains("credentials"));
+        assert!(parse_ws_url("ws://x/#f").unwrap_err().contains("fragment"));
+        assert_eq!(without_userinfo("wss://u:p@x/a@b"), "wss://***@x/a@b");
     }
 
     #[test]
