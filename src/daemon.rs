@@ -229,6 +229,10 @@ impl Supervisor {
                     continue;
                 }
                 task.cancel.cancel();
+                let dropped: Vec<String> = step_names(&task.target)
+                    .filter(|s| !step_names(&prober.target).any(|n| n == *s))
+                    .collect();
+                metrics.remove_steps(&name, &dropped);
                 tracing::info!(target_name = %name, "Target settings changed; restarting its probes.");
             } else {
                 metrics.add_target(&name);
@@ -247,11 +251,16 @@ impl Supervisor {
         }
         for (name, task) in old {
             task.cancel.cancel();
-            metrics.remove_target(&name, &[]);
+            let steps: Vec<String> = step_names(&task.target).collect();
+            metrics.remove_target(&name, &steps);
             tracing::info!(target_name = %name, "Target removed from the configuration.");
         }
         metrics.targets.set(i64::try_from(self.tasks.len()).unwrap_or(i64::MAX));
     }
+}
+
+fn step_names(target: &Target) -> impl Iterator<Item = String> + '_ {
+    target.steps.iter().map(|s| s.name.clone())
 }
 
 fn unix_now() -> f64 {

@@ -15,7 +15,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -140,15 +139,7 @@ async fn serve(stream: TcpStream, flaky_count: Arc<AtomicU64>) -> Result<(), Box
     if let FlakyMode::SlowUpgrade(delay) = mode {
         tokio::time::sleep(delay).await;
     }
-    let echo_protocol = |req: &Request, mut resp: Response| {
-        if let Some(p) = req.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()) {
-            if let Some(first) = p.split(',').next().and_then(|f| f.trim().parse().ok()) {
-                resp.headers_mut().insert("sec-websocket-protocol", first);
-            }
-        }
-        Ok(resp)
-    };
-    let mut ws = tokio_tungstenite::accept_hdr_async(stream, echo_protocol).await?;
+    let mut ws = tokio_tungstenite::accept_async(stream).await?;
     if mode == FlakyMode::Stall {
         // Upgraded, then silent: the probe's first-message timeout fires.
         while ws.next().await.is_some() {}

@@ -1,6 +1,7 @@
 //! The `wsprobe` command line: run, check, once, demo.
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -205,10 +206,12 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
     for r in &results {
         wsprobe::scheduler::log_result(r);
     }
-    match format {
-        OutputFormat::Json => println!("{}", once::render_json(&results)),
-        OutputFormat::Text => print!("{}", once::render_text(&results)),
-    }
+    let report = match format {
+        OutputFormat::Json => once::render_json(&results) + "\n",
+        OutputFormat::Text => once::render_text(&results),
+    };
+    // A reader that went away (`| head`) is not a failure of the probes.
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
     Ok(if results.iter().all(|r| r.success) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -224,14 +227,16 @@ async fn run_demo(listen: SocketAddr, interval: Duration) -> anyhow::Result<Exit
     let cancel = CancellationToken::new();
     let running = daemon::start(config, Source::Fixed, cancel.clone()).await?;
     let addr = running.addr;
-    println!("wsprobe demo");
-    println!(
-        "  demo service  ws://{}/agent (healthy), ws://{}/flaky (misbehaves on a cycle)",
-        server.addr, server.addr
+    // Written with errors ignored: a closed stdout (a pipe whose reader left) must not
+    // take the demo down.
+    let banner = format!(
+        "wsprobe demo\n  demo service  ws://{svc}/agent (healthy), ws://{svc}/flaky (misbehaves on a cycle)\n  metrics       http://{addr}/metrics\n  targets       http://{addr}/api/targets\n  probing every {}; press Ctrl-C to stop.\n",
+        humantime::format_duration(interval),
+        svc = server.addr,
     );
-    println!("  metrics       http://{addr}/metrics");
-    println!("  targets       http://{addr}/api/targets");
-    println!("  probing every {}; press Ctrl-C to stop.", humantime::format_duration(interval));
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
     daemon::shutdown_signal().await;
     cancel.cancel();
     running.wait().await;

@@ -199,6 +199,11 @@ impl Metrics {
                     self.probe_failures_total.remove_label_values(&[target, phase.as_str(), reason.as_str()]);
             }
         }
+        self.remove_steps(target, steps);
+    }
+
+    /// Removes the step series of steps a target no longer has.
+    pub fn remove_steps(&self, target: &str, steps: &[String]) {
         for step in steps {
             let _ = self.step_duration.remove_label_values(&[target, step]);
         }

@@ -1,17 +1,19 @@
 //! The daemon end to end: scheduling, the HTTP API, reload, removal of old series,
 //! secrets kept out of every output, and a clean shutdown of the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::http::{get, request, sample};
+use common::process::{self, ChildGuard, Output};
 use common::{Push, ServerOpts};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +32,8 @@ fn target(name: &str, url: &str) -> String {
 async fn start(path: &Path) -> (Running, CancellationToken) {
     let config = wsprobe::config::load(path).expect("valid config");
     let cancel = CancellationToken::new();
-    let running = daemon::start(config, Source::File(path.to_owned()), cancel.clone()).await.expect("daemon starts");
+    let running =
+        daemon::start(config, Source::File(path.to_owned()), cancel.clone()).await.expect("daemon starts");
     (running, cancel)
 }
 
@@ -56,7 +59,10 @@ async fn ready_after_the_first_round_and_targets_are_listed() {
     let server = common::echo(ServerOpts::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsprobe.yaml");
-    write_config(&path, &(target("alpha", &server.url()) + &target("beta", &format!("ws://{}/", common::refused_addr()))));
+    write_config(
+        &path,
+        &(target("alpha", &server.url()) + &target("beta", &format!("ws://{}/", common::refused_addr()))),
+    );
     let (running, cancel) = start(&path).await;
     let addr = running.addr;
 
@@ -64,7 +70,10 @@ async fn ready_after_the_first_round_and_targets_are_listed() {
     let health = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 
-    eventually(Duration::from_secs(3), "/readyz is 200", || async { get(addr, "/readyz").await.status == 200 }).await;
+    eventually(Duration::from_secs(3), "/readyz is 200", || async {
+        get(addr, "/readyz").await.status == 200
+    })
+    .await;
 
     let resp = app.oneshot(Request::get("/api/targets").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -92,7 +101,9 @@ async fn ready_after_the_first_round_and_targets_are_listed() {
 
 #[tokio::test]
 async fn readyz_waits_for_every_target() {
-    let server = common::echo(ServerOpts { handshake_delay: Duration::from_millis(400), ..ServerOpts::default() }).await;
+    let server =
+        common::echo(ServerOpts { handshake_delay: Duration::from_millis(400), ..ServerOpts::default() })
+            .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsprobe.yaml");
     write_config(&path, &target("slow", &server.url()));
@@ -100,7 +111,10 @@ async fn readyz_waits_for_every_target() {
     let first = get(running.addr, "/readyz").await;
     assert_eq!(first.status, 503);
     assert_eq!(first.body, "not ready: 0 of 1 targets probed so far\n");
-    eventually(Duration::from_secs(3), "ready", || async { get(running.addr, "/readyz").await.status == 200 }).await;
+    eventually(Duration::from_secs(3), "ready", || async {
+        get(running.addr, "/readyz").await.status == 200
+    })
+    .await;
     cancel.cancel();
     running.wait().await;
 }
@@ -141,7 +155,9 @@ async fn reload_applies_a_valid_file_and_keeps_the_old_one_otherwise() {
     // The old configuration still runs.
     let before = sample(&m, "wsprobe_probes_total", &[("target", "beta"), ("result", "success")]).unwrap();
     eventually(Duration::from_secs(3), "beta still probed", || async {
-        sample(&metrics(addr).await, "wsprobe_probes_total", &[("target", "beta"), ("result", "success")]).unwrap() > before
+        sample(&metrics(addr).await, "wsprobe_probes_total", &[("target", "beta"), ("result", "success")])
+            .unwrap()
+            > before
     })
     .await;
     cancel.cancel();
@@ -167,58 +183,42 @@ async fn overrunning_probes_are_skipped_not_overlapped() {
     let skipped = sample(&m, "wsprobe_probes_skipped_total", &[("target", "long")]).unwrap();
     let done = sample(&m, "wsprobe_probes_total", &[("target", "long"), ("result", "success")]).unwrap();
     assert!(skipped >= 2.0 * (done - 1.0), "each overrun skips ~3 ticks: skipped {skipped}, done {done}");
-    assert!(server.connections() as f64 <= done + 1.0, "probes overlapped: {} connections", server.connections());
+    assert!(
+        server.connections() as f64 <= done + 1.0,
+        "probes overlapped: {} connections",
+        server.connections()
+    );
     cancel.cancel();
     running.wait().await;
 }
 
-/// Runs the real binary with JSON logs; returns the child, the API address and the log lines read so far.
-fn spawn_daemon(config: &Path, env: &[(&str, &str)]) -> (std::process::Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsprobe"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wsprobe");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+/// Runs the real binary with JSON logs; returns it, the API address and its log lines.
+fn spawn_daemon(config: &Path, env: &[(&str, &str)]) -> (ChildGuard, SocketAddr, Receiver<String>) {
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "info"));
+    let config = config.to_str().unwrap();
+    let (child, lines) =
+        process::spawn(&["--log-format", "json", "run", "--config", config], &env, Output::Stderr);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("daemon logged its address");
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("daemon logged its address");
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
         if let Some(addr) = json["addr"].as_str() {
-            return (child, addr.parse().unwrap(), rx);
+            return (child, addr.parse().unwrap(), lines);
         }
-    }
-}
-
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "wsprobe did not exit within 5s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_metrics_or_the_api() {
     const SECRET: &str = "s3cr3t-token-4f9a";
-    let script = vec![Push::Text(Duration::from_millis(5), format!(r#"{{"type":"error_message","echo":"{SECRET}"}}"#))];
+    let script = vec![Push::Text(
+        Duration::from_millis(5),
+        format!(r#"{{"type":"error_message","echo":"{SECRET}"}}"#),
+    )];
     let server = common::push(ServerOpts::default(), script).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsprobe.yaml");
@@ -238,7 +238,8 @@ async fn secrets_never_reach_logs_metrics_or_the_api() {
     assert!(api.contains("error_message"), "the failure is visible: {api}");
     assert!(api.contains("***"), "the echoed secret is shown redacted: {api}");
     assert!(server.received().iter().any(|r| r.contains(SECRET)), "the server did get the real token");
-    assert_eq!(terminate(&mut child).code(), Some(0));
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(Duration::from_secs(5)).code(), Some(0));
     let log: Vec<String> = logs.try_iter().collect();
     assert!(log.iter().any(|l| l.contains("Probe failed.")), "a failure was logged");
     let b64 = "czNjcjN0LXRva2VuLTRmOWE";
@@ -257,7 +258,8 @@ async fn sigterm_closes_in_flight_sessions_and_exits_zero() {
     assert!(server.wait_connections(1, Duration::from_secs(5)).await, "the probe connected");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
-    let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.unwrap();
+    child.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait_exit(Duration::from_secs(5))).await.unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(start.elapsed() < Duration::from_secs(2), "shutdown took {:?}", start.elapsed());
     assert_eq!(server.closes(), [1001], "the held session was closed with 1001 (going away)");

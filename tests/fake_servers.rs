@@ -1,6 +1,7 @@
 //! Self-test of the fake server catalogue in `tests/common`, driven by a plain
 //! tokio-tungstenite client so it does not depend on wsprobe itself.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -5,6 +5,8 @@
 //! 40 ms is loopback plus scheduling on a loaded 2-core CI machine; the measurement is
 //! never allowed to be shorter than the delay.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! error message. Each failure is asserted by exact reason and step name; step durations
 //! against injected gaps within `[d, d + 40ms)`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::path::Path;
@@ -358,18 +360,21 @@ async fn secrets_are_redacted_from_failure_messages() {
 #[tokio::test]
 async fn shipped_incident_configs_work_against_an_agent_service() {
     std::env::set_var("STAGING_JWT", "example-token");
-    let enveloped = |e: &str| format!(r#"{{"type":"system_message","data":{{"event":"{e}"}},"run_id":"r1"}}"#);
+    let enveloped =
+        |e: &str| format!(r#"{{"type":"system_message","data":{{"event":"{e}"}},"run_id":"r1"}}"#);
     let welcome = enveloped("connection_established");
-    for (file, wrap) in [("config/critical-event-delivery.yaml", true), ("config/streaming-partial-results.yaml", false)] {
+    for (file, wrap) in
+        [("config/critical-event-delivery.yaml", true), ("config/streaming-partial-results.yaml", false)]
+    {
         let opts = ServerOpts { welcome: Some(welcome.clone()), ..ServerOpts::default() };
-        let script: Vec<Push> = EVENTS
-            .iter()
-            .map(|e| Push::Text(ms(10), if wrap { enveloped(e) } else { event(e) }))
-            .collect();
+        let script: Vec<Push> =
+            EVENTS.iter().map(|e| Push::Text(ms(10), if wrap { enveloped(e) } else { event(e) })).collect();
         let server = common::push(opts, script).await;
-        let text = std::fs::read_to_string(file).unwrap().replace("wss://api.staging.example.com/ws", &server.url());
+        let text =
+            std::fs::read_to_string(file).unwrap().replace("wss://api.staging.example.com/ws", &server.url());
         let config = wsprobe::config::parse(Path::new(file), &text).unwrap();
-        let r = Prober::new(config.targets[0].clone()).unwrap().probe(&CancellationToken::new()).await.unwrap();
+        let r =
+            Prober::new(config.targets[0].clone()).unwrap().probe(&CancellationToken::new()).await.unwrap();
         assert!(r.success, "{file}: {r:?}");
         assert!(server.received()[0].contains("execute_agent"), "{file}");
     }

@@ -186,10 +186,8 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
         };
         let before = problems.len();
         let kind = compile_kind(&here, r, problems);
-        if let Some(kind) = &kind {
-            if let StepKind::Send(payload) = kind {
-                check_env(&format!("{here}: `send`"), payload, &captured_at, i, problems);
-            }
+        if let Some(StepKind::Send(payload)) = &kind {
+            check_env(&format!("{here}: `send`"), payload, &captured_at, i, problems);
         }
         let name = r
             .name

@@ -17,7 +17,9 @@ pub struct Response {
 pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect to the API");
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(head.as_bytes()).await.expect("send request");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read response");
@@ -27,7 +29,11 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Response { status, body }
 }
 
@@ -60,7 +66,8 @@ pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         if metric != name {
             return None;
         }
-        let all = labels.iter().all(|(k, v)| label_text.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+        let all =
+            labels.iter().all(|(k, v)| label_text.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
         all.then(|| value.parse().ok()).flatten()
     })
 }

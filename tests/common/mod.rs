@@ -12,6 +12,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod http;
+pub mod process;
 mod tls;
 mod wire;
 
