@@ -5,8 +5,9 @@
 
 use std::fmt;
 
+use serde::de::{self, Deserializer};
 use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The phases of a probe, in the order they happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +57,13 @@ impl fmt::Display for Phase {
 impl Serialize for Phase {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Phase {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Phase::ALL.into_iter().find(|p| p.as_str() == name).ok_or_else(|| de::Error::custom(format!("unknown phase `{name}`")))
     }
 }
 
@@ -166,6 +174,13 @@ impl Serialize for Reason {
     }
 }
 
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Reason::ALL.into_iter().find(|r| r.as_str() == name).ok_or_else(|| de::Error::custom(format!("unknown reason `{name}`")))
+    }
+}
+
 /// A failed probe: one reason, a human sentence, and what the server told us.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {message}")]
@@ -198,6 +213,17 @@ impl PhaseTimings {
     }
 }
 
+impl<'de> Deserialize<'de> for PhaseTimings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<Phase, f64>::deserialize(d)?;
+        let mut t = PhaseTimings::default();
+        for (phase, secs) in map {
+            t.set(phase, secs);
+        }
+        Ok(t)
+    }
+}
+
 impl Serialize for PhaseTimings {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
@@ -209,7 +235,7 @@ impl Serialize for PhaseTimings {
 }
 
 /// One scripted step's outcome.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
     pub name: String,
     pub ok: bool,
@@ -218,29 +244,40 @@ pub struct StepResult {
 }
 
 /// The outcome of one probe of one target, as printed by `wsprobe once --format json`
-/// and served by `/api/targets`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// and served by `/api/targets`; read back from recorded traces by `wsprobe replay`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
     pub target: String,
     pub success: bool,
+    #[serde(default)]
     pub reason: Option<Reason>,
+    #[serde(default)]
     pub phase: Option<Phase>,
+    #[serde(default)]
     pub step: Option<String>,
+    #[serde(default)]
     pub message: Option<String>,
+    #[serde(default)]
     pub http_status: Option<u16>,
+    #[serde(default)]
     pub close_code: Option<u16>,
     #[serde(serialize_with = "ser_secs")]
     pub duration_seconds: f64,
+    #[serde(default)]
     pub phases: PhaseTimings,
+    #[serde(default)]
     pub steps: Vec<StepResult>,
     /// Data messages received during the session.
+    #[serde(default)]
     pub messages_received: u64,
     /// Data messages sent during the session.
+    #[serde(default)]
     pub messages_sent: u64,
     /// When the server's certificate expires (Unix seconds), for wss:// targets.
+    #[serde(default)]
     pub tls_cert_expiry: Option<i64>,
     /// Unix time when the probe started.
-    #[serde(serialize_with = "ser_secs")]
+    #[serde(serialize_with = "ser_secs", default)]
     pub started_at: f64,
     /// Seconds between consecutive data messages received; metrics only.
     #[serde(skip)]
