@@ -19,12 +19,13 @@ pub fn router(shared: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/targets", get(targets))
+        .route("/api/alerts", get(alerts))
         .route("/-/reload", post(reload))
         .with_state(shared)
 }
 
 async fn index() -> &'static str {
-    "wsprobe\n\n/metrics        Prometheus metrics\n/healthz        liveness\n/readyz         readiness (configuration loaded, first round done)\n/api/targets    per-target status (JSON)\nPOST /-/reload  re-read the configuration file\n"
+    "wsprobe\n\n/metrics        Prometheus metrics\n/healthz        liveness\n/readyz         readiness (configuration loaded, first round done)\n/api/targets    per-target status (JSON)\n/api/alerts     pending and firing alerts (JSON)\nPOST /-/reload  re-read the configuration file\n"
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
@@ -49,6 +50,16 @@ async fn readyz(State(s): State<Shared>) -> Response {
 async fn targets(State(s): State<Shared>) -> Response {
     let snap = s.snapshot.borrow().clone();
     Json(&*snap).into_response()
+}
+
+/// Pending and firing alerts; `?target=NAME` narrows to one target.
+async fn alerts(
+    State(s): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let all = s.alerts.borrow().clone();
+    let list: Vec<_> = all.iter().filter(|a| q.get("target").is_none_or(|t| *t == a.key.target)).collect();
+    Json(json!({ "alerts": list })).into_response()
 }
 
 async fn reload(State(s): State<Shared>) -> Response {

@@ -21,6 +21,7 @@ use crate::config::{self, Config, Target};
 use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::scheduler::{self, Recorder};
+use crate::alerting::AlertsView;
 use crate::state::{self, Event, Snapshot, TargetInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum DaemonError {
     Tls { target: String, reason: String },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot open the record file `{path}`: {source}")]
+    Record { path: PathBuf, source: std::io::Error },
 }
 
 /// Where the configuration comes from, and so what a reload re-reads.
@@ -50,6 +53,15 @@ pub struct Shared {
     pub metrics: Metrics,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub reload: mpsc::Sender<ReloadReply>,
+    /// Pending and firing alerts (always empty without `alerting:`).
+    pub alerts: AlertsView,
+}
+
+/// Optional behaviour of `wsprobe run`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Append every probe result to this JSON-lines file.
+    pub record: Option<PathBuf>,
 }
 
 /// A started daemon.
@@ -60,6 +72,8 @@ pub struct Running {
     pub shared: Shared,
     supervisor: JoinHandle<()>,
     server: JoinHandle<()>,
+    /// The record writer and the alert engine, when configured.
+    helpers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -67,6 +81,9 @@ impl Running {
     pub async fn wait(self) {
         let _ = self.supervisor.await;
         let _ = self.server.await;
+        for h in self.helpers {
+            let _ = h.await;
+        }
     }
 }
 
@@ -80,10 +97,16 @@ fn probers(config: &Config) -> Result<Vec<Prober>, DaemonError> {
 }
 
 /// Binds the listener and starts probing. Everything stops when `cancel` fires.
-pub async fn start(
+pub async fn start(config: Config, source: Source, cancel: CancellationToken) -> Result<Running, DaemonError> {
+    start_with(config, source, cancel, Options::default()).await
+}
+
+/// [`start`] with options.
+pub async fn start_with(
     config: Config,
     source: Source,
     cancel: CancellationToken,
+    options: Options,
 ) -> Result<Running, DaemonError> {
     let probers = probers(&config)?;
     let metrics = Metrics::new()?;
@@ -92,9 +115,29 @@ pub async fn start(
         .map_err(|source| DaemonError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.listen, source })?;
 
+    let mut helpers = Vec::new();
+    let record = match &options.record {
+        Some(path) => {
+            let (handle, task) = crate::record::open(path)
+                .await
+                .map_err(|source| DaemonError::Record { path: path.clone(), source })?;
+            helpers.push(task);
+            Some(handle)
+        }
+        None => None,
+    };
+    let (alerts, alerts_view) = match &config.alerting {
+        Some(a) => {
+            let (handle, view, task) = crate::alerting::spawn(a, addr, metrics.alerting()?, cancel.clone());
+            helpers.push(task);
+            (Some(handle), view)
+        }
+        None => (None, crate::alerting::no_alerts()),
+    };
+
     let (state, snapshot) = state::spawn();
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx };
+    let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx, alerts: alerts_view };
 
     let mut supervisor = Supervisor {
         source,
@@ -102,7 +145,7 @@ pub async fn start(
         shutdown_grace: config.shutdown_grace,
         config,
         tasks: HashMap::new(),
-        recorder: Recorder { metrics: metrics.clone(), state },
+        recorder: Recorder { metrics: metrics.clone(), state, record, alerts },
         cancel: cancel.clone(),
     };
     supervisor.apply(probers).await;
@@ -119,7 +162,7 @@ pub async fn start(
         }
     });
     tracing::info!(%addr, "Serving /metrics and the API.");
-    Ok(Running { addr, shared, supervisor, server })
+    Ok(Running { addr, shared, supervisor, server, helpers })
 }
 
 struct TargetTask {
@@ -185,6 +228,9 @@ impl Supervisor {
                         listen = %config.listen,
                         "`listen` changed; the new address takes effect at the next restart."
                     );
+                }
+                if config.alerting != self.config.alerting {
+                    tracing::warn!("`alerting` changed; it takes effect at the next restart.");
                 }
                 if config.max_concurrent_probes != self.config.max_concurrent_probes {
                     tracing::warn!("`max_concurrent_probes` changed; it takes effect at the next restart.");
@@ -256,6 +302,9 @@ impl Supervisor {
             tracing::info!(target_name = %name, "Target removed from the configuration.");
         }
         metrics.targets.set(i64::try_from(self.tasks.len()).unwrap_or(i64::MAX));
+        if let Some(alerts) = &self.recorder.alerts {
+            alerts.retain(self.tasks.keys().cloned().collect());
+        }
     }
 }
 

@@ -4,13 +4,19 @@
 //! drive the same code paths the daemon runs.
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod api;
+pub mod breaker;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod detect;
+pub mod health;
 pub mod metrics;
 pub mod once;
 pub mod probe;
+pub mod record;
+pub mod replay;
 pub mod scenario;
 pub mod scheduler;
 pub mod state;

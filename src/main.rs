@@ -46,6 +46,19 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Append every probe result to this JSON-lines file (for `wsprobe replay`).
+        #[arg(long, value_name = "FILE.jsonl")]
+        record: Option<PathBuf>,
+    },
+    /// Replay a recorded trace through the alert detector and print every alert transition.
+    Replay {
+        /// Configuration whose `alerting.detector` settings to use (defaults otherwise).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_name = "FILE.jsonl")]
+        trace: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Validate a configuration and print a summary (exit 0 valid, 2 invalid).
     Check {
@@ -75,7 +88,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. });
+    let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. } | Command::Replay { .. });
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -87,7 +100,10 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Check { config } => check(&config),
-            Command::Run { config } => with_config(&config, |c| run(c, config.clone())).await,
+            Command::Run { config, record } => with_config(&config, |c| run(c, config.clone(), record)).await,
+            Command::Replay { config, trace, format } => {
+                with_config(&config, |c| async move { replay(&c, &trace, format) }).await
+            }
             Command::Once { config, targets, format } => {
                 with_config(&config, |c| run_once(c, targets, format)).await
             }
@@ -161,15 +177,60 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(config: Config, path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run(config: Config, path: PathBuf, record: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let targets = config.targets.len();
-    let running = daemon::start(config, Source::File(path.clone()), cancel.clone()).await?;
+    let options = daemon::Options { record };
+    let running = daemon::start_with(config, Source::File(path.clone()), cancel.clone(), options).await?;
     tracing::info!(config = %path.display(), targets, "wsprobe started.");
     daemon::reload_on_sighup(running.shared.reload.clone(), cancel.clone());
     daemon::shutdown_signal().await;
     cancel.cancel();
     running.wait().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(config: &Config, trace: &Path, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let detector = config.alerting.as_ref().map(|a| a.detector.clone()).unwrap_or_default();
+    let file = match std::fs::File::open(trace) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", trace.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let outcome = match wsprobe::replay::replay(&detector, std::io::BufReader::new(file)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{}: {e}", trace.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let report = match format {
+        OutputFormat::Json => {
+            let json = serde_json::json!({"results": outcome.results, "transitions": outcome.transitions});
+            serde_json::to_string_pretty(&json)? + "\n"
+        }
+        OutputFormat::Text => {
+            let mut text = String::new();
+            for t in outcome.transitions.iter().filter(|t| t.notifies() || t.to == wsprobe::detect::AlertState::Pending) {
+                let a = &t.alert;
+                let scope = a.key.subject.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
+                text.push_str(&format!(
+                    "{}  {:<8}  {} {}{scope}: {}\n",
+                    wsprobe::alerting::rfc3339_unix(t.at),
+                    format!("{:?}", t.to).to_lowercase(),
+                    a.key.kind,
+                    a.key.target,
+                    a.description
+                ));
+            }
+            let fired = outcome.transitions.iter().filter(|t| t.to == wsprobe::detect::AlertState::Firing).count();
+            text.push_str(&format!("{} results replayed, {fired} alerts fired\n", outcome.results));
+            text
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -196,8 +257,10 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
         }
     }
     let cancel = CancellationToken::new();
-    let results = tokio::select! {
-        r = once::probe_all(probers, &config, &cancel) => r,
+    // Health checks run beside the probes, as in the daemon.
+    let checked = probers.clone();
+    let (results, health) = tokio::select! {
+        r = async { tokio::join!(once::probe_all(probers, &config, &cancel), once::check_all(&checked)) } => r,
         () = daemon::shutdown_signal() => {
             cancel.cancel();
             return Ok(ExitCode::from(130));
@@ -206,13 +269,17 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
     for r in &results {
         wsprobe::scheduler::log_result(r);
     }
+    for h in health.iter().flat_map(|t| &t.results) {
+        wsprobe::health::log_health(h);
+    }
     let report = match format {
-        OutputFormat::Json => once::render_json(&results) + "\n",
-        OutputFormat::Text => once::render_text(&results),
+        OutputFormat::Json => once::render_json(&results, &health) + "\n",
+        OutputFormat::Text => once::render_text(&results, &health),
     };
     // A reader that went away (`| head`) is not a failure of the probes.
     let _ = std::io::stdout().lock().write_all(report.as_bytes());
-    Ok(if results.iter().all(|r| r.success) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let ok = results.iter().all(|r| r.success) && health.iter().all(once::TargetHealth::ok);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn run_demo(listen: SocketAddr, interval: Duration) -> anyhow::Result<ExitCode> {

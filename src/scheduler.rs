@@ -15,21 +15,32 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::breaker::{self, Breaker, CircuitStatus, Transition};
 use crate::metrics::Metrics;
 use crate::probe::{ProbeResult, Prober};
-use crate::state::{Event, StateHandle};
+use crate::state::{Event, StateHandle, WatchEvent};
 
 /// Where results go: the log, the metrics and the state task, in that order.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub metrics: Metrics,
     pub state: StateHandle,
+    /// `--record FILE`: every result appended as a JSON line.
+    pub record: Option<crate::record::RecordHandle>,
+    /// The alert engine, when alerting is configured.
+    pub alerts: Option<crate::alerting::AlertsHandle>,
 }
 
 impl Recorder {
     pub async fn record(&self, result: ProbeResult) {
         log_result(&result);
         self.metrics.observe(&result);
+        if let Some(r) = &self.record {
+            r.record(&result);
+        }
+        if let Some(a) = &self.alerts {
+            a.observe(&result);
+        }
         self.state.send(Event::Result(Box::new(result))).await;
     }
 
@@ -110,14 +121,46 @@ async fn target_loop(
     recorder: Recorder,
     cancel: CancellationToken,
 ) {
+    let t = &prober.target;
+    let started = WatchEvent::Started {
+        checks: t.health.iter().map(|c| c.name.clone()).collect(),
+        reports_version: t.health.iter().any(|c| c.version_path.is_some()),
+        remote_breakers: t.remote_breakers.is_some(),
+    };
+    recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
+    let mut watchers = prober.watchers.spawn(&t.name, &recorder.metrics, &recorder.state, &cancel);
+    probe_loop(&prober, offset, &limit, &recorder, &cancel).await;
+    // The probe loop ends on cancellation, which the watchers have seen too.
+    watchers.shutdown().await;
+}
+
+async fn probe_loop(
+    prober: &Prober,
+    offset: Duration,
+    limit: &Arc<Semaphore>,
+    recorder: &Recorder,
+    cancel: &CancellationToken,
+) {
     let interval = prober.target.interval;
     let jitter = prober.target.jitter.fraction();
+    let mut circuit = Circuit::start(prober.name(), prober.target.circuit_breaker, interval, recorder).await;
     let mut next = Instant::now() + offset;
     loop {
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep_until(next) => {}
+        // Wakes early when the breaker's recovery timeout ends: its trial probe runs at once.
+        loop {
+            let wake = circuit.deadline().map_or(next, |d| d.min(next));
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            let now = Instant::now();
+            if circuit.poll(now, recorder).await {
+                next = next.min(now);
+            }
+            if now >= next {
+                break;
+            }
         }
         let permit = tokio::select! {
             biased;
@@ -126,21 +169,120 @@ async fn target_loop(
         };
         let Ok(_permit) = permit else { return };
         recorder.metrics.probes_in_flight.inc();
-        let result = prober.probe(&cancel).await;
+        let result = prober.probe(cancel).await;
         recorder.metrics.probes_in_flight.dec();
         let Some(result) = result else { return };
+        let failure = (!result.success).then(|| failure_summary(&result));
         recorder.record(result).await;
+        circuit.observe(failure.as_deref(), Instant::now(), recorder).await;
 
-        next += jittered(interval, jitter);
+        // While the breaker is open or half-open, `open_interval` spares the service.
+        let every = circuit.probe_interval();
+        next += jittered(every, jitter);
         let now = Instant::now();
         let mut skipped = 0;
         while next <= now {
-            next += interval;
+            next += every;
             skipped += 1;
         }
         if skipped > 0 {
             recorder.skipped(prober.name(), skipped).await;
         }
+    }
+}
+
+/// A failure as the breaker's reason quotes it: `handshake_status in handshake (HTTP 404)`.
+fn failure_summary(r: &ProbeResult) -> String {
+    let mut s = format!("{} in {}", r.reason.map_or("?", |x| x.as_str()), r.phase.map_or("?", |x| x.as_str()));
+    if let Some(step) = &r.step {
+        s.push_str(&format!(" `{step}`"));
+    }
+    if let Some(status) = r.http_status.filter(|s| *s != 101) {
+        s.push_str(&format!(" (HTTP {status})"));
+    }
+    s
+}
+
+/// A target's breaker with what follows from it: metrics, logs and `/api/targets`.
+struct Circuit {
+    target: String,
+    breaker: Breaker,
+    /// The target's interval, used while closed.
+    interval: Duration,
+    transitions: u64,
+}
+
+impl Circuit {
+    async fn start(target: &str, settings: breaker::Settings, interval: Duration, recorder: &Recorder) -> Self {
+        let breaker = Breaker::new(settings, Instant::now().into_std());
+        let circuit = Self { target: target.to_owned(), breaker, interval, transitions: 0 };
+        recorder.metrics.circuit.set(target, circuit.breaker.state(), circuit.since_unix());
+        circuit.publish(recorder).await;
+        circuit
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.breaker.deadline().map(Instant::from_std)
+    }
+
+    fn probe_interval(&self) -> Duration {
+        breaker::probe_interval(self.breaker.state(), self.interval, self.breaker.settings().open_interval)
+    }
+
+    /// Lets time act; true when the breaker just became half-open.
+    async fn poll(&mut self, now: Instant, recorder: &Recorder) -> bool {
+        let Some(t) = self.breaker.poll(now.into_std()) else { return false };
+        self.announce(&[t], recorder).await;
+        true
+    }
+
+    /// Feeds a probe outcome: `failure` describes a failed probe, `None` is a success.
+    async fn observe(&mut self, failure: Option<&str>, now: Instant, recorder: &Recorder) {
+        let outcome = failure.map_or(breaker::Outcome::Success, breaker::Outcome::Failure);
+        let changes = self.breaker.record(outcome, now.into_std());
+        if changes.is_empty() {
+            // The counts shown in the API still moved.
+            self.publish(recorder).await;
+        } else {
+            self.announce(&changes, recorder).await;
+        }
+    }
+
+    async fn announce(&mut self, changes: &[Transition], recorder: &Recorder) {
+        let t = &self.target;
+        for c in changes {
+            self.transitions += 1;
+            recorder.metrics.circuit.transition(t, c.from, c.to);
+            let (from, to, reason) = (c.from.as_str(), c.to.as_str(), c.reason.as_str());
+            if c.to == breaker::State::Open {
+                tracing::warn!(target_name = %t, from, to, reason, "The circuit breaker opened: {reason}.");
+            } else {
+                tracing::info!(target_name = %t, from, to, reason, "The circuit breaker is now {to}: {reason}.");
+            }
+        }
+        recorder.metrics.circuit.set(t, self.breaker.state(), self.since_unix());
+        self.publish(recorder).await;
+    }
+
+    /// Unix time the current state began (it may have begun before it was noticed).
+    fn since_unix(&self) -> f64 {
+        let ago = Instant::now().into_std().saturating_duration_since(self.breaker.since());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (now.saturating_sub(ago).as_secs_f64() * 1000.0).round() / 1000.0
+    }
+
+    async fn publish(&self, recorder: &Recorder) {
+        let b = &self.breaker;
+        let status = CircuitStatus {
+            state: b.state(),
+            since: self.since_unix(),
+            reason: b.reason().to_owned(),
+            consecutive_failures: b.consecutive_failures(),
+            consecutive_successes: b.consecutive_successes(),
+            transitions: self.transitions,
+            probe_interval_seconds: self.probe_interval().as_secs_f64(),
+        };
+        recorder.state.send(Event::Watch { target: self.target.clone(), event: WatchEvent::Circuit(status) }).await;
     }
 }
 

@@ -49,6 +49,9 @@ pub struct TargetStatus {
     pub consecutive_failures: u64,
     pub recent_failures: VecDeque<FailureSummary>,
     pub probes: Counts,
+    /// Circuit breaker, health checks, deployment, remote breakers.
+    #[serde(flatten)]
+    pub watched: Watched,
 }
 
 /// Everything the API shows, as of the last change.
@@ -72,6 +75,11 @@ pub enum Event {
     Skipped {
         target: String,
         count: u64,
+    },
+    /// News from the breaker, a health check or the remote-breaker poll of a target.
+    Watch {
+        target: String,
+        event: WatchEvent,
     },
 }
 
@@ -124,6 +132,7 @@ fn apply(targets: &mut BTreeMap<String, TargetStatus>, order: &mut Vec<String>, 
                         consecutive_failures: 0,
                         recent_failures: VecDeque::new(),
                         probes: Counts::default(),
+                        watched: Watched::default(),
                     },
                 };
                 next.insert(status.info.name.clone(), status);
@@ -155,6 +164,71 @@ fn apply(targets: &mut BTreeMap<String, TargetStatus>, order: &mut Vec<String>, 
             if let Some(status) = targets.get_mut(&target) {
                 status.probes.skipped += count;
             }
+        }
+        Event::Watch { target, event } => {
+            if let Some(status) = targets.get_mut(&target) {
+                status.watched.apply(event);
+            }
+        }
+    }
+}
+
+/// What is watched beside a target's probes, as `/api/targets` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Watched {
+    /// The target's circuit breaker (absent until its task has started).
+    pub circuit: Option<crate::breaker::CircuitStatus>,
+    /// The last result of each health check, in configuration order.
+    pub health: Vec<crate::health::HealthResult>,
+    /// Live and expected version, from the health check with `version_path`.
+    pub deployment: Option<crate::health::Deployment>,
+    pub remote_breakers: Option<crate::health::RemoteStatus>,
+    /// The configured health checks, to order and prune `health`.
+    #[serde(skip)]
+    checks: Vec<String>,
+}
+
+/// One piece of news for [`Watched`].
+#[derive(Debug)]
+pub enum WatchEvent {
+    /// The target's task started with these health checks and this remote-breaker poll.
+    Started { checks: Vec<String>, reports_version: bool, remote_breakers: bool },
+    Circuit(crate::breaker::CircuitStatus),
+    Health { result: Box<crate::health::HealthResult>, deployment: Option<crate::health::Deployment> },
+    Remote(crate::health::RemoteStatus),
+}
+
+impl Watched {
+    fn apply(&mut self, event: WatchEvent) {
+        match event {
+            WatchEvent::Started { checks, reports_version, remote_breakers } => {
+                self.health.retain(|r| checks.contains(&r.check));
+                if !reports_version {
+                    self.deployment = None;
+                }
+                if !remote_breakers {
+                    self.remote_breakers = None;
+                }
+                self.checks = checks;
+            }
+            WatchEvent::Circuit(status) => self.circuit = Some(status),
+            WatchEvent::Health { result, deployment } => {
+                if !self.checks.contains(&result.check) {
+                    return;
+                }
+                if deployment.is_some() {
+                    self.deployment = deployment;
+                }
+                match self.health.iter_mut().find(|r| r.check == result.check) {
+                    Some(slot) => *slot = *result,
+                    None => {
+                        self.health.push(*result);
+                        let order = &self.checks;
+                        self.health.sort_by_key(|r| order.iter().position(|c| *c == r.check));
+                    }
+                }
+            }
+            WatchEvent::Remote(status) => self.remote_breakers = Some(status),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! names, URLs, headers, files, substitutions. Every problem is reported, each naming the
 //! field it is about, before anything binds a port or opens a socket.
 
+mod health;
 mod template;
 pub mod units;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 
+pub use health::{parse_http_url, HealthCheck, HttpUrl, RemoteBreakers};
 pub use template::{redact, Template, TemplateError, Vars, BUILTINS};
 
 use crate::scenario::{self, Hooks, RawMatcher, RawRespond, RawStep, Step};
@@ -58,6 +60,8 @@ pub struct Config {
     /// How long shutdown waits for in-flight probes to close their sessions.
     pub shutdown_grace: Duration,
     pub targets: Vec<Target>,
+    /// Regression detection and alert delivery; off when absent.
+    pub alerting: Option<crate::alerting::Alerting>,
 }
 
 /// One monitored endpoint, with every setting resolved.
@@ -78,6 +82,12 @@ pub struct Target {
     pub steps: Vec<Step>,
     /// `fail_on` and `respond` rules applied to every message.
     pub hooks: Hooks,
+    pub circuit_breaker: crate::breaker::Settings,
+    /// HTTP(S) checks run beside the probes, each on its own interval.
+    pub health: Vec<HealthCheck>,
+    pub remote_breakers: Option<RemoteBreakers>,
+    /// `wsprobe once` fails when the live version is not the expected one.
+    pub fail_on_drift: bool,
 }
 
 /// Per-phase time limits; `probe` bounds the whole probe.
@@ -137,6 +147,7 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawSettings,
     targets: Vec<RawTarget>,
+    alerting: Option<crate::alerting::RawAlerting>,
 }
 
 /// Settings a target inherits from `defaults` and may override.
@@ -155,6 +166,8 @@ struct RawSettings {
     tls: Option<TlsSettings>,
     fail_on: Option<Vec<RawMatcher>>,
     respond: Option<Vec<RawRespond>>,
+    #[serde(default)]
+    circuit_breaker: health::RawBreaker,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -190,6 +203,12 @@ struct RawTarget {
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
     steps: Vec<RawStep>,
+    #[serde(default)]
+    circuit_breaker: health::RawBreaker,
+    #[serde(default)]
+    health: Vec<health::RawHealthCheck>,
+    remote_breakers: Option<health::RawRemoteBreakers>,
+    fail_on_drift: Option<bool>,
 }
 
 /// Headers the WebSocket handshake sets itself; a configured value would break it.
@@ -215,6 +234,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let defaults = &raw.defaults;
     // Checked once under `defaults`, not once per inheriting target under the target's name.
     let default_headers = check_settings("defaults", &defaults.settings(), &mut problems);
+    health::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
     if raw.targets.is_empty() {
         problems.push("targets: at least one target is required".to_owned());
     }
@@ -246,6 +266,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             targets.push(target);
         }
     }
+    let alerting = raw.alerting.as_ref().map(|a| crate::alerting::config::resolve(a, &mut problems));
     if !problems.is_empty() {
         return Err(ConfigError { file: path.to_owned(), problems });
     }
@@ -255,6 +276,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         max_concurrent_probes: raw.max_concurrent_probes.unwrap_or(NonZeroUsize::MIN.saturating_add(31)),
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(10), HumanDuration::get),
         targets,
+        alerting,
     })
 }
 
@@ -311,6 +333,13 @@ fn resolve_target(
     let fail_on = t.fail_on.as_ref().or(d.fail_on.as_ref()).map_or(&[][..], Vec::as_slice);
     let respond = t.respond.as_ref().or(d.respond.as_ref()).map_or(&[][..], Vec::as_slice);
     let hooks = scenario::compile_hooks(at, fail_on, respond, problems);
+    let interval = t.interval.or(d.interval).map_or(Duration::from_secs(30), HumanDuration::get);
+    health::check_breaker(at, &t.circuit_breaker, problems);
+    let circuit_breaker = health::merge_breaker(&t.circuit_breaker, &d.circuit_breaker, interval);
+    let health = health::resolve_checks(at, &t.health, interval, &tls, problems);
+    let remote_breakers = health::resolve_remote(at, t.remote_breakers.as_ref(), &tls, problems);
+    let fail_on_drift = t.fail_on_drift.unwrap_or(false);
+    health::check_drift_gate(at, fail_on_drift, &health, problems);
     if problems.len() > before {
         return None;
     }
@@ -321,12 +350,16 @@ fn resolve_target(
         subprotocols,
         server_speaks_first: t.server_speaks_first.or(d.server_speaks_first).unwrap_or(true),
         tls,
-        interval: t.interval.or(d.interval).map_or(Duration::from_secs(30), HumanDuration::get),
+        interval,
         jitter: t.jitter.or(d.jitter).unwrap_or(Percent(10.0)),
         timeouts,
         max_message_size: usize::try_from(max_message_size.0).unwrap_or(usize::MAX),
         steps,
         hooks,
+        circuit_breaker,
+        health,
+        remote_breakers,
+        fail_on_drift,
     })
 }
 

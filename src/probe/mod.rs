@@ -51,14 +51,18 @@ pub struct Prober {
     pub target: Arc<Target>,
     hooks: Arc<Hooks>,
     tls: Option<Arc<ClientConfig>>,
+    /// Health checks and the remote-breaker poll, run beside the probes.
+    pub watchers: Arc<crate::health::Watchers>,
 }
 
 impl Prober {
-    /// Prepares a target; fails if its TLS settings cannot be loaded.
+    /// Prepares a target; fails if its TLS settings (or those of its health checks)
+    /// cannot be loaded.
     pub fn new(target: Target) -> Result<Self, String> {
         let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
-        Ok(Self { hooks: Arc::new(target.hooks.clone()), target: Arc::new(target), tls })
+        let watchers = Arc::new(crate::health::Watchers::new(&target)?);
+        Ok(Self { hooks: Arc::new(target.hooks.clone()), target: Arc::new(target), tls, watchers })
     }
 
     pub fn name(&self) -> &str {

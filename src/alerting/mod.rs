@@ -1,0 +1,235 @@
+//! Alerting: the regression detector run live, alert states published, notifications
+//! delivered, detector state kept across restarts.
+//!
+//! One engine task owns the [`Detector`]. Probe results reach it through a bounded queue
+//! (`AlertsHandle::observe` never waits; a result that does not fit is dropped and
+//! logged), a one-second tick drives time-based transitions, and firing alerts are re-sent
+//! every `resend_interval` as Alertmanager expects. Delivery happens in the dispatcher's
+//! own tasks, so a dead receiver never slows detection, let alone probing.
+
+mod alert;
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod persist;
+pub mod receivers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use alert::rfc3339_unix;
+pub use config::{Alerting, RawAlerting};
+
+use crate::detect::{Alert, AlertState, Detector, Signal, Transition};
+use crate::metrics::AlertingMetrics;
+use crate::probe::ProbeResult;
+use dispatch::Dispatcher;
+use receivers::Context;
+
+/// Results waiting for the engine before new ones are dropped.
+const QUEUE: usize = 4096;
+/// How often the detector state is written to `state_dir`.
+const PERSIST_EVERY: Duration = Duration::from_secs(60);
+
+/// The current pending and firing alerts, for `/api/alerts`.
+pub type AlertsView = watch::Receiver<Arc<Vec<Alert>>>;
+
+#[derive(Debug)]
+enum Input {
+    Result(Box<ProbeResult>),
+    Condition { target: String, signal: Signal, active: bool, detail: Option<String> },
+    Retain(Vec<String>),
+}
+
+/// Feeds the engine; cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct AlertsHandle {
+    tx: mpsc::Sender<Input>,
+}
+
+impl AlertsHandle {
+    pub fn observe(&self, result: &ProbeResult) {
+        if self.tx.try_send(Input::Result(Box::new(result.clone()))).is_err() {
+            tracing::warn!(target_name = %result.target, "The alert engine is behind; a result was not evaluated.");
+        }
+    }
+
+    /// Reports an external condition (circuit open, deployment drift) for a target, with
+    /// a sentence for the alert's description.
+    pub fn set_condition(&self, target: &str, signal: Signal, active: bool, detail: Option<String>) {
+        let _ = self.tx.try_send(Input::Condition { target: target.to_owned(), signal, active, detail });
+    }
+
+    /// Forgets targets no longer configured (their alerts resolve).
+    pub fn retain(&self, targets: Vec<String>) {
+        let _ = self.tx.try_send(Input::Retain(targets));
+    }
+}
+
+/// A view of no alerts, for a daemon without `alerting:`.
+pub fn no_alerts() -> AlertsView {
+    watch::channel(Arc::new(Vec::new())).1
+}
+
+/// Starts the engine. It ends when `cancel` fires, after a last state write.
+pub fn spawn(
+    config: &Alerting,
+    listen: SocketAddr,
+    metrics: AlertingMetrics,
+    cancel: CancellationToken,
+) -> (AlertsHandle, AlertsView, JoinHandle<()>) {
+    let ctx = Context {
+        external_url: config.external_url.clone().unwrap_or_else(|| format!("http://{listen}")),
+        runbook_url: config.runbook_url.clone(),
+        resend_interval: config.resend_interval,
+    };
+    let dispatcher = Dispatcher::start(
+        config.receivers.clone(),
+        ctx,
+        config.retry,
+        config.queue_capacity,
+        metrics.clone(),
+        cancel.clone(),
+    );
+    let state_file = config.state_dir.as_ref().map(|d| d.join("detector.json"));
+    let mut detector = Detector::new(config.detector.clone());
+    if let Some(path) = &state_file {
+        persist::load(path, &mut detector);
+    }
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (view_tx, view_rx) = watch::channel(Arc::new(detector.alerts()));
+    let engine = Engine {
+        detector,
+        dispatcher,
+        metrics,
+        view: view_tx,
+        state_file,
+        resend_interval: config.resend_interval,
+    };
+    let task = tokio::spawn(engine.run(rx, cancel));
+    (AlertsHandle { tx }, view_rx, task)
+}
+
+struct Engine {
+    detector: Detector,
+    dispatcher: Dispatcher,
+    metrics: AlertingMetrics,
+    view: watch::Sender<Arc<Vec<Alert>>>,
+    state_file: Option<PathBuf>,
+    resend_interval: Duration,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Engine {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_resend = tokio::time::Instant::now();
+        let mut last_persist = tokio::time::Instant::now();
+        loop {
+            let transitions = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(Input::Result(r)) => self.detector.observe(&r, unix_now()),
+                    Some(Input::Condition { target, signal, active, detail }) => {
+                        self.detector.set_condition(&target, signal, active, detail, unix_now())
+                    }
+                    Some(Input::Retain(keep)) => {
+                        self.detector.retain_targets(|t| keep.iter().any(|k| k == t), unix_now())
+                    }
+                },
+                _ = tick.tick() => {
+                    let transitions = self.detector.tick(unix_now());
+                    if last_resend.elapsed() >= self.resend_interval {
+                        last_resend = tokio::time::Instant::now();
+                        let firing: Vec<Alert> =
+                            self.detector.alerts().into_iter().filter(|a| a.state == AlertState::Firing).collect();
+                        self.dispatcher.notify(firing);
+                    }
+                    if last_persist.elapsed() >= PERSIST_EVERY {
+                        last_persist = tokio::time::Instant::now();
+                        if let Some((path, state)) = self.snapshot() {
+                            persist::save(&path, &state).await;
+                        }
+                    }
+                    transitions
+                }
+            };
+            if !transitions.is_empty() {
+                self.apply(transitions);
+            }
+        }
+        if let Some((path, state)) = self.snapshot() {
+            persist::save(&path, &state).await;
+        }
+        self.dispatcher.join().await;
+    }
+
+    fn apply(&mut self, transitions: Vec<Transition>) {
+        let mut notify = Vec::new();
+        for t in transitions {
+            log_transition(&t);
+            let a = &t.alert;
+            let scope = a.key.subject.as_ref().map(|s| s.label().1.to_owned()).unwrap_or_default();
+            let base = [a.key.kind.as_str(), a.key.target.as_str(), scope.as_str(), a.severity.as_str()];
+            for state in ["pending", "firing"] {
+                let _ = self.metrics.alerts.remove_label_values(&[base[0], base[1], base[2], base[3], state]);
+            }
+            if matches!(t.to, AlertState::Pending | AlertState::Firing) {
+                let state = if t.to == AlertState::Pending { "pending" } else { "firing" };
+                self.metrics.alerts.with_label_values(&[base[0], base[1], base[2], base[3], state]).set(1);
+            }
+            if t.notifies() {
+                notify.push(t.alert);
+            }
+        }
+        self.dispatcher.notify(notify);
+        self.view.send_replace(Arc::new(self.detector.alerts()));
+    }
+
+    /// The state to write, taken synchronously (the detector is not `Sync`, so no borrow
+    /// of it may live across an await).
+    fn snapshot(&self) -> Option<(PathBuf, Vec<u8>)> {
+        let path = self.state_file.as_ref()?;
+        match serde_json::to_vec(&self.detector.snapshot()) {
+            Ok(json) => Some((path.clone(), json)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot serialize the alerting state.");
+                None
+            }
+        }
+    }
+}
+
+fn log_transition(t: &Transition) {
+    let a = &t.alert;
+    let scope = a.key.subject.as_ref().map(ToString::to_string).unwrap_or_default();
+    match t.to {
+        AlertState::Firing => tracing::warn!(
+            alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope,
+            severity = a.severity.as_str(), description = %a.description, "Alert firing."
+        ),
+        AlertState::Resolved => tracing::info!(
+            alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope, "Alert resolved."
+        ),
+        AlertState::Pending => tracing::info!(
+            alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope,
+            description = %a.description, "Alert pending."
+        ),
+        AlertState::Inactive => tracing::debug!(
+            alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope,
+            "Pending alert cleared before firing."
+        ),
+    }
+}

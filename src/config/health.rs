@@ -1,0 +1,484 @@
+//! Configuration of what wsprobe watches around a target's WebSocket: its circuit breaker
+//! (`circuit_breaker`), HTTP health checks and the deployed version they read (`health`),
+//! the service's own breakers (`remote_breakers`) and the post-deploy gate
+//! (`fail_on_drift`).
+//!
+//! Same two steps as the rest of the file: serde reads the raw form, then everything is
+//! checked and every problem reported with the field it is about.
+
+use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
+
+use super::{is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS};
+use crate::breaker::{self, FailureRatio};
+use crate::scenario::{Matcher, RawMatcher};
+
+/// Per-check time limit unless `timeout` says otherwise.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest body a health check or remote-breaker poll reads unless `max_body_size` says otherwise.
+pub const DEFAULT_MAX_BODY_SIZE: ByteSize = ByteSize::mib(1);
+/// How often remote breakers are polled unless `interval` says otherwise.
+pub const DEFAULT_REMOTE_INTERVAL: Duration = Duration::from_secs(30);
+/// Per-poll time limit of remote breakers unless `timeout` says otherwise.
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers the health-check client sets itself.
+const RESERVED_HTTP_HEADERS: [&str; 5] = ["host", "connection", "content-length", "transfer-encoding", "upgrade"];
+
+/// `circuit_breaker` as written, under `defaults` or a target; merged key by key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreaker {
+    failure_threshold: Option<NonZeroU32>,
+    failure_ratio: Option<RawFailureRatio>,
+    recovery_timeout: Option<HumanDuration>,
+    success_threshold: Option<NonZeroU32>,
+    open_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailureRatio {
+    /// Fraction of failed probes in the window that opens the breaker, in (0, 1].
+    ratio: f64,
+    /// Probes considered (default 10).
+    window: Option<NonZeroUsize>,
+    /// Fewest probes in the window before the ratio counts (default 5, at most `window`).
+    min_probes: Option<NonZeroUsize>,
+}
+
+/// One entry of a target's `health` list as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    name: String,
+    url: Template,
+    #[serde(default)]
+    headers: BTreeMap<String, Template>,
+    expect_status: Option<Vec<u16>>,
+    expect: Option<RawMatcher>,
+    timeout: Option<HumanDuration>,
+    interval: Option<HumanDuration>,
+    max_body_size: Option<ByteSize>,
+    version_path: Option<String>,
+    expected_version: Option<Template>,
+    tls: Option<TlsSettings>,
+}
+
+/// A target's `remote_breakers` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRemoteBreakers {
+    url: Template,
+    #[serde(default)]
+    headers: BTreeMap<String, Template>,
+    interval: Option<HumanDuration>,
+    timeout: Option<HumanDuration>,
+    max_body_size: Option<ByteSize>,
+    tls: Option<TlsSettings>,
+    /// Breaker name (the `breaker` label) → dot path of its state in the JSON body.
+    paths: BTreeMap<String, String>,
+}
+
+/// An HTTP(S) GET that must answer as expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// The `check` label.
+    pub name: String,
+    pub url: Template,
+    pub headers: Vec<(HeaderName, Template)>,
+    /// Statuses that count as healthy (after redirects).
+    pub expect_status: Vec<u16>,
+    /// What the body must match, as a scenario `expect`.
+    pub expect: Option<Matcher>,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub max_body_size: usize,
+    /// Dot path of the deployed version in the JSON body.
+    pub version_path: Option<Vec<String>>,
+    /// The version that should be live; expanded at every check.
+    pub expected_version: Option<Template>,
+    pub tls: TlsSettings,
+}
+
+/// The service's own breakers, read from one JSON document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteBreakers {
+    pub url: Template,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_body_size: usize,
+    pub tls: TlsSettings,
+    /// Breaker name → path of its state, in name order.
+    pub paths: Vec<(String, Vec<String>)>,
+}
+
+/// An `http://` or `https://` URL taken apart for the probe's phases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub secure: bool,
+    /// Host without brackets (IPv6 literals included).
+    pub host: String,
+    pub port: u16,
+    pub uri: Uri,
+}
+
+impl HttpUrl {
+    /// `scheme://host:port`, to tell whether a redirect leaves the origin.
+    pub fn origin(&self) -> (bool, &str, u16) {
+        (self.secure, &self.host, self.port)
+    }
+}
+
+/// Parses and checks an `http://` or `https://` URL; the error completes "`<url>` ...".
+pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
+    let secure = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => return Err(format!("must use http:// or https://, not {other}://")),
+        None => return Err("must be an absolute http:// or https:// URL".to_owned()),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    if authority.contains('@') {
+        return Err(
+            "has credentials before the host (`user@`), which are never sent; use a header".to_owned()
+        );
+    }
+    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
+    let port = match after_host.rsplit_once(':') {
+        None => {
+            if secure {
+                443
+            } else {
+                80
+            }
+        }
+        Some((_, port)) => match port.parse::<u16>() {
+            Ok(0) => return Err("has port 0".to_owned()),
+            Ok(n) => n,
+            Err(_) => return Err("has an invalid port (must be 1 to 65535)".to_owned()),
+        },
+    };
+    Ok(HttpUrl { secure, host, port, uri })
+}
+
+/// Splits a dot path (`circuit_breakers.auth.state`, `items.0.id`).
+fn split_path(path: &str) -> Result<Vec<String>, String> {
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(format!("`{path}` is not a valid path (write e.g. `version` or `build.git_commit`)"));
+    }
+    Ok(path.split('.').map(str::to_owned).collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// circuit_breaker
+
+/// Checks a `circuit_breaker` block where it is written.
+pub(super) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
+    let at = format!("{at}.circuit_breaker");
+    for (name, value) in [("recovery_timeout", b.recovery_timeout), ("open_interval", b.open_interval)] {
+        if value.is_some_and(|v| v.get().is_zero()) {
+            problems.push(format!("{at}.{name}: must be positive"));
+        }
+    }
+    if let Some(r) = &b.failure_ratio {
+        if !(r.ratio > 0.0 && r.ratio <= 1.0) {
+            problems.push(format!(
+                "{at}.failure_ratio.ratio: must be above 0 and at most 1 (0.5: half of the window failed)"
+            ));
+        }
+        let window = r.window.map_or(10, NonZeroUsize::get);
+        if let Some(min) = r.min_probes.filter(|m| m.get() > window) {
+            problems.push(format!(
+                "{at}.failure_ratio.min_probes: {min} is more than the window of {window} probes"
+            ));
+        }
+    }
+}
+
+/// A target's breaker: its own keys, else those of `defaults`, else the built-ins;
+/// `open_interval` falls back to the target's interval.
+pub(super) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) -> breaker::Settings {
+    let base = breaker::Settings::with_interval(interval);
+    let ratio = t.failure_ratio.or(d.failure_ratio).map(|r| {
+        let window = r.window.map_or(10, NonZeroUsize::get);
+        FailureRatio { ratio: r.ratio, window, min_probes: r.min_probes.map_or(5, NonZeroUsize::get).min(window) }
+    });
+    breaker::Settings {
+        failure_threshold: t.failure_threshold.or(d.failure_threshold).unwrap_or(base.failure_threshold),
+        failure_ratio: ratio,
+        recovery_timeout: t.recovery_timeout.or(d.recovery_timeout).map_or(base.recovery_timeout, HumanDuration::get),
+        success_threshold: t.success_threshold.or(d.success_threshold).unwrap_or(base.success_threshold),
+        open_interval: t.open_interval.or(d.open_interval).map_or(base.open_interval, HumanDuration::get),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// health
+
+/// Resolves a target's `health` list; `tls` is the target's, inherited without its
+/// `server_name` (which names the WebSocket host).
+pub(super) fn resolve_checks(
+    at: &str,
+    raw: &[RawHealthCheck],
+    interval: Duration,
+    tls: &TlsSettings,
+    problems: &mut Vec<String>,
+) -> Vec<HealthCheck> {
+    let mut checks = Vec::new();
+    let mut reports_version: Option<(usize, &str)> = None;
+    for (i, c) in raw.iter().enumerate() {
+        let here = format!("{at}.health[{i}]");
+        let before = problems.len();
+        if !is_valid_name(&c.name) {
+            problems.push(format!(
+                "{here}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
+                c.name.escape_debug()
+            ));
+        } else if let Some(j) = raw[..i].iter().position(|o| o.name == c.name) {
+            problems.push(format!("{here}.name: `{}` is already the name of health[{j}]", c.name));
+        }
+        let url = check_url(&format!("{here}.url"), &c.url, problems);
+        let headers = check_headers(&format!("{here}.headers"), &c.headers, problems);
+        let expect_status = c.expect_status.clone().unwrap_or_else(|| vec![200]);
+        if expect_status.is_empty() {
+            problems.push(format!("{here}.expect_status: list at least one status"));
+        }
+        for s in expect_status.iter().filter(|s| !(100..=599).contains(*s)) {
+            problems.push(format!("{here}.expect_status: {s} is not an HTTP status (100 to 599)"));
+        }
+        let expect = c.expect.as_ref().and_then(|m| {
+            Matcher::compile(m).map_err(|e| problems.push(format!("{here}.expect: {e}"))).ok()
+        });
+        positive(&format!("{here}.timeout"), c.timeout, problems);
+        positive(&format!("{here}.interval"), c.interval, problems);
+        let max_body_size = body_limit(&format!("{here}.max_body_size"), c.max_body_size, problems);
+        let version_path = c.version_path.as_deref().and_then(|p| {
+            split_path(p).map_err(|e| problems.push(format!("{here}.version_path: {e}"))).ok()
+        });
+        if c.version_path.is_some() {
+            match reports_version {
+                Some((j, name)) => problems.push(format!(
+                    "{here}.version_path: only one health check per target can report the deployed version (health[{j}] `{name}` does)"
+                )),
+                None => reports_version = Some((i, &c.name)),
+            }
+        }
+        if let Some(expected) = &c.expected_version {
+            if c.version_path.is_none() {
+                problems.push(format!(
+                    "{here}.expected_version: needs `version_path`, the place of the live version in the body"
+                ));
+            }
+            // Files may appear with the first deploy; variables are the environment's now.
+            for name in expected.variables().filter(|v| !BUILTINS.contains(v)) {
+                if std::env::var_os(name).is_none() {
+                    problems.push(format!("{here}.expected_version: environment variable `{name}` is not set"));
+                }
+            }
+        }
+        let check_tls = check_tls(&here, c.tls.as_ref(), url.as_ref(), tls, problems);
+        if problems.len() > before {
+            continue;
+        }
+        checks.push(HealthCheck {
+            name: c.name.clone(),
+            url: c.url.clone(),
+            headers,
+            expect_status,
+            expect,
+            timeout: c.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, HumanDuration::get),
+            interval: c.interval.map_or(interval, HumanDuration::get),
+            max_body_size,
+            version_path,
+            expected_version: c.expected_version.clone(),
+            tls: check_tls,
+        });
+    }
+    checks
+}
+
+/// Resolves a target's `remote_breakers`.
+pub(super) fn resolve_remote(
+    at: &str,
+    raw: Option<&RawRemoteBreakers>,
+    tls: &TlsSettings,
+    problems: &mut Vec<String>,
+) -> Option<RemoteBreakers> {
+    let r = raw?;
+    let here = format!("{at}.remote_breakers");
+    let before = problems.len();
+    let url = check_url(&format!("{here}.url"), &r.url, problems);
+    let headers = check_headers(&format!("{here}.headers"), &r.headers, problems);
+    positive(&format!("{here}.interval"), r.interval, problems);
+    positive(&format!("{here}.timeout"), r.timeout, problems);
+    let max_body_size = body_limit(&format!("{here}.max_body_size"), r.max_body_size, problems);
+    if r.paths.is_empty() {
+        problems.push(format!(
+            "{here}.paths: name at least one breaker, e.g. `auth: circuit_breakers.auth.state`"
+        ));
+    }
+    let mut paths = Vec::new();
+    for (name, path) in &r.paths {
+        if !is_valid_name(name) {
+            problems.push(format!(
+                "{here}.paths.{name}: `{}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
+                name.escape_debug()
+            ));
+        }
+        match split_path(path) {
+            Ok(p) => paths.push((name.clone(), p)),
+            Err(e) => problems.push(format!("{here}.paths.{name}: {e}")),
+        }
+    }
+    let tls = check_tls(&here, r.tls.as_ref(), url.as_ref(), tls, problems);
+    if problems.len() > before {
+        return None;
+    }
+    Some(RemoteBreakers {
+        url: r.url.clone(),
+        headers,
+        interval: r.interval.map_or(DEFAULT_REMOTE_INTERVAL, HumanDuration::get),
+        timeout: r.timeout.map_or(DEFAULT_REMOTE_TIMEOUT, HumanDuration::get),
+        max_body_size,
+        tls,
+        paths,
+    })
+}
+
+/// `fail_on_drift` without an expected version could never fail: say so.
+pub(super) fn check_drift_gate(at: &str, fail_on_drift: bool, checks: &[HealthCheck], problems: &mut Vec<String>) {
+    if fail_on_drift && !checks.iter().any(|c| c.expected_version.is_some()) {
+        problems.push(format!(
+            "{at}.fail_on_drift: no health check has `expected_version`, so there is no drift to fail on"
+        ));
+    }
+}
+
+fn positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<String>) {
+    if value.is_some_and(|v| v.get().is_zero()) {
+        problems.push(format!("{field}: must be positive"));
+    }
+}
+
+fn body_limit(field: &str, value: Option<ByteSize>, problems: &mut Vec<String>) -> usize {
+    if value.is_some_and(|v| v.0 == 0) {
+        problems.push(format!("{field}: must be at least 1B"));
+    }
+    usize::try_from(value.unwrap_or(DEFAULT_MAX_BODY_SIZE).0).unwrap_or(usize::MAX)
+}
+
+/// Expands and parses an HTTP URL as the check will; reports what is wrong under `field`.
+fn check_url(field: &str, url: &Template, problems: &mut Vec<String>) -> Option<HttpUrl> {
+    match url.expand() {
+        Ok(expanded) => match parse_http_url(&expanded) {
+            Ok(u) => Some(u),
+            // A substituted value may be a secret: show the url as written.
+            Err(why) if url.has_substitutions() => {
+                problems.push(format!("{field}: `{url}` {why}"));
+                None
+            }
+            Err(why) => {
+                problems.push(format!("{field}: `{}` {why}", without_userinfo(&expanded)));
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(format!("{field}: {e}"));
+            None
+        }
+    }
+}
+
+fn check_headers(
+    field: &str,
+    headers: &BTreeMap<String, Template>,
+    problems: &mut Vec<String>,
+) -> Vec<(HeaderName, Template)> {
+    let mut out: Vec<(HeaderName, Template)> = Vec::new();
+    let mut written: Vec<(HeaderName, &String)> = Vec::new();
+    for (name, value) in headers {
+        let here = format!("{field}.{name}");
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(format!("{here}: not a valid HTTP header name"));
+            continue;
+        };
+        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
+            problems.push(format!("{here}: `{first}` is the same header (header names are case-insensitive)"));
+            continue;
+        }
+        written.push((header.clone(), name));
+        if RESERVED_HTTP_HEADERS.contains(&header.as_str()) {
+            problems.push(format!("{here}: set by the health-check client itself"));
+            continue;
+        }
+        match value.expand() {
+            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
+                .push(format!("{here}: the value is not a valid HTTP header value (control characters?)")),
+            Ok(_) => out.push((header, value.clone())),
+            Err(e) => problems.push(format!("{here}: {e}")),
+        }
+    }
+    out
+}
+
+/// The TLS settings of a check: its own, else the target's without `server_name`.
+fn check_tls(
+    here: &str,
+    own: Option<&TlsSettings>,
+    url: Option<&HttpUrl>,
+    target: &TlsSettings,
+    problems: &mut Vec<String>,
+) -> TlsSettings {
+    let Some(own) = own else {
+        return TlsSettings { server_name: None, ..target.clone() };
+    };
+    if url.is_some_and(|u| !u.secure) {
+        problems.push(format!("{here}.tls: TLS settings given but the url is http:// (use https://)"));
+    }
+    if let Some(ca) = &own.ca_file {
+        if let Err(why) = super::check_ca_file(ca) {
+            problems.push(format!("{here}.tls.ca_file: {why}"));
+        }
+    }
+    if let Some(name) = &own.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            problems.push(format!("{here}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
+        }
+    }
+    own.clone()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls_are_taken_apart() {
+        let u = parse_http_url("https://[::1]:8443/health?x=1").unwrap();
+        assert!(u.secure);
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
+        assert_eq!(parse_http_url("http://example.test/").unwrap().port, 80);
+        assert_eq!(parse_http_url("https://example.test").unwrap().port, 443);
+        assert_eq!(parse_http_url("ws://x/").unwrap_err(), "must use http:// or https://, not ws://");
+        assert!(parse_http_url("http://u:p@x/").unwrap_err().contains("credentials"));
+        assert!(parse_http_url("http://x:0/").unwrap_err().contains("port 0"));
+        assert!(parse_http_url("/relative").unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn paths_need_every_segment() {
+        assert_eq!(split_path("a.b.0").unwrap(), ["a", "b", "0"]);
+        assert!(split_path("a..b").is_err());
+        assert!(split_path("").is_err());
+    }
+}

@@ -1,0 +1,543 @@
+//! The detector's settings, meant for `alerting: { detector: ... }` in the configuration
+//! file. Every field is optional; the defaults below are the only place defaults live.
+//!
+//! ```yaml
+//! detector:
+//!   recent_window: 10m
+//!   baseline_window: 24h
+//!   recent_bucket: 1m
+//!   baseline_bucket: 1h
+//!   probe_failing: { failures: 3, successes: 2, for: 0s, severity: page }
+//!   latency: { quantile: p95, ratio: 2.0, resolve_ratio: 1.5, margin: 50ms, for: 5m }
+//!   timeouts: { margin: 5%, min_timeouts: 3, for: 5m }
+//!   circuit_open: { for: 1m }
+//!   deployment_drift: { for: 10m }
+//! ```
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::window::Layout;
+use crate::config::{HumanDuration, Percent};
+
+/// At most this many buckets per ring, so a window cannot be configured into unbounded
+/// memory (24 h in 1-minute buckets is 1440).
+pub const MAX_BUCKETS_PER_WINDOW: u64 = 1440;
+
+/// Where an alert is routed: the `severity` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Wake someone up.
+    Page,
+    /// Look at it during working hours.
+    Ticket,
+}
+
+impl Severity {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Page => "page",
+            Severity::Ticket => "ticket",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A quantile, written `p95`, `p99.9` or `0.95`.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Quantile(pub f64);
+
+impl Quantile {
+    /// The fraction, e.g. 0.95.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Quantile {
+    /// `p95`, `p99.9`, `p50`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", (self.0 * 1e5).round() / 1e3)
+    }
+}
+
+impl FromStr for Quantile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let parsed = match t.strip_prefix('p') {
+            Some(percentile) => percentile.parse::<f64>().map(|p| p / 100.0),
+            None => t.parse::<f64>(),
+        };
+        parsed.map(Quantile).map_err(|_| format!("invalid quantile `{s}`; write e.g. `p95`, `p99` or `0.95`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(q) => Ok(Quantile(q)),
+            Written::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Settings of the regression detector.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// How far back the recent statistics look; rounded up to whole `recent_bucket`s.
+    pub recent_window: HumanDuration,
+    /// How far back, before the recent window, the baseline looks; rounded up to whole
+    /// `baseline_bucket`s. Older data ages out.
+    pub baseline_window: HumanDuration,
+    /// Time resolution of the recent window: the window slides in these steps.
+    pub recent_bucket: HumanDuration,
+    /// Time resolution of the baseline: data ages out in these steps.
+    pub baseline_bucket: HumanDuration,
+    pub probe_failing: ProbeFailingConfig,
+    pub latency: LatencyConfig,
+    pub timeouts: TimeoutConfig,
+    pub circuit_open: CircuitOpenConfig,
+    pub deployment_drift: DeploymentDriftConfig,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            recent_window: HumanDuration::from_secs(600),
+            baseline_window: HumanDuration::from_secs(24 * 3600),
+            recent_bucket: HumanDuration::from_secs(60),
+            baseline_bucket: HumanDuration::from_secs(3600),
+            probe_failing: ProbeFailingConfig::default(),
+            latency: LatencyConfig::default(),
+            timeouts: TimeoutConfig::default(),
+            circuit_open: CircuitOpenConfig::default(),
+            deployment_drift: DeploymentDriftConfig::default(),
+        }
+    }
+}
+
+/// `ProbeFailing`: the fast path for hard outages.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeFailingConfig {
+    pub enabled: bool,
+    /// Consecutive failed probes that make the condition true.
+    pub failures: NonZeroU32,
+    /// Consecutive successful probes that make it false again.
+    pub successes: NonZeroU32,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    /// How long the condition must be false before a firing alert resolves.
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for ProbeFailingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failures: NonZeroU32::MIN.saturating_add(2),
+            successes: NonZeroU32::MIN.saturating_add(1),
+            for_: HumanDuration::from_secs(0),
+            resolve_after: HumanDuration::from_secs(0),
+            severity: Severity::Page,
+        }
+    }
+}
+
+/// `LatencyRegression`, per phase and per step.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyConfig {
+    pub enabled: bool,
+    /// The quantile compared between the recent window and the baseline.
+    pub quantile: Quantile,
+    /// Fires when the recent quantile is at least this many times the baseline's...
+    pub ratio: f64,
+    /// ...and at least this much above it.
+    pub margin: HumanDuration,
+    /// A firing alert resolves once the ratio falls below this (hysteresis)...
+    pub resolve_ratio: f64,
+    /// ...or the excess below this.
+    pub resolve_margin: HumanDuration,
+    /// Samples the recent window needs before it is compared.
+    pub min_recent_samples: NonZeroU32,
+    /// Samples the baseline needs before it is compared.
+    pub min_baseline_samples: NonZeroU32,
+    /// Recent samples that must be at or above the reported quantile: with few samples the
+    /// quantile is taken lower, so that one or two slow probes cannot make a regression.
+    pub min_slow_samples: NonZeroU32,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            quantile: Quantile(0.95),
+            ratio: 2.0,
+            margin: HumanDuration::from_millis(50),
+            resolve_ratio: 1.5,
+            resolve_margin: HumanDuration::from_millis(25),
+            min_recent_samples: NonZeroU32::MIN.saturating_add(9),
+            min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
+            min_slow_samples: NonZeroU32::MIN.saturating_add(2),
+            for_: HumanDuration::from_secs(300),
+            resolve_after: HumanDuration::from_secs(300),
+            severity: Severity::Ticket,
+        }
+    }
+}
+
+/// `TimeoutRegression`: the share of probes that fail for a timeout-class reason.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    pub enabled: bool,
+    /// Fires when the recent timeout rate exceeds the baseline rate by this many
+    /// percentage points...
+    pub margin: Percent,
+    /// ...and the recent window holds at least this many timeouts.
+    pub min_timeouts: NonZeroU32,
+    /// A firing alert resolves once the excess falls below this (hysteresis).
+    pub resolve_margin: Percent,
+    pub min_recent_samples: NonZeroU32,
+    pub min_baseline_samples: NonZeroU32,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            margin: Percent(5.0),
+            min_timeouts: NonZeroU32::MIN.saturating_add(2),
+            resolve_margin: Percent(2.5),
+            min_recent_samples: NonZeroU32::MIN.saturating_add(9),
+            min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
+            for_: HumanDuration::from_secs(300),
+            resolve_after: HumanDuration::from_secs(300),
+            severity: Severity::Ticket,
+        }
+    }
+}
+
+/// `CircuitOpen`, fed by the circuit breaker through `Detector::set_condition`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitOpenConfig {
+    pub enabled: bool,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for CircuitOpenConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            for_: HumanDuration::from_secs(60),
+            resolve_after: HumanDuration::from_secs(0),
+            severity: Severity::Page,
+        }
+    }
+}
+
+/// `DeploymentDrift`, fed by the deployment check through `Detector::set_condition`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentDriftConfig {
+    pub enabled: bool,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for DeploymentDriftConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            for_: HumanDuration::from_secs(600),
+            resolve_after: HumanDuration::from_secs(0),
+            severity: Severity::Ticket,
+        }
+    }
+}
+
+/// The lifecycle settings every alert kind has.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RuleTiming {
+    pub(crate) enabled: bool,
+    pub(crate) for_: f64,
+    pub(crate) resolve_after: f64,
+    pub(crate) severity: Severity,
+}
+
+fn timing(
+    enabled: bool,
+    for_: HumanDuration,
+    resolve_after: HumanDuration,
+    severity: Severity,
+) -> RuleTiming {
+    RuleTiming {
+        enabled,
+        for_: for_.get().as_secs_f64(),
+        resolve_after: resolve_after.get().as_secs_f64(),
+        severity,
+    }
+}
+
+impl DetectorConfig {
+    pub(crate) fn layout(&self) -> Layout {
+        Layout {
+            recent_bucket: self.recent_bucket.get().as_secs_f64(),
+            baseline_bucket: self.baseline_bucket.get().as_secs_f64(),
+            recent_window: self.recent_window.get().as_secs_f64(),
+            baseline_window: self.baseline_window.get().as_secs_f64(),
+        }
+    }
+
+    pub(crate) fn timing(&self, kind: super::AlertKind) -> RuleTiming {
+        use super::AlertKind as K;
+        match kind {
+            K::ProbeFailing => {
+                let c = &self.probe_failing;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+            K::LatencyRegression => {
+                let c = &self.latency;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+            K::TimeoutRegression => {
+                let c = &self.timeouts;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+            K::CircuitOpen => {
+                let c = &self.circuit_open;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+            K::DeploymentDrift => {
+                let c = &self.deployment_drift;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+        }
+    }
+
+    /// Everything wrong with these settings, each problem prefixed with its field path
+    /// under `at` (e.g. `alerting.detector`). Empty when the settings are usable.
+    pub fn validate(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, what: String| problems.push(format!("{at}.{field}: {what}"));
+        let secs = |d: HumanDuration| d.get().as_secs_f64();
+
+        for (field, d) in [
+            ("recent_window", self.recent_window),
+            ("baseline_window", self.baseline_window),
+            ("recent_bucket", self.recent_bucket),
+            ("baseline_bucket", self.baseline_bucket),
+        ] {
+            if d.get().is_zero() {
+                problem(field, "must be positive".to_owned());
+            }
+        }
+        let windows = [
+            ("recent_bucket", self.recent_bucket, "recent_window", self.recent_window),
+            ("baseline_bucket", self.baseline_bucket, "baseline_window", self.baseline_window),
+        ];
+        for (bucket_field, bucket, window_field, window) in windows {
+            if bucket.get().is_zero() || window.get().is_zero() {
+                continue;
+            }
+            if bucket > window {
+                problem(bucket_field, format!("{bucket} is longer than `{window_field}` ({window})"));
+            } else if (secs(window) / secs(bucket)).ceil() as u64 > MAX_BUCKETS_PER_WINDOW {
+                problem(
+                    bucket_field,
+                    format!(
+                        "{bucket} makes more than {MAX_BUCKETS_PER_WINDOW} buckets in `{window_field}` \
+                         ({window}); use longer buckets"
+                    ),
+                );
+            }
+        }
+        if !self.recent_bucket.get().is_zero() && self.recent_bucket > self.baseline_bucket {
+            problem(
+                "recent_bucket",
+                format!("{} is longer than `baseline_bucket` ({})", self.recent_bucket, self.baseline_bucket),
+            );
+        }
+        if !self.recent_window.get().is_zero() && self.baseline_window <= self.recent_window {
+            problem(
+                "baseline_window",
+                format!(
+                    "{} must be longer than `recent_window` ({})",
+                    self.baseline_window, self.recent_window
+                ),
+            );
+        }
+
+        let l = &self.latency;
+        if !(l.quantile.0 > 0.0 && l.quantile.0 < 1.0) {
+            problem(
+                "latency.quantile",
+                format!("must be between 0 and 1, e.g. `p95` or `0.95` (got {})", l.quantile.0),
+            );
+        }
+        if !(l.ratio.is_finite() && l.ratio > 1.0) {
+            problem("latency.ratio", format!("must be greater than 1 (got {})", l.ratio));
+        }
+        if !(l.resolve_ratio.is_finite() && l.resolve_ratio >= 1.0) {
+            problem("latency.resolve_ratio", format!("must be at least 1 (got {})", l.resolve_ratio));
+        } else if l.resolve_ratio > l.ratio {
+            problem(
+                "latency.resolve_ratio",
+                format!(
+                    "{} is above `ratio` ({}); it must not be, or alerts would flap",
+                    l.resolve_ratio, l.ratio
+                ),
+            );
+        }
+        if l.resolve_margin > l.margin {
+            problem(
+                "latency.resolve_margin",
+                format!(
+                    "{} is above `margin` ({}); it must not be, or alerts would flap",
+                    l.resolve_margin, l.margin
+                ),
+            );
+        }
+        if l.min_slow_samples > l.min_recent_samples {
+            problem(
+                "latency.min_slow_samples",
+                format!(
+                    "{} is above `min_recent_samples` ({}), so no window could ever qualify",
+                    l.min_slow_samples, l.min_recent_samples
+                ),
+            );
+        }
+
+        let t = &self.timeouts;
+        if t.margin.0 <= 0.0 {
+            problem("timeouts.margin", "must be positive".to_owned());
+        }
+        if t.resolve_margin > t.margin {
+            problem(
+                "timeouts.resolve_margin",
+                format!(
+                    "{} is above `margin` ({}); it must not be, or alerts would flap",
+                    t.resolve_margin, t.margin
+                ),
+            );
+        }
+        if t.min_timeouts > t.min_recent_samples {
+            problem(
+                "timeouts.min_timeouts",
+                format!(
+                    "{} is above `min_recent_samples` ({}), so no window could ever qualify",
+                    t.min_timeouts, t.min_recent_samples
+                ),
+            );
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_an_empty_block_means_defaults() {
+        assert_eq!(DetectorConfig::default().validate("detector"), Vec::<String>::new());
+        let parsed: DetectorConfig = serde_norway::from_str("{}").unwrap();
+        assert_eq!(parsed, DetectorConfig::default());
+    }
+
+    #[test]
+    fn parses_the_documented_form() {
+        let yaml = "
+recent_window: 15m
+latency: { quantile: p99, ratio: 3, for: 2m, severity: page }
+timeouts: { margin: 10% }
+circuit_open: { for: 30s }
+";
+        let c: DetectorConfig = serde_norway::from_str(yaml).unwrap();
+        assert_eq!(c.recent_window, HumanDuration::from_secs(900));
+        assert_eq!(c.latency.quantile, Quantile(0.99));
+        assert_eq!(c.latency.ratio, 3.0);
+        assert_eq!(c.latency.for_, HumanDuration::from_secs(120));
+        assert_eq!(c.latency.severity, Severity::Page);
+        // Fields not written keep their defaults, per kind.
+        assert_eq!(c.latency.margin, HumanDuration::from_millis(50));
+        assert_eq!(c.timeouts.margin, Percent(10.0));
+        assert_eq!(c.circuit_open.for_, HumanDuration::from_secs(30));
+        assert_eq!(c.circuit_open.severity, Severity::Page);
+        assert_eq!(c.deployment_drift.for_, HumanDuration::from_secs(600));
+        assert!(serde_norway::from_str::<DetectorConfig>("latency: { ratoi: 2 }").is_err());
+        assert!(serde_norway::from_str::<DetectorConfig>("latency: { quantile: median }").is_err());
+        assert_eq!("0.5".parse::<Quantile>(), Ok(Quantile(0.5)));
+        assert_eq!(Quantile(0.95).to_string(), "p95");
+        assert_eq!(Quantile(0.999).to_string(), "p99.9");
+    }
+
+    #[test]
+    fn validation_names_each_field() {
+        let mut c = DetectorConfig {
+            recent_window: HumanDuration::from_secs(3600 * 48),
+            recent_bucket: HumanDuration::from_secs(0),
+            ..DetectorConfig::default()
+        };
+        c.latency.ratio = 0.9;
+        c.latency.quantile = Quantile(95.0);
+        c.timeouts.resolve_margin = Percent(20.0);
+        assert_eq!(
+            c.validate("alerting.detector"),
+            [
+                "alerting.detector.recent_bucket: must be positive",
+                "alerting.detector.baseline_window: 1day must be longer than `recent_window` (2days)",
+                "alerting.detector.latency.quantile: must be between 0 and 1, e.g. `p95` or `0.95` (got 95)",
+                "alerting.detector.latency.ratio: must be greater than 1 (got 0.9)",
+                "alerting.detector.latency.resolve_ratio: 1.5 is above `ratio` (0.9); it must not be, or alerts \
+                 would flap",
+                "alerting.detector.timeouts.resolve_margin: 20% is above `margin` (5%); it must not be, or alerts \
+                 would flap",
+            ]
+        );
+        let c = DetectorConfig { baseline_bucket: HumanDuration::from_secs(30), ..DetectorConfig::default() };
+        assert_eq!(
+            c.validate("d"),
+            [
+                "d.baseline_bucket: 30s makes more than 1440 buckets in `baseline_window` (1day); use longer \
+                 buckets",
+                "d.recent_bucket: 1m is longer than `baseline_bucket` (30s)",
+            ]
+        );
+    }
+}

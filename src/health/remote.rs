@@ -1,0 +1,222 @@
+//! The service's own circuit breakers, read from its JSON (`remote_breakers`).
+//!
+//! Each configured breaker's value is normalized to `closed`, `open`, `half_open` or
+//! `unknown`, so whatever the server writes there, the `state` label stays one of four.
+//! When the poll fails, every breaker is `unknown`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::ClientConfig;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{http, request_parts, unix, HealthReason};
+use crate::config::{redact, RemoteBreakers, Vars};
+use crate::metrics::Metrics;
+use crate::scenario::lookup;
+use crate::state::{Event, StateHandle, WatchEvent};
+
+/// A remote breaker's state as exported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RemoteState {
+    Closed,
+    Open,
+    HalfOpen,
+    Unknown,
+}
+
+impl RemoteState {
+    pub const ALL: [RemoteState; 4] =
+        [RemoteState::Closed, RemoteState::Open, RemoteState::HalfOpen, RemoteState::Unknown];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RemoteState::Closed => "closed",
+            RemoteState::Open => "open",
+            RemoteState::HalfOpen => "half_open",
+            RemoteState::Unknown => "unknown",
+        }
+    }
+
+    /// Reads a state the way services write it: case-insensitive, `half-open`,
+    /// `halfopen` and `half open` accepted; anything else is `unknown`.
+    pub fn normalize(v: &Value) -> Self {
+        let Some(s) = v.as_str() else { return RemoteState::Unknown };
+        let s: String = s.trim().to_ascii_lowercase().chars().filter(|c| !matches!(c, '_' | '-' | ' ')).collect();
+        match s.as_str() {
+            "closed" => RemoteState::Closed,
+            "open" => RemoteState::Open,
+            "halfopen" => RemoteState::HalfOpen,
+            _ => RemoteState::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for RemoteState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RemoteState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The last poll, for `/api/targets`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteStatus {
+    /// Unix time of the poll.
+    pub checked_at: f64,
+    /// Breaker name → state.
+    pub breakers: BTreeMap<String, RemoteState>,
+    /// Why the poll failed, if it did.
+    pub reason: Option<HealthReason>,
+    pub error: Option<String>,
+}
+
+/// The remote-breaker poll of one target, its TLS configuration built once.
+#[derive(Debug)]
+pub struct Poller {
+    pub config: RemoteBreakers,
+    tls: Arc<ClientConfig>,
+}
+
+impl Poller {
+    pub fn new(config: RemoteBreakers) -> Result<Self, String> {
+        let tls = crate::probe::tls::client_config(&config.tls)?;
+        Ok(Self { config, tls })
+    }
+
+    /// Reads every configured breaker once.
+    pub async fn poll(&self, target: &str) -> RemoteStatus {
+        let c = &self.config;
+        let checked_at = unix(SystemTime::now());
+        let vars = Vars { target: target.to_owned(), captures: Default::default() };
+        let mut secrets = Vec::new();
+        let outcome = match request_parts(&c.url, &c.headers, &vars, &mut secrets) {
+            Ok((url, headers)) => {
+                let get = http::Get {
+                    url: &url,
+                    headers: &headers,
+                    timeout: c.timeout,
+                    max_body_size: c.max_body_size,
+                    tls: &self.tls,
+                    server_name: c.tls.server_name.as_deref(),
+                };
+                http::get(&get, &mut http::Timings::default()).await.and_then(|answer| parse(&answer))
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(doc) => RemoteStatus {
+                checked_at,
+                breakers: c
+                    .paths
+                    .iter()
+                    .map(|(name, path)| {
+                        (name.clone(), lookup(&doc, path).map_or(RemoteState::Unknown, RemoteState::normalize))
+                    })
+                    .collect(),
+                reason: None,
+                error: None,
+            },
+            Err(e) => RemoteStatus {
+                checked_at,
+                breakers: c.paths.iter().map(|(name, _)| (name.clone(), RemoteState::Unknown)).collect(),
+                reason: Some(e.reason),
+                error: Some(redact(&e.message, &secrets)),
+            },
+        }
+    }
+}
+
+/// A 2xx JSON document, or why not.
+fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
+    let fail = |reason, message: String| Err(http::GetError { reason, message, status: Some(answer.status) });
+    if !(200..300).contains(&answer.status) {
+        return fail(HealthReason::HttpStatus, format!("HTTP {}, expected 2xx", answer.status));
+    }
+    let text = String::from_utf8_lossy(&answer.body);
+    if let Some(ct) = answer.content_type.as_deref().filter(|ct| !super::is_json_type(ct)) {
+        let message = format!("expected a JSON body, got content type `{}`", http::excerpt(ct, 60));
+        return fail(HealthReason::BodyMismatch, message);
+    }
+    serde_json::from_str(&text).or_else(|e| {
+        fail(HealthReason::BodyMismatch, format!("the body is not valid JSON ({e}): {:?}", http::excerpt(text.trim(), 60)))
+    })
+}
+
+/// Polls every `interval` until `cancel` fires.
+pub(super) async fn poll_loop(
+    poller: Arc<Poller>,
+    target: String,
+    metrics: Metrics,
+    state: StateHandle,
+    cancel: CancellationToken,
+) {
+    let interval = poller.config.interval;
+    let mut last: BTreeMap<String, RemoteState> = BTreeMap::new();
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let status = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            s = poller.poll(&target) => s,
+        };
+        if let (Some(reason), Some(error)) = (status.reason, &status.error) {
+            metrics.remote_poll_failed(&target, reason);
+            tracing::warn!(target_name = %target, reason = reason.as_str(), detail = %error, "Could not read the remote circuit breakers; their states are unknown.");
+        }
+        for (name, state) in &status.breakers {
+            metrics.set_remote_breaker(&target, name, *state);
+            let before = last.insert(name.clone(), *state);
+            if before.is_some_and(|b| b == *state) {
+                continue;
+            }
+            let from = before.map_or("", RemoteState::as_str);
+            if *state == RemoteState::Open {
+                tracing::warn!(target_name = %target, breaker = %name, from, to = state.as_str(), "A remote circuit breaker is open.");
+            } else {
+                tracing::info!(target_name = %target, breaker = %name, from, to = state.as_str(), "A remote circuit breaker changed state.");
+            }
+        }
+        state.send(Event::Watch { target: target.clone(), event: WatchEvent::Remote(status) }).await;
+        next += interval;
+        let now = Instant::now();
+        if next <= now {
+            next = now + interval;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn states_are_normalized_into_four_values() {
+        let n = |v: Value| RemoteState::normalize(&v);
+        assert_eq!(n(json!("OPEN")), RemoteState::Open);
+        assert_eq!(n(json!(" closed ")), RemoteState::Closed);
+        for half in ["half_open", "half-open", "HalfOpen", "HALF OPEN", "halfopen"] {
+            assert_eq!(n(json!(half)), RemoteState::HalfOpen, "{half}");
+        }
+        assert_eq!(n(json!("tripped")), RemoteState::Unknown);
+        assert_eq!(n(json!("<script>")), RemoteState::Unknown);
+        assert_eq!(n(json!(1)), RemoteState::Unknown);
+        assert_eq!(n(json!(null)), RemoteState::Unknown);
+    }
+}
