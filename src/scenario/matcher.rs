@@ -131,7 +131,7 @@ impl Matcher {
         }
         let exists = raw.json_exists.iter().map(|p| split_path(p)).collect::<Result<_, _>>()?;
         let text = match &raw.text {
-            Some(re) => Some(Regex::new(re).map_err(|e| format!("text: invalid regular expression: {e}"))?),
+            Some(re) => Some(Regex::new(re).map_err(|e| format!("text: `{re}` is not a valid regular expression ({})", regex_reason(&e)))?),
             None => None,
         };
         Ok(Matcher::All { json, exists, text })
@@ -155,6 +155,13 @@ impl Matcher {
             }
         }
     }
+}
+
+/// The regex crate's error is a multi-line drawing; configuration errors are one line each.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid");
+    last.trim().trim_start_matches("error: ").to_owned()
 }
 
 fn split_path(path: &str) -> Result<Vec<String>, String> {
@@ -212,7 +219,7 @@ mod tests {
     #[test]
     fn invalid_matchers_are_explained() {
         let err = |y: &str| Matcher::compile(&serde_norway::from_str(y).unwrap()).unwrap_err();
-        assert!(err("text: '('").starts_with("text: invalid regular expression"));
+        assert_eq!(err("text: '('"), "text: `(` is not a valid regular expression (unclosed group)");
         assert!(err("json: { 'a..b': 1 }").contains("not a valid path"));
         assert!(err("{}").contains("needs at least one"));
     }
