@@ -307,7 +307,10 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn settings() -> Settings {
-        Settings { open_interval: Duration::from_secs(60), ..Settings::with_interval(Duration::from_secs(10)) }
+        Settings {
+            open_interval: Duration::from_secs(60),
+            ..Settings::with_interval(Duration::from_secs(10))
+        }
     }
 
     /// Feeds one outcome that may change the state at most once.
@@ -366,7 +369,10 @@ mod tests {
         assert_eq!(ok(&mut b, t0), None);
         let t = fail(&mut b, t0 + MS).unwrap();
         assert_eq!(t.to, State::Open);
-        assert_eq!(t.reason, "2 of the last 4 probes failed (at least 50%), last: connect_refused in connect");
+        assert_eq!(
+            t.reason,
+            "2 of the last 4 probes failed (at least 50%), last: connect_refused in connect"
+        );
 
         // The window slides: old failures fall out of it.
         let mut b = Breaker::new(s, t0);
@@ -479,9 +485,14 @@ mod tests {
         seen.extend(b.poll(now));
         seen.extend(fail(&mut b, now));
         let path: Vec<(State, State)> = seen.iter().map(|t| (t.from, t.to)).collect();
-        let cycle = [(State::Closed, State::Open), (State::Open, State::HalfOpen), (State::HalfOpen, State::Closed)];
+        let cycle =
+            [(State::Closed, State::Open), (State::Open, State::HalfOpen), (State::HalfOpen, State::Closed)];
         let mut expected: Vec<_> = cycle.iter().copied().cycle().take(9).collect();
-        expected.extend([(State::Closed, State::Open), (State::Open, State::HalfOpen), (State::HalfOpen, State::Open)]);
+        expected.extend([
+            (State::Closed, State::Open),
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Open),
+        ]);
         assert_eq!(path, expected);
     }
 

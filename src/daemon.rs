@@ -17,11 +17,11 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerting::AlertsView;
 use crate::config::{self, Config, Target};
 use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::scheduler::{self, Recorder};
-use crate::alerting::AlertsView;
 use crate::state::{self, Event, Snapshot, TargetInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,11 @@ fn probers(config: &Config) -> Result<Vec<Prober>, DaemonError> {
 }
 
 /// Binds the listener and starts probing. Everything stops when `cancel` fires.
-pub async fn start(config: Config, source: Source, cancel: CancellationToken) -> Result<Running, DaemonError> {
+pub async fn start(
+    config: Config,
+    source: Source,
+    cancel: CancellationToken,
+) -> Result<Running, DaemonError> {
     start_with(config, source, cancel, Options::default()).await
 }
 
@@ -279,6 +283,8 @@ impl Supervisor {
                     .filter(|s| !step_names(&prober.target).any(|n| n == *s))
                     .collect();
                 metrics.remove_steps(&name, &dropped);
+                // Health checks and remote breakers it no longer has; the breaker restarts closed.
+                metrics.retain_watched(&prober.target);
                 tracing::info!(target_name = %name, "Target settings changed; restarting its probes.");
             } else {
                 metrics.add_target(&name);

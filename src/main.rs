@@ -160,8 +160,15 @@ fn check(path: &Path) -> ExitCode {
     }
     println!("{}: valid; listen {}; {} target(s)", path.display(), c.listen, c.targets.len());
     for t in &c.targets {
+        let mut watched = String::new();
+        if !t.health.is_empty() {
+            watched.push_str(&format!("; {} health check(s)", t.health.len()));
+        }
+        if t.remote_breakers.is_some() {
+            watched.push_str("; remote breakers");
+        }
         println!(
-            "  {:<24} {}  every {} ±{}, probe timeout {}, {}",
+            "  {:<24} {}  every {} ±{}, probe timeout {}, {}{watched}",
             t.name,
             t.url,
             humantime::format_duration(t.interval),
@@ -213,7 +220,11 @@ fn replay(config: &Config, trace: &Path, format: OutputFormat) -> anyhow::Result
         }
         OutputFormat::Text => {
             let mut text = String::new();
-            for t in outcome.transitions.iter().filter(|t| t.notifies() || t.to == wsprobe::detect::AlertState::Pending) {
+            for t in outcome
+                .transitions
+                .iter()
+                .filter(|t| t.notifies() || t.to == wsprobe::detect::AlertState::Pending)
+            {
                 let a = &t.alert;
                 let scope = a.key.subject.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
                 text.push_str(&format!(
@@ -225,7 +236,8 @@ fn replay(config: &Config, trace: &Path, format: OutputFormat) -> anyhow::Result
                     a.description
                 ));
             }
-            let fired = outcome.transitions.iter().filter(|t| t.to == wsprobe::detect::AlertState::Firing).count();
+            let fired =
+                outcome.transitions.iter().filter(|t| t.to == wsprobe::detect::AlertState::Firing).count();
             text.push_str(&format!("{} results replayed, {fired} alerts fired\n", outcome.results));
             text
         }

@@ -279,7 +279,10 @@ impl Metrics {
         )?;
         self.registry.register(Box::new(notifications.clone()))?;
         let alerts = IntGaugeVec::new(
-            Opts::new("wsprobe_alerts", "Pending and firing alerts: 1 per alert, labelled with its identity and state."),
+            Opts::new(
+                "wsprobe_alerts",
+                "Pending and firing alerts: 1 per alert, labelled with its identity and state.",
+            ),
             &["alertname", "target", "scope", "severity", "state"],
         )?;
         self.registry.register(Box::new(alerts.clone()))?;
@@ -316,11 +319,17 @@ pub struct CircuitMetrics {
 impl CircuitMetrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let state = IntGaugeVec::new(
-            Opts::new("wsprobe_circuit_state", "Circuit breaker state per target: 1 on the current state (closed, open, half_open)."),
+            Opts::new(
+                "wsprobe_circuit_state",
+                "Circuit breaker state per target: 1 on the current state (closed, open, half_open).",
+            ),
             &["target", "state"],
         )?;
         let transitions = IntCounterVec::new(
-            Opts::new("wsprobe_circuit_transitions_total", "Circuit breaker transitions, by the state left and the state entered."),
+            Opts::new(
+                "wsprobe_circuit_transitions_total",
+                "Circuit breaker transitions, by the state left and the state entered.",
+            ),
             &["target", "from", "to"],
         )?;
         let since = GaugeVec::new(
@@ -338,10 +347,10 @@ impl CircuitMetrics {
 
     /// Sets the one-hot state and the time it began.
     pub fn set(&self, target: &str, state: crate::breaker::State, since_unix: f64) {
+        self.since.with_label_values(&[target]).set(since_unix);
         for s in crate::breaker::State::ALL {
             self.state.with_label_values(&[target, s.as_str()]).set(i64::from(s == state));
         }
-        self.since.with_label_values(&[target]).set(since_unix);
     }
 
     pub fn transition(&self, target: &str, from: crate::breaker::State, to: crate::breaker::State) {
@@ -386,7 +395,10 @@ impl HealthMetrics {
             &["target", "check", "phase"],
         )?;
         let success = GaugeVec::new(
-            Opts::new("wsprobe_health_success", "Whether the last run of the health check succeeded (1) or failed (0)."),
+            Opts::new(
+                "wsprobe_health_success",
+                "Whether the last run of the health check succeeded (1) or failed (0).",
+            ),
             &["target", "check"],
         )?;
         let failures = IntCounterVec::new(
@@ -429,7 +441,10 @@ impl HealthMetrics {
             &["target", "breaker", "state"],
         )?;
         let remote_failures = IntCounterVec::new(
-            Opts::new("wsprobe_remote_breaker_poll_failures_total", "Failed reads of the remote circuit breakers, by reason."),
+            Opts::new(
+                "wsprobe_remote_breaker_poll_failures_total",
+                "Failed reads of the remote circuit breakers, by reason.",
+            ),
             &["target", "reason"],
         )?;
         registry.register(Box::new(duration.clone()))?;
@@ -485,7 +500,6 @@ impl Metrics {
     pub fn observe_health(&self, r: &crate::health::HealthResult) {
         let h = &self.health;
         let labels = [r.target.as_str(), r.check.as_str()];
-        h.success.with_label_values(&labels).set(if r.success { 1.0 } else { 0.0 });
         h.http_status.with_label_values(&labels).set(r.http_status.map_or(0, i64::from));
         for (phase, secs) in r.phases.iter() {
             h.duration.with_label_values(&[labels[0], labels[1], phase]).observe(secs);
@@ -493,6 +507,8 @@ impl Metrics {
         if let Some(reason) = r.reason {
             h.failures.with_label_values(&[labels[0], labels[1], reason.as_str()]).inc();
         }
+        // Last, so a scrape that sees the verdict also sees what came with it.
+        h.success.with_label_values(&labels).set(if r.success { 1.0 } else { 0.0 });
     }
 
     /// Sets the live version (the only `wsprobe_deployment_info` series of the target:
@@ -509,8 +525,8 @@ impl Metrics {
         }
         match drift {
             Some((drifting, seconds)) => {
-                h.deployment_drift.with_label_values(&[target]).set(i64::from(drifting));
                 h.deployment_drift_seconds.with_label_values(&[target]).set(seconds);
+                h.deployment_drift.with_label_values(&[target]).set(i64::from(drifting));
             }
             None => {
                 let _ = h.deployment_drift.remove_label_values(&[target]);
@@ -522,7 +538,10 @@ impl Metrics {
     /// Sets a remote breaker's one-hot state.
     pub fn set_remote_breaker(&self, target: &str, breaker: &str, state: crate::health::RemoteState) {
         for s in crate::health::RemoteState::ALL {
-            self.health.remote_state.with_label_values(&[target, breaker, s.as_str()]).set(i64::from(s == state));
+            self.health
+                .remote_state
+                .with_label_values(&[target, breaker, s.as_str()])
+                .set(i64::from(s == state));
         }
     }
 

@@ -198,7 +198,13 @@ fn health_of<'a>(health: &'a [TargetHealth], target: &str) -> Option<&'a TargetH
 fn render_health(out: &mut String, width: usize, h: &TargetHealth) {
     for r in &h.results {
         let verdict = if r.success { "ok  " } else { "FAIL" };
-        let _ = write!(out, "{:width$}  health `{}`  {verdict}  {:>8}", "", r.check, fmt_secs(r.duration_seconds));
+        let _ = write!(
+            out,
+            "{:width$}  health `{}`  {verdict}  {:>8}",
+            "",
+            r.check,
+            fmt_secs(r.duration_seconds)
+        );
         if let Some(status) = r.http_status {
             let _ = write!(out, "  HTTP {status}");
         }

@@ -33,7 +33,8 @@ pub struct Replay {
 pub fn parse_line(text: &str) -> Result<(f64, ProbeResult), String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let ts = value.get("ts").and_then(serde_json::Value::as_f64).ok_or("no numeric `ts` (Unix seconds)")?;
-    let result: ProbeResult = serde_json::from_value(value).map_err(|e| format!("not a probe result: {e}"))?;
+    let result: ProbeResult =
+        serde_json::from_value(value).map_err(|e| format!("not a probe result: {e}"))?;
     Ok((ts, result))
 }
 

@@ -4,6 +4,11 @@
 //! Each target runs in its own task. The first probe is offset so that N targets spread
 //! over one interval instead of firing together. A probe that overruns its interval makes
 //! the missed ticks count as skipped: a target is never probed twice at once.
+//!
+//! The task owns the target's circuit breaker ([`crate::breaker`]): every result is fed
+//! to it, and while it is open or half-open the target is probed every `open_interval`
+//! (the first probe after the recovery timeout is the half-open trial). The task also starts
+//! the target's health checks and remote-breaker poll ([`crate::health`]), which end with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,7 +133,8 @@ async fn target_loop(
         remote_breakers: t.remote_breakers.is_some(),
     };
     recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
-    let mut watchers = prober.watchers.spawn(&t.name, &recorder.metrics, &recorder.state, &cancel);
+    let mut watchers =
+        prober.watchers.spawn(&t.name, &recorder.metrics, &recorder.state, recorder.alerts.as_ref(), &cancel);
     probe_loop(&prober, offset, &limit, &recorder, &cancel).await;
     // The probe loop ends on cancellation, which the watchers have seen too.
     watchers.shutdown().await;
@@ -146,7 +152,8 @@ async fn probe_loop(
     let mut circuit = Circuit::start(prober.name(), prober.target.circuit_breaker, interval, recorder).await;
     let mut next = Instant::now() + offset;
     loop {
-        // Wakes early when the breaker's recovery timeout ends: its trial probe runs at once.
+        // Also wakes when the breaker's recovery timeout ends, so `half_open` shows when it
+        // begins; the trial itself is the next probe due, so the cadence stays `open_interval`.
         loop {
             let wake = circuit.deadline().map_or(next, |d| d.min(next));
             tokio::select! {
@@ -155,9 +162,7 @@ async fn probe_loop(
                 () = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
-            if circuit.poll(now, recorder).await {
-                next = next.min(now);
-            }
+            circuit.poll(now, recorder).await;
             if now >= next {
                 break;
             }
@@ -193,7 +198,8 @@ async fn probe_loop(
 
 /// A failure as the breaker's reason quotes it: `handshake_status in handshake (HTTP 404)`.
 fn failure_summary(r: &ProbeResult) -> String {
-    let mut s = format!("{} in {}", r.reason.map_or("?", |x| x.as_str()), r.phase.map_or("?", |x| x.as_str()));
+    let mut s =
+        format!("{} in {}", r.reason.map_or("?", |x| x.as_str()), r.phase.map_or("?", |x| x.as_str()));
     if let Some(step) = &r.step {
         s.push_str(&format!(" `{step}`"));
     }
@@ -213,7 +219,12 @@ struct Circuit {
 }
 
 impl Circuit {
-    async fn start(target: &str, settings: breaker::Settings, interval: Duration, recorder: &Recorder) -> Self {
+    async fn start(
+        target: &str,
+        settings: breaker::Settings,
+        interval: Duration,
+        recorder: &Recorder,
+    ) -> Self {
         let breaker = Breaker::new(settings, Instant::now().into_std());
         let circuit = Self { target: target.to_owned(), breaker, interval, transitions: 0 };
         recorder.metrics.circuit.set(target, circuit.breaker.state(), circuit.since_unix());
@@ -229,11 +240,11 @@ impl Circuit {
         breaker::probe_interval(self.breaker.state(), self.interval, self.breaker.settings().open_interval)
     }
 
-    /// Lets time act; true when the breaker just became half-open.
-    async fn poll(&mut self, now: Instant, recorder: &Recorder) -> bool {
-        let Some(t) = self.breaker.poll(now.into_std()) else { return false };
-        self.announce(&[t], recorder).await;
-        true
+    /// Lets time act: open becomes half-open once the recovery timeout has passed.
+    async fn poll(&mut self, now: Instant, recorder: &Recorder) {
+        if let Some(t) = self.breaker.poll(now.into_std()) {
+            self.announce(&[t], recorder).await;
+        }
     }
 
     /// Feeds a probe outcome: `failure` describes a failed probe, `None` is a success.
@@ -261,6 +272,12 @@ impl Circuit {
             }
         }
         recorder.metrics.circuit.set(t, self.breaker.state(), self.since_unix());
+        // The detector's CircuitOpen alert: clients would be tripping while it is not closed.
+        if let (Some(alerts), Some(last)) = (&recorder.alerts, changes.last()) {
+            let open = self.breaker.state() != breaker::State::Closed;
+            let detail = format!("the circuit is {}: {}", last.to.as_str(), last.reason);
+            alerts.set_condition(t, crate::detect::Signal::CircuitOpen, open, Some(detail));
+        }
         self.publish(recorder).await;
     }
 
@@ -282,7 +299,10 @@ impl Circuit {
             transitions: self.transitions,
             probe_interval_seconds: self.probe_interval().as_secs_f64(),
         };
-        recorder.state.send(Event::Watch { target: self.target.clone(), event: WatchEvent::Circuit(status) }).await;
+        recorder
+            .state
+            .send(Event::Watch { target: self.target.clone(), event: WatchEvent::Circuit(status) })
+            .await;
     }
 }
 

@@ -183,18 +183,30 @@ pub struct Watched {
     /// Live and expected version, from the health check with `version_path`.
     pub deployment: Option<crate::health::Deployment>,
     pub remote_breakers: Option<crate::health::RemoteStatus>,
-    /// The configured health checks, to order and prune `health`.
+    /// The configured health checks, to order and prune `health`; and whether a version
+    /// and remote breakers are read. A cancelled task's late news is dropped by these.
     #[serde(skip)]
     checks: Vec<String>,
+    #[serde(skip)]
+    reports_version: bool,
+    #[serde(skip)]
+    remote: bool,
 }
 
 /// One piece of news for [`Watched`].
 #[derive(Debug)]
 pub enum WatchEvent {
     /// The target's task started with these health checks and this remote-breaker poll.
-    Started { checks: Vec<String>, reports_version: bool, remote_breakers: bool },
+    Started {
+        checks: Vec<String>,
+        reports_version: bool,
+        remote_breakers: bool,
+    },
     Circuit(crate::breaker::CircuitStatus),
-    Health { result: Box<crate::health::HealthResult>, deployment: Option<crate::health::Deployment> },
+    Health {
+        result: Box<crate::health::HealthResult>,
+        deployment: Option<crate::health::Deployment>,
+    },
     Remote(crate::health::RemoteStatus),
 }
 
@@ -210,13 +222,15 @@ impl Watched {
                     self.remote_breakers = None;
                 }
                 self.checks = checks;
+                self.reports_version = reports_version;
+                self.remote = remote_breakers;
             }
             WatchEvent::Circuit(status) => self.circuit = Some(status),
             WatchEvent::Health { result, deployment } => {
                 if !self.checks.contains(&result.check) {
                     return;
                 }
-                if deployment.is_some() {
+                if deployment.is_some() && self.reports_version {
                     self.deployment = deployment;
                 }
                 match self.health.iter_mut().find(|r| r.check == result.check) {
@@ -228,7 +242,8 @@ impl Watched {
                     }
                 }
             }
-            WatchEvent::Remote(status) => self.remote_breakers = Some(status),
+            WatchEvent::Remote(status) if self.remote => self.remote_breakers = Some(status),
+            WatchEvent::Remote(_) => {}
         }
     }
 }

@@ -48,7 +48,8 @@ impl AdjustableServer {
                     use futures_util::{SinkExt, StreamExt};
                     tokio::time::sleep(d).await;
                     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
-                    let _ = ws.send(tokio_tungstenite::tungstenite::Message::text(r#"{"type":"welcome"}"#)).await;
+                    let _ =
+                        ws.send(tokio_tungstenite::tungstenite::Message::text(r#"{"type":"welcome"}"#)).await;
                     while let Some(Ok(_)) = ws.next().await {}
                 });
             }
@@ -132,8 +133,11 @@ impl Alertmanager {
             .expect("prometheus-alertmanager is not installed: run scripts/install-deps.sh");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("alertmanager.yml");
-        std::fs::write(&config, "route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n")
-            .unwrap();
+        std::fs::write(
+            &config,
+            "route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n",
+        )
+        .unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -218,7 +222,10 @@ async fn regression_reaches_a_real_alertmanager_and_resolves() {
 
     // wsprobe's own view agrees.
     let api: serde_json::Value = serde_json::from_str(&get(running.addr, "/api/alerts").await.body).unwrap();
-    assert!(api["alerts"].as_array().unwrap().iter().any(|a| a["key"]["kind"] == "LatencyRegression"), "{api}");
+    assert!(
+        api["alerts"].as_array().unwrap().iter().any(|a| a["key"]["kind"] == "LatencyRegression"),
+        "{api}"
+    );
     let m = get(running.addr, "/metrics").await.body;
     let firing = [("alertname", "LatencyRegression"), ("target", "staging-agent"), ("state", "firing")];
     assert_eq!(sample(&m, "wsprobe_alerts", &firing), Some(1.0), "{m}");
@@ -300,14 +307,21 @@ async fn webhooks_get_json_and_slack_bodies_with_retries_and_a_dead_receiver_blo
     // The dead receiver fails on its own; probing goes on.
     let m = wait_for(Duration::from_secs(10), "the dead receiver to give up", || async {
         let m = get(running.addr, "/metrics").await.body;
-        sample(&m, "wsprobe_alert_notifications_total", &[("receiver", "gone"), ("outcome", "failed")]).map(|_| m)
+        sample(&m, "wsprobe_alert_notifications_total", &[("receiver", "gone"), ("outcome", "failed")])
+            .map(|_| m)
     })
     .await;
-    assert!(sample(&m, "wsprobe_alert_notifications_total", &[("receiver", "ops-json"), ("outcome", "retried")]).unwrap() >= 2.0);
-    let before = sample(&m, "wsprobe_probes_total", &[("target", "staging-agent"), ("result", "failure")]).unwrap();
+    assert!(
+        sample(&m, "wsprobe_alert_notifications_total", &[("receiver", "ops-json"), ("outcome", "retried")])
+            .unwrap()
+            >= 2.0
+    );
+    let before =
+        sample(&m, "wsprobe_probes_total", &[("target", "staging-agent"), ("result", "failure")]).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let m = get(running.addr, "/metrics").await.body;
-    let after = sample(&m, "wsprobe_probes_total", &[("target", "staging-agent"), ("result", "failure")]).unwrap();
+    let after =
+        sample(&m, "wsprobe_probes_total", &[("target", "staging-agent"), ("result", "failure")]).unwrap();
     assert!(after >= before + 5.0, "probing slowed down: {before} -> {after} in 500ms at a 50ms interval");
     cancel.cancel();
     running.wait().await;
@@ -365,7 +379,8 @@ async fn detector_state_survives_a_restart_and_a_corrupt_file_is_set_aside() {
     cancel.cancel();
     running.wait().await;
     let state_file = state_dir.join("detector.json");
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
     assert_eq!(saved["version"], 1);
     assert!(saved.to_string().contains("staging-agent"), "the target's baseline was saved");
 
@@ -376,4 +391,26 @@ async fn detector_state_survives_a_restart_and_a_corrupt_file_is_set_aside() {
     cancel.cancel();
     running.wait().await;
     assert!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&state_file).unwrap()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_raises_circuit_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerting = format!("{FAST_DETECTOR}      circuit_open: {{ for: 0s }}\n");
+    let text = config_text(&format!("ws://{}/ws", common::refused_addr()), &alerting).replace(
+        "    url: ws",
+        "    circuit_breaker: { failure_threshold: 2, recovery_timeout: 10s }\n    url: ws",
+    );
+    let (running, cancel) = start_daemon(dir.path(), &text, Options::default()).await;
+    let alert = wait_for(Duration::from_secs(5), "CircuitOpen in /api/alerts", || async {
+        let api: serde_json::Value =
+            serde_json::from_str(&get(running.addr, "/api/alerts").await.body).unwrap();
+        api["alerts"].as_array().unwrap().iter().find(|a| a["key"]["kind"] == "CircuitOpen").cloned()
+    })
+    .await;
+    assert_eq!(alert["severity"], "page");
+    assert_eq!(alert["state"], "firing");
+    assert!(alert["description"].as_str().unwrap().contains("the circuit is open"), "{alert}");
+    cancel.cancel();
+    running.wait().await;
 }

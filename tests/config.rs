@@ -226,10 +226,12 @@ enum Kind {
     Bool,
     Addr,
     Count,
+    /// A YAML list of HTTP statuses, `[200, 204]`.
+    Statuses,
 }
 
 /// Every key whose default the example must document with `# default: X`, and its kind.
-const DOCUMENTED: [(&str, Kind); 17] = [
+const DOCUMENTED: [(&str, Kind); 27] = [
     ("listen", Kind::Addr),
     ("max_concurrent_probes", Kind::Count),
     ("shutdown_grace", Kind::Duration),
@@ -247,6 +249,16 @@ const DOCUMENTED: [(&str, Kind); 17] = [
     ("defaults.max_message_size", Kind::Size),
     ("defaults.server_speaks_first", Kind::Bool),
     ("defaults.tls.insecure_skip_verify", Kind::Bool),
+    ("defaults.circuit_breaker.failure_threshold", Kind::Count),
+    ("defaults.circuit_breaker.recovery_timeout", Kind::Duration),
+    ("defaults.circuit_breaker.success_threshold", Kind::Count),
+    ("targets.health.expect_status", Kind::Statuses),
+    ("targets.health.timeout", Kind::Duration),
+    ("targets.health.max_body_size", Kind::Size),
+    ("targets.remote_breakers.interval", Kind::Duration),
+    ("targets.remote_breakers.timeout", Kind::Duration),
+    ("targets.remote_breakers.max_body_size", Kind::Size),
+    ("targets.fail_on_drift", Kind::Bool),
 ];
 
 /// A value written in the file, in a form that compares equal across spellings
@@ -260,12 +272,14 @@ fn canonical(kind: Kind, written: &str) -> Result<String, String> {
         Kind::Bool => w.parse::<bool>().map_err(|e| e.to_string())?.to_string(),
         Kind::Addr => w.parse::<SocketAddr>().map_err(|e| e.to_string())?.to_string(),
         Kind::Count => w.parse::<usize>().map_err(|e| e.to_string())?.to_string(),
+        Kind::Statuses => format!("{:?}", serde_norway::from_str::<Vec<u16>>(w).map_err(|e| e.to_string())?),
     })
 }
 
 /// The value of a documented key as loaded: top-level keys from the configuration,
 /// `defaults.*` from `target`, which must not override them.
 fn loaded(path: &str, c: &Config, target: usize) -> String {
+    let remote = |t: &config::Target| t.remote_breakers.clone().expect("the target polls remote breakers");
     let t = &c.targets[target];
     let timeouts = &t.timeouts;
     let d = |d: Duration| format!("{d:?}");
@@ -287,6 +301,16 @@ fn loaded(path: &str, c: &Config, target: usize) -> String {
         "defaults.max_message_size" => t.max_message_size.to_string(),
         "defaults.server_speaks_first" => t.server_speaks_first.to_string(),
         "defaults.tls.insecure_skip_verify" => t.tls.insecure_skip_verify.to_string(),
+        "defaults.circuit_breaker.failure_threshold" => t.circuit_breaker.failure_threshold.to_string(),
+        "defaults.circuit_breaker.recovery_timeout" => d(t.circuit_breaker.recovery_timeout),
+        "defaults.circuit_breaker.success_threshold" => t.circuit_breaker.success_threshold.to_string(),
+        "targets.health.expect_status" => format!("{:?}", t.health[0].expect_status),
+        "targets.health.timeout" => d(t.health[0].timeout),
+        "targets.health.max_body_size" => t.health[0].max_body_size.to_string(),
+        "targets.remote_breakers.interval" => d(remote(t).interval),
+        "targets.remote_breakers.timeout" => d(remote(t).timeout),
+        "targets.remote_breakers.max_body_size" => remote(t).max_body_size.to_string(),
+        "targets.fail_on_drift" => t.fail_on_drift.to_string(),
         other => panic!("no accessor for `{other}`"),
     }
 }
@@ -346,7 +370,12 @@ fn example_documents_the_real_defaults() {
     let example_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLE);
     let yaml = std::fs::read_to_string(&example_path).unwrap();
     let example = config::load(&example_path).unwrap_or_else(|e| panic!("{e}"));
-    let builtin = parse("targets:\n  - name: t\n    url: ws://127.0.0.1/\n").unwrap();
+    // With one health check and a remote-breaker poll, so their defaults show too.
+    let builtin = parse(
+        "targets:\n  - name: t\n    url: ws://127.0.0.1/\n    health: [ { name: h, url: 'http://127.0.0.1/' } ]\n\
+         \x20   remote_breakers: { url: 'http://127.0.0.1/', paths: { a: b } }\n",
+    )
+    .unwrap();
     assert_eq!(builtin.targets[0].timeouts, Timeouts::default());
     // The first target inherits everything, so it shows what `defaults` sets.
     assert_eq!(example.targets[0].name, "staging-agent");

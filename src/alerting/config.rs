@@ -66,7 +66,8 @@ pub struct Alerting {
 
 impl PartialEq for Alerting {
     fn eq(&self, other: &Self) -> bool {
-        let names = |a: &Alerting| a.receivers.iter().map(|r| (r.name.clone(), r.url.clone())).collect::<Vec<_>>();
+        let names =
+            |a: &Alerting| a.receivers.iter().map(|r| (r.name.clone(), r.url.clone())).collect::<Vec<_>>();
         self.external_url == other.external_url
             && self.runbook_url == other.runbook_url
             && self.resend_interval == other.resend_interval
@@ -85,14 +86,17 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
         }
     }
     let mut receivers = Vec::new();
-    let lists = [("alertmanagers", "alertmanager", &raw.alertmanagers), ("webhooks", "webhook", &raw.webhooks)];
+    let lists =
+        [("alertmanagers", "alertmanager", &raw.alertmanagers), ("webhooks", "webhook", &raw.webhooks)];
     let mut names = std::collections::HashSet::new();
     for (field, kind, list) in lists {
         for (i, r) in list.iter().enumerate() {
             let at = format!("alerting.{field}[{i}]");
             let name = r.name.clone().unwrap_or_else(|| format!("{kind}-{i}"));
             if !crate::config::is_valid_name(&name) {
-                problems.push(format!("{at}.name: `{name}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`"));
+                problems.push(format!(
+                    "{at}.name: `{name}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`"
+                ));
             } else if !names.insert(name.clone()) {
                 problems.push(format!("{at}.name: `{name}` is already the name of another receiver"));
             }
@@ -111,9 +115,14 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             };
             let url = match r.url.expand() {
                 Ok(u) => match u.parse::<Uri>() {
-                    Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => Some(uri),
+                    Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+                        Some(uri)
+                    }
                     _ => {
-                        problems.push(format!("{at}.url: `{}` is not an http:// or https:// URL", r.url.source()));
+                        problems.push(format!(
+                            "{at}.url: `{}` is not an http:// or https:// URL",
+                            r.url.source()
+                        ));
                         None
                     }
                 },
@@ -150,9 +159,6 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
         detector: raw.detector.clone(),
         receivers,
         queue_capacity: raw.queue_capacity.map_or(64, NonZeroUsize::get),
-        retry: Retry {
-            max_attempts: raw.max_attempts.map_or(5, NonZeroU32::get),
-            ..Retry::default()
-        },
+        retry: Retry { max_attempts: raw.max_attempts.map_or(5, NonZeroU32::get), ..Retry::default() },
     }
 }

@@ -48,7 +48,11 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Self { max_attempts: 5, first_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) }
+        Self {
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
     }
 }
 
@@ -167,6 +171,7 @@ fn give_up(receiver: &str, e: &PostError, attempts: u32) {
 fn alertmanager_url(base: &Uri) -> Uri {
     let text = base.to_string();
     let text = text.trim_end_matches('/');
-    let full = if text.ends_with("/api/v2/alerts") { text.to_owned() } else { format!("{text}/api/v2/alerts") };
+    let full =
+        if text.ends_with("/api/v2/alerts") { text.to_owned() } else { format!("{text}/api/v2/alerts") };
     full.parse().unwrap_or_else(|_| base.clone())
 }

@@ -60,7 +60,8 @@ async fn post(url: &Uri, headers: &[(String, String)], body: &[u8]) -> Result<u1
     let host = url.host().ok_or_else(|| PostError::Url(format!("`{url}` has no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host, port)).await.map_err(|e| PostError::Connect(format!("connect: {e}")))?;
+    let tcp =
+        TcpStream::connect((host, port)).await.map_err(|e| PostError::Connect(format!("connect: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let mut conn = if secure {
         let config = tls::client_config(&TlsSettings::default()).map_err(PostError::Connect)?;
@@ -96,11 +97,13 @@ async fn post(url: &Uri, headers: &[(String, String)], body: &[u8]) -> Result<u1
     }
     let text = String::from_utf8_lossy(&answer);
     let status_line = text.lines().next().unwrap_or_default();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| PostError::Malformed(format!("status line {:?}", status_line.chars().take(60).collect::<String>())))?;
+    let status: u16 =
+        status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+            PostError::Malformed(format!(
+                "status line {:?}",
+                status_line.chars().take(60).collect::<String>()
+            ))
+        })?;
     if (200..300).contains(&status) {
         Ok(status)
     } else {

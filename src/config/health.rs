@@ -27,7 +27,8 @@ pub const DEFAULT_REMOTE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers the health-check client sets itself.
-const RESERVED_HTTP_HEADERS: [&str; 5] = ["host", "connection", "content-length", "transfer-encoding", "upgrade"];
+const RESERVED_HTTP_HEADERS: [&str; 5] =
+    ["host", "connection", "content-length", "transfer-encoding", "upgrade"];
 
 /// `circuit_breaker` as written, under `defaults` or a target; merged key by key.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -210,12 +211,19 @@ pub(super) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) 
     let base = breaker::Settings::with_interval(interval);
     let ratio = t.failure_ratio.or(d.failure_ratio).map(|r| {
         let window = r.window.map_or(10, NonZeroUsize::get);
-        FailureRatio { ratio: r.ratio, window, min_probes: r.min_probes.map_or(5, NonZeroUsize::get).min(window) }
+        FailureRatio {
+            ratio: r.ratio,
+            window,
+            min_probes: r.min_probes.map_or(5, NonZeroUsize::get).min(window),
+        }
     });
     breaker::Settings {
         failure_threshold: t.failure_threshold.or(d.failure_threshold).unwrap_or(base.failure_threshold),
         failure_ratio: ratio,
-        recovery_timeout: t.recovery_timeout.or(d.recovery_timeout).map_or(base.recovery_timeout, HumanDuration::get),
+        recovery_timeout: t
+            .recovery_timeout
+            .or(d.recovery_timeout)
+            .map_or(base.recovery_timeout, HumanDuration::get),
         success_threshold: t.success_threshold.or(d.success_threshold).unwrap_or(base.success_threshold),
         open_interval: t.open_interval.or(d.open_interval).map_or(base.open_interval, HumanDuration::get),
     }
@@ -255,15 +263,17 @@ pub(super) fn resolve_checks(
         for s in expect_status.iter().filter(|s| !(100..=599).contains(*s)) {
             problems.push(format!("{here}.expect_status: {s} is not an HTTP status (100 to 599)"));
         }
-        let expect = c.expect.as_ref().and_then(|m| {
-            Matcher::compile(m).map_err(|e| problems.push(format!("{here}.expect: {e}"))).ok()
-        });
+        let expect = c
+            .expect
+            .as_ref()
+            .and_then(|m| Matcher::compile(m).map_err(|e| problems.push(format!("{here}.expect: {e}"))).ok());
         positive(&format!("{here}.timeout"), c.timeout, problems);
         positive(&format!("{here}.interval"), c.interval, problems);
         let max_body_size = body_limit(&format!("{here}.max_body_size"), c.max_body_size, problems);
-        let version_path = c.version_path.as_deref().and_then(|p| {
-            split_path(p).map_err(|e| problems.push(format!("{here}.version_path: {e}"))).ok()
-        });
+        let version_path = c
+            .version_path
+            .as_deref()
+            .and_then(|p| split_path(p).map_err(|e| problems.push(format!("{here}.version_path: {e}"))).ok());
         if c.version_path.is_some() {
             match reports_version {
                 Some((j, name)) => problems.push(format!(
@@ -281,7 +291,8 @@ pub(super) fn resolve_checks(
             // Files may appear with the first deploy; variables are the environment's now.
             for name in expected.variables().filter(|v| !BUILTINS.contains(v)) {
                 if std::env::var_os(name).is_none() {
-                    problems.push(format!("{here}.expected_version: environment variable `{name}` is not set"));
+                    problems
+                        .push(format!("{here}.expected_version: environment variable `{name}` is not set"));
                 }
             }
         }
@@ -355,7 +366,12 @@ pub(super) fn resolve_remote(
 }
 
 /// `fail_on_drift` without an expected version could never fail: say so.
-pub(super) fn check_drift_gate(at: &str, fail_on_drift: bool, checks: &[HealthCheck], problems: &mut Vec<String>) {
+pub(super) fn check_drift_gate(
+    at: &str,
+    fail_on_drift: bool,
+    checks: &[HealthCheck],
+    problems: &mut Vec<String>,
+) {
     if fail_on_drift && !checks.iter().any(|c| c.expected_version.is_some()) {
         problems.push(format!(
             "{at}.fail_on_drift: no health check has `expected_version`, so there is no drift to fail on"
@@ -412,7 +428,8 @@ fn check_headers(
             continue;
         };
         if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
-            problems.push(format!("{here}: `{first}` is the same header (header names are case-insensitive)"));
+            problems
+                .push(format!("{here}: `{first}` is the same header (header names are case-insensitive)"));
             continue;
         }
         written.push((header.clone(), name));

@@ -142,7 +142,11 @@ async fn follow(req: &Get<'_>, deadline: Instant, timings: &mut Timings) -> Resu
         };
         let next = resolve_location(&url, &location).map_err(|why| GetError {
             reason: HealthReason::ProtocolError,
-            message: format!("HTTP {} redirects to `{}`, which {why}", answer.status, excerpt(&location, 100)),
+            message: format!(
+                "HTTP {} redirects to `{}`, which {why}",
+                answer.status,
+                excerpt(&location, 100)
+            ),
             status: Some(answer.status),
         })?;
         let next_text = next.uri.to_string();
@@ -155,7 +159,11 @@ async fn follow(req: &Get<'_>, deadline: Instant, timings: &mut Timings) -> Resu
             } else {
                 format!("more than {MAX_REDIRECTS} redirects: {chain}")
             };
-            return Err(GetError { reason: HealthReason::TooManyRedirects, message, status: Some(answer.status) });
+            return Err(GetError {
+                reason: HealthReason::TooManyRedirects,
+                message,
+                status: Some(answer.status),
+            });
         }
         url = next;
     }
@@ -243,14 +251,21 @@ async fn bounded<T>(
                     HealthReason::TlsTimeout,
                     format!("TLS handshake did not finish within the check's {within} timeout"),
                 ),
-                Step::Http => GetError::new(HealthReason::Timeout, format!("no complete answer within {within}")),
+                Step::Http => {
+                    GetError::new(HealthReason::Timeout, format!("no complete answer within {within}"))
+                }
             })
         }
     }
 }
 
 impl Hop<'_> {
-    async fn run(&self, deadline: Instant, timeout: Duration, timings: &mut Timings) -> Result<HopAnswer, GetError> {
+    async fn run(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        timings: &mut Timings,
+    ) -> Result<HopAnswer, GetError> {
         let url = self.url;
         let t = Instant::now();
         let addrs = bounded(Step::Dns, deadline, timeout, async {
@@ -260,9 +275,10 @@ impl Hop<'_> {
         add(&mut timings.dns, t.elapsed().as_secs_f64());
 
         let t = Instant::now();
-        let tcp =
-            bounded(Step::Connect, deadline, timeout, async { tcp::connect(&addrs).await.map_err(GetError::from) })
-                .await?;
+        let tcp = bounded(Step::Connect, deadline, timeout, async {
+            tcp::connect(&addrs).await.map_err(GetError::from)
+        })
+        .await?;
         add(&mut timings.connect, t.elapsed().as_secs_f64());
 
         let conn = if url.secure {
@@ -283,9 +299,10 @@ impl Hop<'_> {
 
     async fn exchange(&self, conn: tls::Conn, timings: &mut Timings) -> Result<HopAnswer, GetError> {
         let url = self.url;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(conn))
-            .await
-            .map_err(|e| protocol_error("cannot start HTTP/1.1", &e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(conn))
+                .await
+                .map_err(|e| protocol_error("cannot start HTTP/1.1", &e))?;
         // The connection ends when the answer is read or dropped; the guard covers errors.
         let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
@@ -299,13 +316,16 @@ impl Hop<'_> {
             .header(header::ACCEPT, "application/json, */*;q=0.5")
             .header(header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| GetError::new(HealthReason::ConnectError, format!("cannot build the request: {e}")))?;
+            .map_err(|e| {
+                GetError::new(HealthReason::ConnectError, format!("cannot build the request: {e}"))
+            })?;
         for (name, value) in self.headers {
             request.headers_mut().insert(name.clone(), value.clone());
         }
 
         let t = Instant::now();
-        let response = sender.send_request(request).await.map_err(|e| protocol_error("no valid answer", &e))?;
+        let response =
+            sender.send_request(request).await.map_err(|e| protocol_error("no valid answer", &e))?;
         timings.first_byte = Some(timings.first_byte.unwrap_or(0.0) + t.elapsed().as_secs_f64());
 
         let status = response.status();
@@ -324,7 +344,9 @@ impl Hop<'_> {
         }
         let body = read_limited(response.into_body(), self.max_body_size).await.map_err(|e| match e {
             ReadError::TooLarge => too_large(status, self.max_body_size, None),
-            ReadError::Http(e) => GetError { status: Some(status.as_u16()), ..protocol_error("the body broke off", &e) },
+            ReadError::Http(e) => {
+                GetError { status: Some(status.as_u16()), ..protocol_error("the body broke off", &e) }
+            }
         })?;
         Ok(HopAnswer { status: status.as_u16(), content_type, location, body })
     }

@@ -32,7 +32,9 @@ use tracing::Instrument;
 pub use drift::{version_label, Drift};
 pub use remote::{Poller, RemoteState, RemoteStatus};
 
+use crate::alerting::AlertsHandle;
 use crate::config::{redact, HealthCheck, Target, Template, Vars};
+use crate::detect::Signal;
 use crate::metrics::Metrics;
 use crate::scenario::{lookup, Matcher, Received};
 use crate::state::{Event, StateHandle, WatchEvent};
@@ -288,10 +290,12 @@ impl Checker {
     /// Status, then body, then version; the version is read whenever the body has it.
     fn judge(&self, answer: &http::Answer) -> (Result<(), http::GetError>, Option<String>) {
         let c = &self.check;
-        let fail = |reason, message: String| Err(http::GetError { reason, message, status: Some(answer.status) });
+        let fail =
+            |reason, message: String| Err(http::GetError { reason, message, status: Some(answer.status) });
         let text = std::str::from_utf8(&answer.body).ok();
         let json: Option<Value> = text.and_then(|t| serde_json::from_str(t).ok());
-        let version_value = c.version_path.as_ref().and_then(|p| json.as_ref().and_then(|doc| lookup(doc, p)));
+        let version_value =
+            c.version_path.as_ref().and_then(|p| json.as_ref().and_then(|doc| lookup(doc, p)));
         let version = version_value.and_then(drift::version_text).map(|v| http::excerpt(&v, 128));
 
         if !c.expect_status.contains(&answer.status) {
@@ -314,7 +318,8 @@ impl Checker {
         if needs_json {
             let what = describe_body(answer.content_type.as_deref(), text);
             if let Some(ct) = answer.content_type.as_deref().filter(|ct| !is_json_type(ct)) {
-                let message = format!("expected a JSON body, got content type `{}` ({what})", http::excerpt(ct, 60));
+                let message =
+                    format!("expected a JSON body, got content type `{}` ({what})", http::excerpt(ct, 60));
                 return (fail(HealthReason::BodyMismatch, message), version);
             }
             if let Err(e) = serde_json::from_str::<Value>(text) {
@@ -354,13 +359,17 @@ pub(crate) fn request_parts(
     vars: &Vars,
     secrets: &mut Vec<String>,
 ) -> Result<(String, Vec<(HeaderName, HeaderValue)>), http::GetError> {
-    let failed = |what: String| http::GetError::new(HealthReason::ConnectError, format!("cannot expand {what}"));
+    let failed =
+        |what: String| http::GetError::new(HealthReason::ConnectError, format!("cannot expand {what}"));
     let expanded = url.expand_with(vars, secrets).map_err(|e| failed(format!("the url: {e}")))?;
     let mut out = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let v = value.expand_with(vars, secrets).map_err(|e| failed(format!("header `{name}`: {e}")))?;
         let mut v = HeaderValue::from_str(&v).map_err(|_| {
-            http::GetError::new(HealthReason::ConnectError, format!("header `{name}` expands to an invalid value"))
+            http::GetError::new(
+                HealthReason::ConnectError,
+                format!("header `{name}` expands to an invalid value"),
+            )
         })?;
         if value.has_substitutions() {
             v.set_sensitive(true);
@@ -421,7 +430,10 @@ fn explain(m: &Matcher, body: &Received<'_>) -> String {
                 match doc.and_then(|d| lookup(d, path)) {
                     None => return format!("`{shown}` is missing, expected {want}"),
                     Some(got) if !same(got, want) => {
-                        return format!("`{shown}` is {}, expected {want}", http::excerpt(&got.to_string(), 80))
+                        return format!(
+                            "`{shown}` is {}, expected {want}",
+                            http::excerpt(&got.to_string(), 80)
+                        )
                     }
                     Some(_) => {}
                 }
@@ -471,16 +483,36 @@ impl Watchers {
 
     /// Starts one task per health check and one for the remote breakers; they stop when
     /// `cancel` fires.
-    pub fn spawn(&self, target: &str, metrics: &Metrics, state: &StateHandle, cancel: &CancellationToken) -> JoinSet<()> {
+    pub fn spawn(
+        &self,
+        target: &str,
+        metrics: &Metrics,
+        state: &StateHandle,
+        alerts: Option<&AlertsHandle>,
+        cancel: &CancellationToken,
+    ) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
         for checker in &self.checks {
             let span = tracing::info_span!("health", check = %checker.check.name);
-            let run = check_loop(checker.clone(), target.to_owned(), metrics.clone(), state.clone(), cancel.clone());
+            let run = check_loop(
+                checker.clone(),
+                target.to_owned(),
+                metrics.clone(),
+                state.clone(),
+                alerts.cloned(),
+                cancel.clone(),
+            );
             tasks.spawn(run.instrument(span));
         }
         if let Some(poller) = &self.remote {
             let span = tracing::info_span!("remote_breakers");
-            let run = remote::poll_loop(poller.clone(), target.to_owned(), metrics.clone(), state.clone(), cancel.clone());
+            let run = remote::poll_loop(
+                poller.clone(),
+                target.to_owned(),
+                metrics.clone(),
+                state.clone(),
+                cancel.clone(),
+            );
             tasks.spawn(run.instrument(span));
         }
         tasks
@@ -493,6 +525,7 @@ async fn check_loop(
     target: String,
     metrics: Metrics,
     state: StateHandle,
+    alerts: Option<AlertsHandle>,
     cancel: CancellationToken,
 ) {
     let interval = checker.check.interval;
@@ -513,7 +546,7 @@ async fn check_loop(
         log_health(&result);
         metrics.observe_health(&result);
         let deployment = result.reports_version.then(|| {
-            track_drift(&result, &mut drift, &mut expected_error, &metrics);
+            track_drift(&result, &mut drift, &mut expected_error, &metrics, alerts.as_ref());
             Deployment::of(&result.check, &drift)
         });
         let event = WatchEvent::Health { result: Box::new(result), deployment };
@@ -528,7 +561,13 @@ async fn check_loop(
 }
 
 /// Folds one reading into the drift state: logs and the deployment metrics.
-fn track_drift(r: &HealthResult, drift: &mut Drift, expected_error: &mut Option<String>, metrics: &Metrics) {
+fn track_drift(
+    r: &HealthResult,
+    drift: &mut Drift,
+    expected_error: &mut Option<String>,
+    metrics: &Metrics,
+    alerts: Option<&AlertsHandle>,
+) {
     let now = SystemTime::now();
     if r.expected_version_error != *expected_error {
         if let Some(e) = &r.expected_version_error {
@@ -553,6 +592,11 @@ fn track_drift(r: &HealthResult, drift: &mut Drift, expected_error: &mut Option<
     }
     if changes.drift_ended {
         tracing::info!(target_name = %r.target, check = %r.check, expected, live, "Deployment drift ended.");
+    }
+    // The detector's DeploymentDrift alert follows the same condition.
+    if let (Some(alerts), true) = (alerts, changes.drift_started || changes.drift_ended) {
+        let detail = format!("deployed {expected}, {} still serves {live}", r.target);
+        alerts.set_condition(&r.target, Signal::DeploymentDrift, changes.drift_started, Some(detail));
     }
     let gauge = drift.drifting().map(|d| (d, drift.seconds(now)));
     metrics.set_deployment(&r.target, drift.live(), gauge);

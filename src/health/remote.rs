@@ -47,7 +47,8 @@ impl RemoteState {
     /// `halfopen` and `half open` accepted; anything else is `unknown`.
     pub fn normalize(v: &Value) -> Self {
         let Some(s) = v.as_str() else { return RemoteState::Unknown };
-        let s: String = s.trim().to_ascii_lowercase().chars().filter(|c| !matches!(c, '_' | '-' | ' ')).collect();
+        let s: String =
+            s.trim().to_ascii_lowercase().chars().filter(|c| !matches!(c, '_' | '-' | ' ')).collect();
         match s.as_str() {
             "closed" => RemoteState::Closed,
             "open" => RemoteState::Open,
@@ -121,7 +122,10 @@ impl Poller {
                     .paths
                     .iter()
                     .map(|(name, path)| {
-                        (name.clone(), lookup(&doc, path).map_or(RemoteState::Unknown, RemoteState::normalize))
+                        (
+                            name.clone(),
+                            lookup(&doc, path).map_or(RemoteState::Unknown, RemoteState::normalize),
+                        )
                     })
                     .collect(),
                 reason: None,
@@ -149,7 +153,10 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
         return fail(HealthReason::BodyMismatch, message);
     }
     serde_json::from_str(&text).or_else(|e| {
-        fail(HealthReason::BodyMismatch, format!("the body is not valid JSON ({e}): {:?}", http::excerpt(text.trim(), 60)))
+        fail(
+            HealthReason::BodyMismatch,
+            format!("the body is not valid JSON ({e}): {:?}", http::excerpt(text.trim(), 60)),
+        )
     })
 }
 

@@ -63,7 +63,10 @@ impl Serialize for Phase {
 impl<'de> Deserialize<'de> for Phase {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        Phase::ALL.into_iter().find(|p| p.as_str() == name).ok_or_else(|| de::Error::custom(format!("unknown phase `{name}`")))
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| de::Error::custom(format!("unknown phase `{name}`")))
     }
 }
 
@@ -177,7 +180,10 @@ impl Serialize for Reason {
 impl<'de> Deserialize<'de> for Reason {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        Reason::ALL.into_iter().find(|r| r.as_str() == name).ok_or_else(|| de::Error::custom(format!("unknown reason `{name}`")))
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| de::Error::custom(format!("unknown reason `{name}`")))
     }
 }
 

@@ -131,7 +131,9 @@ impl Matcher {
         }
         let exists = raw.json_exists.iter().map(|p| split_path(p)).collect::<Result<_, _>>()?;
         let text = match &raw.text {
-            Some(re) => Some(Regex::new(re).map_err(|e| format!("text: `{re}` is not a valid regular expression ({})", regex_reason(&e)))?),
+            Some(re) => Some(Regex::new(re).map_err(|e| {
+                format!("text: `{re}` is not a valid regular expression ({})", regex_reason(&e))
+            })?),
             None => None,
         };
         Ok(Matcher::All { json, exists, text })
