@@ -16,7 +16,6 @@
 //! While open or half-open the target is probed every `open_interval` ([`probe_interval`]).
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -42,17 +41,7 @@ impl State {
     }
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for State {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+crate::label_value!(State);
 
 /// Trip on a failure ratio over a sliding window of probes.
 #[derive(Clone, Copy, Debug, PartialEq)]

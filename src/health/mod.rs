@@ -15,7 +15,6 @@ pub mod drift;
 pub mod http;
 pub mod remote;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,17 +92,7 @@ impl HealthReason {
     }
 }
 
-impl fmt::Display for HealthReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for HealthReason {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+crate::label_value!(HealthReason);
 
 /// Phase labels of `wsprobe_health_duration_seconds`.
 pub const HEALTH_PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "total"];

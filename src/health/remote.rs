@@ -5,7 +5,6 @@
 //! When the poll fails, every breaker is `unknown`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -58,17 +57,7 @@ impl RemoteState {
     }
 }
 
-impl fmt::Display for RemoteState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for RemoteState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+crate::label_value!(RemoteState);
 
 /// The last poll, for `/api/targets`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
