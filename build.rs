@@ -13,6 +13,12 @@ fn main() {
     });
     println!("cargo:rustc-env=WSPROBE_REVISION={}", revision.unwrap_or_else(|| "unknown".to_owned()));
     println!("cargo:rerun-if-env-changed=WSPROBE_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Watch only what exists: a missing path makes Cargo rerun this (and rebuild the
+    // crate) on every command, as in a source tarball without `.git`.
+    for path in [".git/HEAD", ".git/refs/heads"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
 }

@@ -9,7 +9,10 @@
 //!     cargo build --release && cargo bench --bench idle
 //!
 //! `WSPROBE_BENCH_SECS` (default 60) is the measurement window, `WSPROBE_BENCH_WARMUP_SECS`
-//! (default 15) the warm-up before it, `WSPROBE_BIN` overrides the binary.
+//! (default 15) the warm-up before it, `WSPROBE_BENCH_INTERVAL_SECS` (default 15) the
+//! targets' interval (3600: no probe in the window, the fixed cost; 1: the marginal cost
+//! of a probe), `WSPROBE_BENCH_RUST_LOG` the daemon's `RUST_LOG` (unset: its default, info),
+//! `WSPROBE_BIN` overrides the binary.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod support;
@@ -29,7 +32,12 @@ use support::{
 };
 
 const TARGETS: usize = 20;
+/// The probe interval of every target unless `WSPROBE_BENCH_INTERVAL_SECS` says otherwise.
 const INTERVAL_SECS: u64 = 15;
+/// The warm-up: long enough for the first round, spread over one 15 s interval.
+const WARMUP_SECS: u64 = 15;
+/// How often the window's progress (RSS) is printed to stderr.
+const TRACE_EVERY: Duration = Duration::from_secs(15);
 /// How long the daemon may take to exit after SIGTERM before the bench fails.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -46,7 +54,9 @@ struct Sample {
 
 fn main() {
     let window = Duration::from_secs(env_or("WSPROBE_BENCH_SECS", 60));
-    let warmup = Duration::from_secs(env_or("WSPROBE_BENCH_WARMUP_SECS", INTERVAL_SECS));
+    let interval: u64 = env_or("WSPROBE_BENCH_INTERVAL_SECS", INTERVAL_SECS);
+    assert!(interval > 0, "WSPROBE_BENCH_INTERVAL_SECS must be positive");
+    let warmup = Duration::from_secs(env_or("WSPROBE_BENCH_WARMUP_SECS", WARMUP_SECS));
     let binary = release_binary();
     let tck = clk_tck();
     let load_before = support::loadavg();
@@ -61,23 +71,26 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("create a temp dir");
     let config = dir.path().join("idle.yaml");
-    fs::write(&config, config_yaml(server.addr)).expect("write the configuration");
+    fs::write(&config, config_yaml(server.addr, interval)).expect("write the configuration");
     let log_path = dir.path().join("wsprobe.log");
     let log_file = fs::File::create(&log_path).expect("create the log file");
 
     eprintln!(
-        "idle: {} run --config {} ({TARGETS} targets every {INTERVAL_SECS}s; warm-up {}s, window {}s)",
+        "idle: {} run --config {} ({TARGETS} targets every {interval}s; warm-up {}s, window {}s)",
         binary.display(),
         config.display(),
         warmup.as_secs(),
         window.as_secs()
     );
     let spawned = Instant::now();
-    let mut child = Command::new(&binary)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
+    let mut command = Command::new(&binary);
+    command.arg("run").arg("--config").arg(&config).env_remove("RUST_LOG");
+    // The default (info) logs one line per probe; `warn` shows what logging costs. The
+    // daemon module stays at info: its start-up line says where /metrics is.
+    if let Ok(filter) = std::env::var("WSPROBE_BENCH_RUST_LOG") {
+        command.env("RUST_LOG", format!("{filter},wsprobe::daemon=info"));
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -91,10 +104,20 @@ fn main() {
     let first = sample(&mut child, pid, metrics, &log_path);
     let mut peak_rss = first.rss_kib;
     let end = first.at + window;
+    let mut next_trace = first.at + TRACE_EVERY;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())));
         ensure_running(&mut child, &log_path);
-        peak_rss = peak_rss.max(status_kib(pid, "VmRSS").unwrap_or(0));
+        let rss = status_kib(pid, "VmRSS").unwrap_or(0);
+        peak_rss = peak_rss.max(rss);
+        if Instant::now() >= next_trace {
+            next_trace += TRACE_EVERY;
+            eprintln!(
+                "idle: {:>4.0} s into the window: VmRSS {}",
+                first.at.elapsed().as_secs_f64(),
+                mib(rss)
+            );
+        }
     }
     let last = sample(&mut child, pid, metrics, &log_path);
     let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
@@ -111,8 +134,12 @@ fn main() {
     let tick_pct = 100.0 * tick_secs / elapsed.as_secs_f64();
     let probes = last.probes_ok + last.probes_failed - first.probes_ok - first.probes_failed;
     let failed = last.probes_failed - first.probes_failed;
-    let per_probe_ms = if probes > 0 { 1000.0 * cpu_secs / probes as f64 } else { f64::NAN };
-    let expected = TARGETS as f64 * elapsed.as_secs_f64() / INTERVAL_SECS as f64;
+    let per_probe = if probes > 0 {
+        format!("{:.2} ms", 1000.0 * cpu_secs / probes as f64)
+    } else {
+        "– (no probe)".to_owned()
+    };
+    let expected = TARGETS as f64 * elapsed.as_secs_f64() / interval as f64;
     let connections = server.log.connections.load(Ordering::Relaxed);
 
     let mut out = String::new();
@@ -134,7 +161,7 @@ fn main() {
     writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
     writeln!(
         out,
-        "| {TARGETS} | {INTERVAL_SECS} s ±10 % | {:.1} s after {} s warm-up | {cpu_pct:.3} % ({:.1} ms; `stat`: {tick_pct:.3} %, {} ticks of 1/{tck} s) | {per_probe_ms:.2} ms | {} | {} | {} | {} | {probes} | {failed} | {} ms | {} ms, exit 0 |",
+        "| {TARGETS} | {interval} s ±10 % | {:.1} s after {} s warm-up | {cpu_pct:.3} % ({:.1} ms; `stat`: {tick_pct:.3} %, {} ticks of 1/{tck} s) | {per_probe} | {} | {} | {} | {} | {probes} | {failed} | {} ms | {} ms, exit 0 |",
         elapsed.as_secs_f64(),
         warmup.as_secs(),
         cpu_secs * 1000.0,
@@ -161,8 +188,8 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn config_yaml(server: SocketAddr) -> String {
-    let mut yaml = String::from("listen: 127.0.0.1:0\ndefaults:\n  interval: 15s\ntargets:\n");
+fn config_yaml(server: SocketAddr, interval_secs: u64) -> String {
+    let mut yaml = format!("listen: 127.0.0.1:0\ndefaults:\n  interval: {interval_secs}s\ntargets:\n");
     for i in 1..=TARGETS {
         writeln!(yaml, "  - name: t{i:02}\n    url: ws://{server}/t{i:02}").unwrap();
     }

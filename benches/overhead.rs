@@ -25,7 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 use wsprobe::probe::{Phase, ProbeResult, Prober};
@@ -42,6 +42,10 @@ const CLIENT_THREADS: &str = "bench-cli";
 /// The CPU measurement alternates its workloads this many times.
 const CPU_ROUNDS: usize = 4;
 const BASELINE: &str = "(a′) bare tokio-tungstenite, as (a)";
+const BASELINE_SMALL_BUFFER: &str = "(a″) as (a′), `read_buffer_size` 4 KiB";
+/// tungstenite zero-fills its read buffer (128 KiB by default) before every read; a probe's
+/// frames are small, so (a″) shows what a smaller buffer saves.
+const SMALL_READ_BUFFER: usize = 4 * 1024;
 
 /// Phases in report order; `step` is unused by a probe without steps.
 const PHASES: [Phase; 7] = [
@@ -194,7 +198,9 @@ fn main() {
         eprintln!("overhead: {} — {WARMUP} warm-up + {n} probes", case.label);
         runs.push(run_case(&rig, case, n));
     }
-    eprintln!("overhead: CPU of (a), (a′), (d) — {cpu_n} probes each in {CPU_ROUNDS} interleaved rounds");
+    eprintln!(
+        "overhead: CPU of (a), (a′), (a″), (d) — {cpu_n} probes each in {CPU_ROUNDS} interleaved rounds"
+    );
     let cpu = cpu_runs(&rig, cpu_n);
     let mut out = report(n, &runs, &cpu);
     writeln!(out, "\nLoad average before / after: {load_before} / {}.", support::loadavg()).unwrap();
@@ -269,8 +275,9 @@ fn check_all_succeeded(case: Case, results: &[ProbeResult]) {
 enum Workload {
     Probe(Case, Prober),
     /// The same session as case (a) (connect, upgrade, first message, ping, close) with
-    /// tokio-tungstenite alone, untimed and unchecked beyond what the session needs.
-    Bare(SocketAddr),
+    /// tokio-tungstenite alone, untimed and unchecked beyond what the session needs; with
+    /// tungstenite's default buffers or the given `read_buffer_size`.
+    Bare(SocketAddr, Option<usize>),
 }
 
 impl Workload {
@@ -282,13 +289,13 @@ impl Workload {
                 check_all_succeeded(*case, &results);
                 results.iter().map(|r| r.duration_seconds).collect()
             }
-            Workload::Bare(addr) => {
-                let addr = *addr;
+            Workload::Bare(addr, read_buffer) => {
+                let (addr, read_buffer) = (*addr, *read_buffer);
                 let task = rig.client_rt.spawn(async move {
                     let mut durations = Vec::with_capacity(count);
                     for _ in 0..count {
                         let start = tokio::time::Instant::now();
-                        bare_session(addr).await;
+                        bare_session(addr, read_buffer).await;
                         durations.push(start.elapsed().as_secs_f64());
                     }
                     durations
@@ -299,17 +306,21 @@ impl Workload {
     }
 }
 
-/// CPU per probe of (a), the bare-library floor (a′) and (d), measured in interleaved
-/// rounds so that drift in the machine's load hits all three alike.
+/// CPU per probe of (a), the bare-library floor (a′, a″) and (d), measured in interleaved
+/// rounds so that drift in the machine's load hits them all alike.
 fn cpu_runs(rig: &Rig, total: usize) -> Vec<CpuRun> {
     let mut workloads = Vec::new();
-    for (label, case) in
-        [(CASES[0].label, Some(CASES[0])), (BASELINE, None), (CASES[3].label, Some(CASES[3]))]
-    {
+    let plan = [
+        (CASES[0].label, Some(CASES[0]), None),
+        (BASELINE, None, None),
+        (BASELINE_SMALL_BUFFER, None, Some(SMALL_READ_BUFFER)),
+        (CASES[3].label, Some(CASES[3]), None),
+    ];
+    for (label, case, read_buffer) in plan {
         let server = start_server(rig, case.unwrap_or(CASES[0]));
         let workload = match case {
             Some(case) => Workload::Probe(case, prober(case, &server, &rig.ca_file)),
-            None => Workload::Bare(server.addr),
+            None => Workload::Bare(server.addr, read_buffer),
         };
         workload.run(rig, WARMUP);
         workloads.push((label, workload));
@@ -324,11 +335,13 @@ fn cpu_runs(rig: &Rig, total: usize) -> Vec<CpuRun> {
     runs
 }
 
-async fn bare_session(addr: SocketAddr) {
+async fn bare_session(addr: SocketAddr, read_buffer: Option<usize>) {
     let tcp = TcpStream::connect(addr).await.expect("baseline: connect");
     tcp.set_nodelay(true).expect("baseline: set TCP_NODELAY");
-    let (mut ws, _) =
-        tokio_tungstenite::client_async(format!("ws://{addr}/bench"), tcp).await.expect("baseline: upgrade");
+    let config = read_buffer.map(|size| WebSocketConfig::default().read_buffer_size(size));
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(format!("ws://{addr}/bench"), tcp, config)
+        .await
+        .expect("baseline: upgrade");
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(_))) => break,
