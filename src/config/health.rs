@@ -11,7 +11,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::http::{HeaderName, Uri};
 
 use super::{is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS};
 use crate::breaker::{self, FailureRatio};
@@ -419,32 +419,11 @@ fn check_headers(
     headers: &BTreeMap<String, Template>,
     problems: &mut Vec<String>,
 ) -> Vec<(HeaderName, Template)> {
-    let mut out: Vec<(HeaderName, Template)> = Vec::new();
-    let mut written: Vec<(HeaderName, &String)> = Vec::new();
-    for (name, value) in headers {
-        let here = format!("{field}.{name}");
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.push(format!("{here}: not a valid HTTP header name"));
-            continue;
-        };
-        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
-            problems
-                .push(format!("{here}: `{first}` is the same header (header names are case-insensitive)"));
-            continue;
-        }
-        written.push((header.clone(), name));
-        if RESERVED_HTTP_HEADERS.contains(&header.as_str()) {
-            problems.push(format!("{here}: set by the health-check client itself"));
-            continue;
-        }
-        match value.expand() {
-            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
-                .push(format!("{here}: the value is not a valid HTTP header value (control characters?)")),
-            Ok(_) => out.push((header, value.clone())),
-            Err(e) => problems.push(format!("{here}: {e}")),
-        }
-    }
-    out
+    super::check_headers(field, headers, problems, |header| {
+        RESERVED_HTTP_HEADERS
+            .contains(&header.as_str())
+            .then(|| "set by the health-check client itself".to_owned())
+    })
 }
 
 /// The TLS settings of a check: its own, else the target's without `server_name`.

@@ -405,37 +405,16 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
     check_timeouts(&format!("{at}.timeouts"), s.timeouts, problems);
     check_positive(&format!("{at}.interval"), s.interval, problems);
 
-    let mut headers: Vec<(HeaderName, Template)> = Vec::new();
-    let mut written: Vec<(HeaderName, &String)> = Vec::new();
-    for (name, value) in s.headers {
-        let field = format!("{at}.headers.{name}");
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.push(format!("{field}: not a valid HTTP header name"));
-            continue;
-        };
-        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
-            problems
-                .push(format!("{field}: `{first}` is the same header (header names are case-insensitive)"));
-            continue;
-        }
-        written.push((header.clone(), name));
-        if RESERVED_HEADERS.contains(&header.as_str()) {
+    let headers = check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
+        RESERVED_HEADERS.contains(&header.as_str()).then(|| {
             let hint = if header == "sec-websocket-protocol" {
                 " (use `subprotocols` to offer subprotocols)"
             } else {
                 ""
             };
-            problems.push(format!("{field}: set by the WebSocket handshake itself{hint}"));
-            continue;
-        }
-        match value.expand() {
-            // The value may be a secret: say what is wrong without showing it.
-            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
-                .push(format!("{field}: the value is not a valid HTTP header value (control characters?)")),
-            Ok(_) => headers.push((header, value.clone())),
-            Err(e) => problems.push(format!("{field}: {e}")),
-        }
-    }
+            format!("set by the WebSocket handshake itself{hint}")
+        })
+    });
 
     for (j, p) in s.subprotocols.into_iter().flatten().enumerate() {
         let field = format!("{at}.subprotocols[{j}]");
@@ -523,6 +502,43 @@ fn check_positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<
     if value.is_some_and(|v| v.get().is_zero()) {
         problems.push(format!("{field}: must be positive"));
     }
+}
+
+/// Validates configured headers: valid names, no name given twice (case-insensitively),
+/// none that `reserved` claims (it returns why), values valid once expanded. A value may
+/// be a secret: problems say what is wrong without showing it.
+pub(crate) fn check_headers(
+    field: &str,
+    headers: &BTreeMap<String, Template>,
+    problems: &mut Vec<String>,
+    reserved: impl Fn(&HeaderName) -> Option<String>,
+) -> Vec<(HeaderName, Template)> {
+    let mut out: Vec<(HeaderName, Template)> = Vec::new();
+    let mut written: Vec<(HeaderName, &String)> = Vec::new();
+    for (name, value) in headers {
+        let here = format!("{field}.{name}");
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(format!("{here}: not a valid HTTP header name"));
+            continue;
+        };
+        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
+            problems
+                .push(format!("{here}: `{first}` is the same header (header names are case-insensitive)"));
+            continue;
+        }
+        written.push((header.clone(), name));
+        if let Some(why) = reserved(&header) {
+            problems.push(format!("{here}: {why}"));
+            continue;
+        }
+        match value.expand() {
+            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
+                .push(format!("{here}: the value is not a valid HTTP header value (control characters?)")),
+            Ok(_) => out.push((header, value.clone())),
+            Err(e) => problems.push(format!("{here}: {e}")),
+        }
+    }
+    out
 }
 
 /// An HTTP token (RFC 9110), as a subprotocol name must be.
