@@ -34,7 +34,11 @@
 //!     WSPROBE_SIGNAL_CANDIDATES=1 cargo bench --bench signal
 //!
 //! `WSPROBE_SIGNAL_SEEDS` (default 20) seeds per trace, `WSPROBE_SIGNAL_THREADS` (default:
-//! all cores) worker threads. The output is markdown for `BENCHMARKS.md`.
+//! all cores) worker threads, `WSPROBE_SIGNAL_TRACES` (default: all) a comma-separated
+//! list of the traces to run, e.g. `healthy` to count false alarms on many seeds, and
+//! `WSPROBE_SIGNAL_VARIANTS` (default: all) one of the configurations by its label, e.g.
+//! `timeouts.significance: 0.001` (the defaults are always run). The output is markdown
+//! for `BENCHMARKS.md`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod support;
@@ -49,7 +53,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wsprobe::config::HumanDuration;
-use wsprobe::detect::{AlertKind, AlertState, DetectorConfig, Quantile, Subject, Transition};
+use wsprobe::detect::{AlertKind, AlertState, DetectorConfig, LatencyBaseline, Subject, Transition};
 use wsprobe::probe::{Phase, PhaseTimings, ProbeResult, Reason};
 
 use support::{clk_tck, env_or, machine_table, percentile, stat_ticks, today};
@@ -239,23 +243,33 @@ fn variants(candidates: bool) -> Vec<Variant> {
     let latency = ["p95 2×", CONTROL, "slow creep"];
     let timeouts = ["10 % timeouts"];
     let ms = HumanDuration::from_millis;
-    out.push(Variant::new("latency.ratio: 1.5, margin: 25ms", &latency, |c| {
-        c.latency.ratio = 1.5;
-        c.latency.margin = ms(25);
-        c.latency.resolve_margin = ms(12);
+    out.push(Variant::new("latency.min_slow_samples: 3", &latency, |c| {
+        c.latency.min_slow_samples = NonZeroU32::MIN.saturating_add(2);
     }));
-    out.push(Variant::new("latency.quantile: p75, ratio: 1.5, margin: 25ms", &latency, |c| {
-        c.latency.quantile = Quantile(0.75);
-        c.latency.ratio = 1.5;
-        c.latency.margin = ms(25);
-        c.latency.resolve_margin = ms(12);
+    out.push(Variant::new("latency.ratio: 1.4", &latency, |c| {
+        c.latency.ratio = 1.4;
     }));
-    out.push(Variant::new("timeouts.for: 2m", &timeouts, |c| {
-        c.timeouts.for_ = HumanDuration::from_secs(120)
+    out.push(Variant::new("latency.for: 2m", &latency, |c| {
+        c.latency.for_ = HumanDuration::from_secs(120);
     }));
-    out.push(Variant::new("timeouts.min_timeouts: 2, for: 2m", &timeouts, |c| {
-        c.timeouts.min_timeouts = NonZeroU32::MIN.saturating_add(1);
-        c.timeouts.for_ = HumanDuration::from_secs(120);
+    out.push(Variant::new("latency.baseline: window", &latency, |c| {
+        c.latency.baseline = LatencyBaseline::Window;
+    }));
+    out.push(Variant::new("previous latency defaults (window, ratio 2, margin 50ms)", &latency, |c| {
+        c.latency.baseline = LatencyBaseline::Window;
+        c.latency.ratio = 2.0;
+        c.latency.margin = ms(50);
+        c.latency.resolve_ratio = 1.5;
+        c.latency.resolve_margin = ms(25);
+    }));
+    out.push(Variant::new("timeouts.resolve_after: 5m", &timeouts, |c| {
+        c.timeouts.resolve_after = HumanDuration::from_secs(300);
+    }));
+    out.push(Variant::new("timeouts.significance: 0.001", &timeouts, |c| {
+        c.timeouts.significance = 1e-3;
+    }));
+    out.push(Variant::new("timeouts.significance: 0.00001", &timeouts, |c| {
+        c.timeouts.significance = 1e-5;
     }));
     out
 }
@@ -277,6 +291,8 @@ struct Trace {
     diurnal_at_start: f64,
     /// When each probe inside the incident ended (its `ts`), the first few.
     first_ends: Vec<f64>,
+    /// When the incident's first few timed-out probes ended: the evidence a detector has.
+    incident_timeouts: Vec<f64>,
 }
 
 /// A standard normal sample (Box–Muller).
@@ -316,6 +332,7 @@ fn generate(scenario: &Scenario, seed: u64) -> Trace {
         start,
         diurnal_at_start: diurnal_factor(scenario.diurnal, WARMUP, diurnal_phase),
         first_ends: Vec::new(),
+        incident_timeouts: Vec::new(),
     };
     let mut t = epoch;
     let mut consecutive_failures = 0;
@@ -358,6 +375,9 @@ fn generate(scenario: &Scenario, seed: u64) -> Trace {
         let result = probe(&mut rng, t, diurnal, handshake_factor, failure);
         if inside && trace.first_ends.len() < 100 {
             trace.first_ends.push(t + result.duration_seconds);
+        }
+        if inside && incident_failure.is_some() && trace.incident_timeouts.len() < 5 {
+            trace.incident_timeouts.push(t + result.duration_seconds);
         }
         trace.jsonl.extend_from_slice(wsprobe::record::line(&result).as_bytes());
         trace.jsonl.push(b'\n');
@@ -452,6 +472,11 @@ struct Score {
     silent_pendings: usize,
     /// The diurnal latency factor when the incident started.
     diurnal_at_start: f64,
+    /// Timeout incidents: when the incident's 2nd and 3rd timeouts were seen, from its
+    /// first probe.
+    nth_timeout: [Option<f64>; 2],
+    /// Timeout incidents: from the 3rd timeout to the expected alert firing.
+    after_third: Option<f64>,
 }
 
 fn alert_name(t: &Transition) -> String {
@@ -472,6 +497,10 @@ fn is_expected(t: &Transition, expected: Option<(AlertKind, Option<Phase>)>) -> 
 
 fn score(scenario: &Scenario, seed: u64, trace: &Trace, transitions: &[Transition]) -> Score {
     let mut s = Score { diurnal_at_start: trace.diurnal_at_start, ..Score::default() };
+    if let Incident::Timeouts(_) = scenario.incident {
+        let nth = |n: usize| trace.incident_timeouts.get(n - 1).map(|end| end - trace.first_in);
+        s.nth_timeout = [nth(2), nth(3)];
+    }
     let mut last_fire: Option<f64> = None;
     for t in transitions {
         let expected = is_expected(t, scenario.expected);
@@ -490,6 +519,7 @@ fn score(scenario: &Scenario, seed: u64, trace: &Trace, transitions: &[Transitio
             AlertState::Firing if expected => {
                 if s.delay.is_none() {
                     s.delay = Some(t.at - trace.first_in);
+                    s.after_third = trace.incident_timeouts.get(2).map(|third| t.at - third);
                     // Trace lines carry `ts` rounded to the millisecond.
                     let seen = trace.first_ends.iter().filter(|&&end| end <= t.at + 0.0005).count();
                     s.probes_to_fire = Some(seen);
@@ -594,6 +624,8 @@ fn run_all(seeds: u64, threads: usize, variants: &[Variant]) -> Vec<Outcome> {
 
 // ---------------------------------------------------------------------------------------
 // Reporting
+
+const TEN_MINUTES: f64 = 600.0;
 
 /// Alerts that should not have fired listed per trace, at most.
 const MAX_LISTED: usize = 4;
@@ -744,6 +776,24 @@ fn table(scores_by_scenario: &[Vec<&Score>]) -> String {
             };
             line.push(format!("diurnal factor at onset: detected {}, missed {}", range(true), range(false)));
         }
+        if let Incident::Timeouts(_) = scenario.incident {
+            let within = |i: usize| {
+                scores.iter().filter(|s| s.nth_timeout[i].is_some_and(|d| d <= TEN_MINUTES)).count()
+            };
+            let thirds: Vec<f64> = scores.iter().filter_map(|s| s.nth_timeout[1]).collect();
+            let after: Vec<f64> = scores.iter().filter_map(|s| s.after_third).collect();
+            let median =
+                |v: &[f64]| if v.is_empty() { "—".to_owned() } else { fmt_dur(percentile(v, 50.0)) };
+            line.push(format!(
+                "evidence: the incident's 2nd timeout was seen within 10 minutes in {}/{n} seeds, its 3rd in {}/{n} \
+                 (median {}); the alert fired a median {} after the 3rd",
+                within(0),
+                within(1),
+                median(&thirds),
+                median(&after),
+                n = scores.len()
+            ));
+        }
         line.push(format!("{pendings} pending alerts cleared before firing"));
         writeln!(details, "- {}: {}.", scenario.name, line.join("; ")).unwrap();
         let alarms: Vec<&String> = scores.iter().flat_map(|s| &s.false_alarms).collect();
@@ -765,7 +815,20 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: usize = env_or("WSPROBE_SIGNAL_THREADS", cores);
     assert!(seeds > 0 && threads > 0, "WSPROBE_SIGNAL_SEEDS and WSPROBE_SIGNAL_THREADS must be positive");
-    let variants = variants(candidates != 0);
+    let mut variants = variants(candidates != 0);
+    if let Ok(only) = std::env::var("WSPROBE_SIGNAL_TRACES") {
+        let names: Vec<&str> = only.split(',').map(str::trim).collect();
+        for n in &names {
+            assert!(SCENARIOS.iter().any(|s| s.name == *n), "WSPROBE_SIGNAL_TRACES: no trace named `{n}`");
+        }
+        for v in &mut variants {
+            v.traces.retain(|&i| names.contains(&SCENARIOS[i].name));
+        }
+    }
+    if let Ok(only) = std::env::var("WSPROBE_SIGNAL_VARIANTS") {
+        variants.retain(|v| v.label == "defaults" || v.label == only.trim());
+        assert!(variants.len() == 2, "WSPROBE_SIGNAL_VARIANTS: no configuration labelled `{only}`");
+    }
     for v in &variants {
         let problems = v.config.validate("detector");
         assert!(problems.is_empty(), "variant `{}` is invalid: {problems:?}", v.label);

@@ -69,7 +69,8 @@ const FAST_DETECTOR: &str = "    detector:
       baseline_window: 30s
       baseline_bucket: 1s
       probe_failing: { for: 0s }
-      latency: { min_recent_samples: 5, min_baseline_samples: 20, min_slow_samples: 3, for: 1s, resolve_after: 1s }
+      latency: { baseline: window, min_recent_samples: 5, min_baseline_samples: 20, min_slow_samples: 3, for: 1s,
+                 resolve_after: 1s }
       timeouts: { min_recent_samples: 5, min_baseline_samples: 20, min_timeouts: 3, for: 1s, resolve_after: 1s }
 ";
 

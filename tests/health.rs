@@ -797,3 +797,78 @@ async fn https_checks_time_tls_and_verify_the_certificate() {
     assert_eq!(untrusted.reason, Some(wsprobe::health::HealthReason::TlsError), "{untrusted:?}");
     assert!(untrusted.message.as_deref().unwrap().starts_with("TLS handshake failed: "), "{untrusted:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_drift_raises_the_detector_alert_and_resolves_it() {
+    let (svc, shared) = service().await;
+    let ws = common::echo(ServerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let expected = dir.path().join("expected-version");
+    std::fs::write(&expected, "1.4.1\n").unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:0
+shutdown_grace: 2s
+defaults: {{ interval: 100ms, jitter: 0% }}
+alerting:
+  detector:
+    deployment_drift: {{ for: 300ms }}
+targets:
+  - name: svc
+    url: {ws}
+    health:
+      - name: version
+        url: http://{svc}/health
+        version_path: version
+        expected_version: '${{file:{expected}}}'
+",
+        ws = ws.url(),
+        expected = expected.display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let (running, cancel) = start(&path).await;
+    let addr = running.addr;
+    let drift_alerts = |body: &str| -> Vec<serde_json::Value> {
+        let api: serde_json::Value = serde_json::from_str(body).unwrap();
+        api["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["key"]["kind"] == "DeploymentDrift")
+            .cloned()
+            .collect()
+    };
+    let poll = |what: &'static str, done: fn(&[serde_json::Value]) -> bool| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let alerts = drift_alerts(&http_get(addr, "/api/alerts").await.body);
+            if done(&alerts) {
+                return alerts;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting until {what}: {alerts:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    // The expected build: checks run, no alert.
+    until_metrics(addr, "the first check", |m| {
+        sample(m, "wsprobe_deployment_drift", &[("target", "svc")]) == Some(0.0)
+    })
+    .await;
+    assert!(poll("no drift alert", |a| a.is_empty()).await.is_empty());
+
+    // A build nobody deployed goes live: pending, then firing after `for`.
+    shared.set(|s| s.version = "1.4.2".to_owned());
+    let firing = poll("DeploymentDrift fires", |a| a.iter().any(|x| x["state"] == "firing")).await;
+    let alert = &firing[0];
+    assert_eq!(alert["key"]["target"], "svc");
+    assert_eq!(alert["severity"], "ticket");
+    assert_eq!(alert["summary"], "svc does not run the expected deployment");
+    assert_eq!(alert["description"], "deployed 1.4.1, svc still serves 1.4.2");
+
+    // The pipeline records the new build: the alert resolves and leaves the list.
+    std::fs::write(&expected, "1.4.2\n").unwrap();
+    poll("DeploymentDrift resolves", |a| a.is_empty()).await;
+    cancel.cancel();
+    running.wait().await;
+}

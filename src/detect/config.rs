@@ -4,12 +4,12 @@
 //! ```yaml
 //! detector:
 //!   recent_window: 10m
-//!   baseline_window: 24h
+//!   baseline_window: 26h
 //!   recent_bucket: 1m
 //!   baseline_bucket: 1h
 //!   probe_failing: { failures: 3, successes: 2, for: 0s, severity: page }
-//!   latency: { quantile: p95, ratio: 2.0, resolve_ratio: 1.5, margin: 50ms, for: 5m }
-//!   timeouts: { margin: 5%, min_timeouts: 3, for: 5m }
+//!   latency: { quantile: p95, baseline: time_of_day, ratio: 1.5, margin: 20ms, for: 3m }
+//!   timeouts: { margin: 5%, min_timeouts: 2, significance: 0.0001, for: 1m, resolve_after: 10m }
 //!   circuit_open: { for: 1m }
 //!   deployment_drift: { for: 10m }
 //! ```
@@ -97,6 +97,30 @@ impl<'de> Deserialize<'de> for Quantile {
     }
 }
 
+/// What the recent window's latency is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyBaseline {
+    /// The same time of day, one day earlier (± `time_of_day_span`), so that a daily
+    /// rhythm is not mistaken for a regression; the whole baseline window while that holds
+    /// too few samples (the first day of a target).
+    TimeOfDay,
+    /// The whole baseline window, pooled.
+    Window,
+}
+
+impl LatencyBaseline {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LatencyBaseline::TimeOfDay => "time_of_day",
+            LatencyBaseline::Window => "window",
+        }
+    }
+}
+
+/// Seconds in the period of `LatencyBaseline::TimeOfDay`.
+pub const DAY_SECONDS: f64 = 86_400.0;
+
 /// Settings of the regression detector.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -121,7 +145,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             recent_window: HumanDuration::from_secs(600),
-            baseline_window: HumanDuration::from_secs(24 * 3600),
+            baseline_window: HumanDuration::from_secs(26 * 3600),
             recent_bucket: HumanDuration::from_secs(60),
             baseline_bucket: HumanDuration::from_secs(3600),
             probe_failing: ProbeFailingConfig::default(),
@@ -170,6 +194,11 @@ pub struct LatencyConfig {
     pub enabled: bool,
     /// The quantile compared between the recent window and the baseline.
     pub quantile: Quantile,
+    /// Which part of the baseline window the recent window is compared with.
+    pub baseline: LatencyBaseline,
+    /// With `baseline: time_of_day`, how far on each side of the same time yesterday the
+    /// baseline reaches (rounded out to whole `baseline_bucket`s).
+    pub time_of_day_span: HumanDuration,
     /// Fires when the recent quantile is at least this many times the baseline's...
     pub ratio: f64,
     /// ...and at least this much above it.
@@ -196,14 +225,16 @@ impl Default for LatencyConfig {
         Self {
             enabled: true,
             quantile: Quantile(0.95),
-            ratio: 2.0,
-            margin: HumanDuration::from_millis(50),
-            resolve_ratio: 1.5,
-            resolve_margin: HumanDuration::from_millis(25),
+            baseline: LatencyBaseline::TimeOfDay,
+            time_of_day_span: HumanDuration::from_secs(3600),
+            ratio: 1.5,
+            margin: HumanDuration::from_millis(20),
+            resolve_ratio: 1.25,
+            resolve_margin: HumanDuration::from_millis(10),
             min_recent_samples: NonZeroU32::MIN.saturating_add(9),
             min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
-            min_slow_samples: NonZeroU32::MIN.saturating_add(2),
-            for_: HumanDuration::from_secs(300),
+            min_slow_samples: NonZeroU32::MIN.saturating_add(3),
+            for_: HumanDuration::from_secs(180),
             resolve_after: HumanDuration::from_secs(300),
             severity: Severity::Ticket,
         }
@@ -218,8 +249,12 @@ pub struct TimeoutConfig {
     /// Fires when the recent timeout rate exceeds the baseline rate by this many
     /// percentage points...
     pub margin: Percent,
-    /// ...and the recent window holds at least this many timeouts.
+    /// ...and the recent window holds at least this many timeouts...
     pub min_timeouts: NonZeroU32,
+    /// ...and that many timeouts among that many probes would be less likely than this if
+    /// the baseline rate still held (a binomial tail probability): the noisier the
+    /// baseline, the more timeouts it takes.
+    pub significance: f64,
     /// A firing alert resolves once the excess falls below this (hysteresis).
     pub resolve_margin: Percent,
     pub min_recent_samples: NonZeroU32,
@@ -235,12 +270,13 @@ impl Default for TimeoutConfig {
         Self {
             enabled: true,
             margin: Percent(5.0),
-            min_timeouts: NonZeroU32::MIN.saturating_add(2),
+            min_timeouts: NonZeroU32::MIN.saturating_add(1),
+            significance: 1e-4,
             resolve_margin: Percent(2.5),
             min_recent_samples: NonZeroU32::MIN.saturating_add(9),
             min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
-            for_: HumanDuration::from_secs(300),
-            resolve_after: HumanDuration::from_secs(300),
+            for_: HumanDuration::from_secs(60),
+            resolve_after: HumanDuration::from_secs(600),
             severity: Severity::Ticket,
         }
     }
@@ -442,7 +478,29 @@ impl DetectorConfig {
             );
         }
 
+        if l.baseline == LatencyBaseline::TimeOfDay && !self.baseline_window.get().is_zero() {
+            let needed = DAY_SECONDS + secs(l.time_of_day_span);
+            if secs(self.baseline_window) < needed {
+                problem(
+                    "latency.baseline",
+                    format!(
+                        "time_of_day compares with the same time yesterday ± `time_of_day_span` ({}), so \
+                         `baseline_window` ({}) must be at least {}; lengthen it or set `baseline: window`",
+                        l.time_of_day_span,
+                        self.baseline_window,
+                        HumanDuration::from_secs(needed as u64)
+                    ),
+                );
+            }
+        }
+
         let t = &self.timeouts;
+        if !(t.significance > 0.0 && t.significance < 1.0) {
+            problem(
+                "timeouts.significance",
+                format!("must be between 0 and 1, e.g. 0.0001 (got {})", t.significance),
+            );
+        }
         if t.margin.0 <= 0.0 {
             problem("timeouts.margin", "must be positive".to_owned());
         }
@@ -495,7 +553,8 @@ circuit_open: { for: 30s }
         assert_eq!(c.latency.for_, HumanDuration::from_secs(120));
         assert_eq!(c.latency.severity, Severity::Page);
         // Fields not written keep their defaults, per kind.
-        assert_eq!(c.latency.margin, HumanDuration::from_millis(50));
+        assert_eq!(c.latency.margin, HumanDuration::from_millis(20));
+        assert_eq!(c.latency.baseline, LatencyBaseline::TimeOfDay);
         assert_eq!(c.timeouts.margin, Percent(10.0));
         assert_eq!(c.circuit_open.for_, HumanDuration::from_secs(30));
         assert_eq!(c.circuit_open.severity, Severity::Page);
@@ -521,10 +580,10 @@ circuit_open: { for: 30s }
             c.validate("alerting.detector"),
             [
                 "alerting.detector.recent_bucket: must be positive",
-                "alerting.detector.baseline_window: 1day must be longer than `recent_window` (2days)",
+                "alerting.detector.baseline_window: 1day 2h must be longer than `recent_window` (2days)",
                 "alerting.detector.latency.quantile: must be between 0 and 1, e.g. `p95` or `0.95` (got 95)",
                 "alerting.detector.latency.ratio: must be greater than 1 (got 0.9)",
-                "alerting.detector.latency.resolve_ratio: 1.5 is above `ratio` (0.9); it must not be, or alerts \
+                "alerting.detector.latency.resolve_ratio: 1.25 is above `ratio` (0.9); it must not be, or alerts \
                  would flap",
                 "alerting.detector.timeouts.resolve_margin: 20% is above `margin` (5%); it must not be, or alerts \
                  would flap",
@@ -534,10 +593,24 @@ circuit_open: { for: 30s }
         assert_eq!(
             c.validate("d"),
             [
-                "d.baseline_bucket: 30s makes more than 1440 buckets in `baseline_window` (1day); use longer \
+                "d.baseline_bucket: 30s makes more than 1440 buckets in `baseline_window` (1day 2h); use longer \
                  buckets",
                 "d.recent_bucket: 1m is longer than `baseline_bucket` (30s)",
             ]
         );
+        let mut c =
+            DetectorConfig { baseline_window: HumanDuration::from_secs(6 * 3600), ..Default::default() };
+        c.timeouts.significance = 0.0;
+        assert_eq!(
+            c.validate("d"),
+            [
+                "d.latency.baseline: time_of_day compares with the same time yesterday ± `time_of_day_span` (1h), \
+                 so `baseline_window` (6h) must be at least 1day 1h; lengthen it or set `baseline: window`",
+                "d.timeouts.significance: must be between 0 and 1, e.g. 0.0001 (got 0)",
+            ]
+        );
+        c.latency.baseline = LatencyBaseline::Window;
+        c.timeouts.significance = 1e-3;
+        assert_eq!(c.validate("d"), Vec::<String>::new());
     }
 }

@@ -27,17 +27,27 @@
 //!   hard outages: it fires at once (`for: 0s`).
 //! - **LatencyRegression**, per phase (from [`PhaseTimings`](crate::probe::PhaseTimings);
 //!   the failed phase of a failed probe is not a latency) and per step (durations of
-//!   steps that succeeded): the recent-window quantile (p95) is at least `ratio` (2×) the
-//!   baseline's and at least `margin` (50 ms) above it, with `min_recent_samples` (10) and
-//!   `min_baseline_samples` (30). With few recent samples a high quantile is the
-//!   largest sample or two, so the recent quantile is taken lower when needed for at least
-//!   `min_slow_samples` (3) samples to be at or above it: one or two slow probes are noise.
-//!   Once pending, the condition holds while the ratio stays at or above `resolve_ratio`
-//!   (1.5) and the excess at or above `resolve_margin` (25 ms).
+//!   steps that succeeded): the recent-window quantile (p95) is at least `ratio` (1.5×) the
+//!   baseline's and at least `margin` (20 ms) above it, with `min_recent_samples` (10) and
+//!   `min_baseline_samples` (30). The baseline is, by default (`baseline: time_of_day`),
+//!   the same time yesterday ± `time_of_day_span` (1 h), so that a daily rhythm neither
+//!   hides a regression in the quiet hours nor raises one in the busy hours; while those
+//!   hours hold too few samples (a target's first day) it is the whole baseline window.
+//!   With few recent samples a high quantile is the largest sample or two, so the recent
+//!   quantile is read lower when needed for at least `min_slow_samples` (4) samples to be
+//!   at or above it, and still compared with the baseline's true quantile: the condition
+//!   then means "4 samples at 1.5× the usual p95", which chance outliers almost never
+//!   make. Once pending, the condition holds while the ratio stays at or above
+//!   `resolve_ratio` (1.25) and the excess at or above `resolve_margin` (10 ms).
 //! - **TimeoutRegression**, per target: the recent share of probes failing with a
 //!   timeout-class reason ([`Reason::is_timeout`]) exceeds the baseline share by `margin`
-//!   (5 percentage points) with at least `min_timeouts` (3) timeouts. Once pending, the
-//!   condition holds while the excess stays at or above `resolve_margin` (2.5 points).
+//!   (5 percentage points), with at least `min_timeouts` (2) timeouts, and that many
+//!   timeouts among that many probes would be a chance below `significance` (10⁻⁴) at the
+//!   baseline rate (a binomial tail; the rate is taken about one standard deviation above
+//!   its estimate, so that a young or lucky baseline without timeouts does not make two of
+//!   them look impossible). The noisier the baseline, the more timeouts it takes: 2 of 20
+//!   after a clean day, 3 at a 0.2 % baseline, 4 at 1 %. Once pending, the condition holds
+//!   while the excess stays at or above `resolve_margin` (2.5 points).
 //! - **CircuitOpen** and **DeploymentDrift**: external conditions, set per target.
 //!
 //! Not enough samples counts as "condition false": an alert is never raised without the
@@ -48,8 +58,8 @@
 //! # Lifecycle
 //!
 //! inactive → pending (condition true) → firing (true for `for`: ProbeFailing 0 s,
-//! LatencyRegression 5 m, TimeoutRegression 5 m, CircuitOpen 1 m, DeploymentDrift 10 m) →
-//! resolved (false for `resolve_after`: 5 m for latency and timeouts, 0 s for the others,
+//! LatencyRegression 3 m, TimeoutRegression 1 m, CircuitOpen 1 m, DeploymentDrift 10 m) →
+//! resolved (false for `resolve_after`: 5 m for latency, 10 m for timeouts, 0 s for the others,
 //! ProbeFailing having its own hysteresis in `successes`) → inactive. A pending alert whose
 //! condition clears before `for` returns to inactive; that transition is reported but
 //! [`Transition::notifies`] is false for it. Conditions are evaluated at every `observe`
@@ -71,8 +81,9 @@
 //! buckets not yet older than `recent_window`, so it slides in `recent_bucket` steps and
 //! spans up to one bucket more than configured. A fine bucket that leaves the recent
 //! window is merged into a coarse bucket of `baseline_bucket` (1 h); coarse buckets older
-//! than `baseline_window` (24 h) before the recent window are dropped. The baseline is thus
-//! the 24 h before the recent window, never overlapping it, aging out an hour at a time.
+//! than `baseline_window` (26 h) before the recent window are dropped. The baseline is thus
+//! the 26 h before the recent window, never overlapping it, aging out an hour at a time;
+//! the time-of-day latency baseline is the coarse buckets that overlap 23 to 25 h ago.
 //! Latency buckets are DDSketch quantile sketches (`sketches-ddsketch`, 2 % relative
 //! accuracy), merged on demand; count buckets are two integers.
 //!
@@ -84,14 +95,14 @@
 //! # Memory
 //!
 //! A series holds at most `ceil(recent_window / recent_bucket) + 2` fine and
-//! `ceil(baseline_window / baseline_bucket) + 2` coarse buckets: 12 + 26 = 38 with the
-//! defaults (validation caps each window at [`MAX_BUCKETS_PER_WINDOW`] buckets). A sketch
-//! takes at most [`SKETCH_MAX_BYTES`] (8.25 KiB: latencies are clamped to
-//! [`SKETCH_MAX_SECONDS`], which bounds its bins), and in practice 1 KiB. So one latency
-//! series costs at most 38 × 8.25 KiB ≈ 314 KiB (about 40 KiB typical;
-//! [`Detector::max_bytes_per_series`] computes the bound for a configuration), and a target
-//! with P timed phases and S steps at most (P + S) times that: with 7 phases and 5 steps,
-//! under 3.7 MiB (about 0.5 MiB typical). Count buckets are 16 bytes. Step series are
+//! `ceil(baseline_window / baseline_bucket) + 2` coarse buckets: 12 + 28 = 40 with the
+//! defaults (validation caps each window at [`MAX_BUCKETS_PER_WINDOW`] buckets), plus two
+//! merged baselines kept for reuse. A sketch takes at most [`SKETCH_MAX_BYTES`] (8.25 KiB:
+//! latencies are clamped to [`SKETCH_MAX_SECONDS`], which bounds its bins), and in practice
+//! 1 KiB. So one latency series costs at most 42 × 8.25 KiB ≈ 347 KiB (about 45 KiB
+//! typical; [`Detector::max_bytes_per_series`] computes the bound for a configuration), and
+//! a target with P timed phases and S steps at most (P + S) times that: with 7 phases and 5
+//! steps, under 4.1 MiB (about 0.5 MiB typical). Count buckets are 16 bytes. Step series are
 //! bounded by the configured steps (the caller passes only results of configured targets,
 //! whose step names are configured names), and in any case by [`MAX_STEPS_PER_TARGET`].
 //! Targets are keyed by `ProbeResult::target`; call [`Detector::retain_targets`] when the
@@ -115,14 +126,15 @@ use std::collections::BTreeMap;
 
 pub use alert::{Alert, AlertKey, AlertKind, AlertState, Measurement, Signal, Subject, Transition};
 pub use config::{
-    CircuitOpenConfig, DeploymentDriftConfig, DetectorConfig, LatencyConfig, ProbeFailingConfig, Quantile,
-    Severity, TimeoutConfig, MAX_BUCKETS_PER_WINDOW,
+    CircuitOpenConfig, DeploymentDriftConfig, DetectorConfig, LatencyBaseline, LatencyConfig,
+    ProbeFailingConfig, Quantile, Severity, TimeoutConfig, MAX_BUCKETS_PER_WINDOW,
 };
 pub use state::{DetectorState, RestoreError, RestoreReport, STATE_VERSION};
 pub use window::{SKETCH_ALPHA, SKETCH_MAX_BYTES, SKETCH_MAX_SECONDS};
 
 use alert::{fmt_rate, fmt_secs, fmt_window, Evaluation, Finding, Lifecycle};
-use window::{Aggregate, Counts, Layout, Sketch, Windowed};
+use config::DAY_SECONDS;
+use window::{Counts, Layout, Sketch, Windowed};
 
 use crate::probe::{Phase, ProbeResult, Reason};
 
@@ -300,9 +312,10 @@ impl Detector {
     }
 
     /// The most memory one latency series (a phase or step of a target) can take with this
-    /// configuration, in bytes: buckets held at most × the largest sketch.
+    /// configuration, in bytes: buckets held at most, plus the two merged baselines kept
+    /// for reuse, × the largest sketch.
     pub fn max_bytes_per_series(&self) -> usize {
-        self.layout.max_buckets() * SKETCH_MAX_BYTES
+        (self.layout.max_buckets() + 2) * SKETCH_MAX_BYTES
     }
 
     /// Names of the targets the detector holds state for.
@@ -394,8 +407,8 @@ impl TargetState {
     ) -> Vec<Transition> {
         let mut out = Vec::new();
 
-        let eval = self.probe_failing(name, config);
-        self.step(name, AlertKind::ProbeFailing, None, eval, config, now, &mut out);
+        let check = self.probe_failing(name, config);
+        self.step(name, AlertKind::ProbeFailing, None, check, config, now, &mut out);
 
         // Series with data, and series whose alert outlived their data.
         let mut subjects: Vec<Subject> = self.timings.keys().cloned().collect();
@@ -407,75 +420,87 @@ impl TargetState {
             }
         }
         subjects.sort();
-        for subject in subjects {
-            let active = self.is_alerting(AlertKind::LatencyRegression, Some(&subject));
-            let eval = latency(name, &subject, self.timings.get(&subject), active, config, layout);
-            self.step(name, AlertKind::LatencyRegression, Some(subject), eval, config, now, &mut out);
+        for subject in &subjects {
+            let active = self.is_alerting(AlertKind::LatencyRegression, Some(subject));
+            let check = latency(name, subject, self.timings.get_mut(subject), active, config, layout, now);
+            self.step(
+                name,
+                AlertKind::LatencyRegression,
+                Some(subject.clone()),
+                check,
+                config,
+                now,
+                &mut out,
+            );
         }
 
         let active = self.is_alerting(AlertKind::TimeoutRegression, None);
-        let eval = self.timeouts(name, active, config, layout);
-        self.step(name, AlertKind::TimeoutRegression, None, eval, config, now, &mut out);
+        let check = self.timeouts(name, active, config, layout);
+        self.step(name, AlertKind::TimeoutRegression, None, check, config, now, &mut out);
 
         for signal in Signal::ALL {
-            let state = self.signals.get(&signal);
+            let state = self.signals.get(&signal).cloned();
             if state.is_none() && !self.is_alerting(signal.kind(), None) {
                 continue;
             }
-            let eval = signal_eval(name, signal, state);
-            self.step(name, signal.kind(), None, eval, config, now, &mut out);
+            let check = signal_check(name, signal, state);
+            self.step(name, signal.kind(), None, check, config, now, &mut out);
         }
         out
     }
 
+    /// Moves one alert through its lifecycle; the check's explanation is built only when
+    /// the alert exists or is about to.
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
         name: &str,
         kind: AlertKind,
         subject: Option<Subject>,
-        eval: Evaluation,
+        check: Check<'_>,
         config: &DetectorConfig,
         now: f64,
         out: &mut Vec<Transition>,
     ) {
+        let timing = config.timing(kind);
         let map_key = (kind, subject);
         let mut slot = self.alerts.remove(&map_key);
-        if slot.is_none() && !eval.condition {
+        if slot.is_none() && !(check.condition && timing.enabled) {
             return;
         }
+        let eval = Evaluation { condition: check.condition, finding: (check.explain)() };
         let key = AlertKey { kind, target: name.to_owned(), subject: map_key.1.clone() };
-        let transition = alert::step(&mut slot, &key, &config.timing(kind), eval, now);
+        let transition = alert::step(&mut slot, &key, &timing, eval, now);
         if let Some(lc) = slot {
             self.alerts.insert(map_key, lc);
         }
         out.extend(transition);
     }
 
-    fn probe_failing(&self, name: &str, config: &DetectorConfig) -> Evaluation {
-        let s = &self.streak;
-        let needed = config.probe_failing.failures.get();
-        let last = self.last_failure.as_ref().map_or_else(|| "unknown".to_owned(), FailureInfo::describe);
-        let description = if s.failing && u64::from(s.consecutive_failures) == s.episode_probes {
-            format!("{} consecutive failures, last: {last}", s.consecutive_failures)
-        } else if s.failing {
-            format!(
-                "{} of the last {} probes failed ({} consecutive successes so far), last failure: {last}",
-                s.episode_failures, s.episode_probes, s.consecutive_successes
-            )
-        } else if s.consecutive_failures > 0 {
-            format!("{} consecutive failures (alerts at {needed}), last: {last}", s.consecutive_failures)
-        } else if s.episode_probes > 0 {
-            format!(
-                "recovered: {} consecutive successes after {} of {} probes failed, last failure: {last}",
-                s.consecutive_successes, s.episode_failures, s.episode_probes
-            )
-        } else {
-            "probes succeed".to_owned()
-        };
-        Evaluation {
-            condition: s.failing,
-            finding: Finding {
+    fn probe_failing<'a>(&self, name: &'a str, config: &'a DetectorConfig) -> Check<'a> {
+        let s = self.streak;
+        let last = self.last_failure.clone();
+        Check::new(s.failing, move || {
+            let needed = config.probe_failing.failures.get();
+            let last = last.as_ref().map_or_else(|| "unknown".to_owned(), FailureInfo::describe);
+            let description = if s.failing && u64::from(s.consecutive_failures) == s.episode_probes {
+                format!("{} consecutive failures, last: {last}", s.consecutive_failures)
+            } else if s.failing {
+                format!(
+                    "{} of the last {} probes failed ({} consecutive successes so far), last failure: {last}",
+                    s.episode_failures, s.episode_probes, s.consecutive_successes
+                )
+            } else if s.consecutive_failures > 0 {
+                format!("{} consecutive failures (alerts at {needed}), last: {last}", s.consecutive_failures)
+            } else if s.episode_probes > 0 {
+                format!(
+                    "recovered: {} consecutive successes after {} of {} probes failed, last failure: {last}",
+                    s.consecutive_successes, s.episode_failures, s.episode_probes
+                )
+            } else {
+                "probes succeed".to_owned()
+            };
+            Finding {
                 summary: format!("Probes of {name} are failing"),
                 description,
                 measurement: Some(Measurement {
@@ -488,52 +513,69 @@ impl TargetState {
                     baseline_events: None,
                     window_seconds: None,
                 }),
-            },
-        }
+            }
+        })
     }
 
     /// `active`: the alert is pending or firing, so the resolve threshold applies.
-    fn timeouts(&self, name: &str, active: bool, config: &DetectorConfig, layout: &Layout) -> Evaluation {
+    fn timeouts<'a>(
+        &self,
+        name: &'a str,
+        active: bool,
+        config: &'a DetectorConfig,
+        layout: &'a Layout,
+    ) -> Check<'a> {
         let c = &config.timeouts;
         let (recent, base) = (self.probes.recent(), *self.probes.baseline());
-        let window = fmt_window(layout.recent_window);
-        let summary = format!("Probes of {name} time out more often than usual");
+        let summary = move || format!("Probes of {name} time out more often than usual");
         if recent.probes < u64::from(c.min_recent_samples.get())
             || base.probes < u64::from(c.min_baseline_samples.get())
         {
-            let description = format!(
-                "not enough probes to compare: {} over the last {window} (needs {}), {} in the baseline (needs {})",
-                recent.probes, c.min_recent_samples, base.probes, c.min_baseline_samples
-            );
-            return Evaluation {
-                condition: false,
-                finding: Finding { summary, description, measurement: None },
-            };
+            return Check::new(false, move || {
+                Finding {
+                summary: summary(),
+                description: format!(
+                    "not enough probes to compare: {} over the last {} (needs {}), {} in the baseline (needs {})",
+                    recent.probes,
+                    fmt_window(layout.recent_window),
+                    c.min_recent_samples,
+                    base.probes,
+                    c.min_baseline_samples
+                ),
+                measurement: None,
+            }
+            });
         }
         let rate = |x: Counts| x.timeouts as f64 / x.probes as f64;
         let (r, b) = (rate(recent), rate(base));
+        let chance =
+            (recent.timeouts > 0).then(|| binomial_tail(recent.probes, recent.timeouts, rate_bound(base)));
         let (condition, threshold) = if active {
             (r - b >= c.resolve_margin.fraction(), b + c.resolve_margin.fraction())
         } else {
-            let enough = recent.timeouts >= u64::from(c.min_timeouts.get());
-            (enough && r - b >= c.margin.fraction(), b + c.margin.fraction())
+            let enough = recent.timeouts >= u64::from(c.min_timeouts.get()) && r - b >= c.margin.fraction();
+            (enough && chance.is_some_and(|p| p <= c.significance), b + c.margin.fraction())
         };
-        let mut description = format!(
-            "timeouts {} ({} of {}) over the last {window} vs baseline {} ({} of {})",
-            fmt_rate(r),
-            recent.timeouts,
-            recent.probes,
-            fmt_rate(b),
-            base.timeouts,
-            base.probes
-        );
-        if let Some(last) = &self.last_timeout {
-            description.push_str(&format!(", last: {}", last.describe()));
-        }
-        Evaluation {
-            condition,
-            finding: Finding {
-                summary,
+        let last = self.last_timeout.clone();
+        Check::new(condition, move || {
+            let mut description = format!(
+                "timeouts {} ({} of {}) over the last {} vs baseline {} ({} of {})",
+                fmt_rate(r),
+                recent.timeouts,
+                recent.probes,
+                fmt_window(layout.recent_window),
+                fmt_rate(b),
+                base.timeouts,
+                base.probes
+            );
+            if let Some(p) = chance {
+                description.push_str(&format!(", {} by chance at the baseline rate", fmt_chance(p)));
+            }
+            if let Some(last) = &last {
+                description.push_str(&format!(", last: {}", last.describe()));
+            }
+            Finding {
+                summary: summary(),
                 description,
                 measurement: Some(Measurement {
                     value: r,
@@ -545,9 +587,30 @@ impl TargetState {
                     baseline_events: Some(base.timeouts),
                     window_seconds: Some(layout.recent_window),
                 }),
-            },
-        }
+            }
+        })
     }
+}
+
+/// A condition, and how to explain it. Most evaluations find nothing and keep nothing, so
+/// the explanation is built only when an alert needs it.
+struct Check<'a> {
+    condition: bool,
+    explain: Box<dyn FnOnce() -> Finding + 'a>,
+}
+
+impl<'a> Check<'a> {
+    fn new(condition: bool, explain: impl FnOnce() -> Finding + 'a) -> Self {
+        Self { condition, explain: Box::new(explain) }
+    }
+}
+
+/// The baseline's timeout rate taken at the upper end of what its count allows (about one
+/// standard deviation above, and never below 2 timeouts' worth), so that a young or lucky
+/// baseline without timeouts does not make two of them look impossible.
+fn rate_bound(base: Counts) -> f64 {
+    let x = base.timeouts as f64;
+    ((x + 1.0 + (x + 1.0).sqrt()) / base.probes.max(1) as f64).min(1.0)
 }
 
 /// The quantile to read from `n` samples so that at least `min_slow` of them are at or
@@ -568,56 +631,144 @@ fn robust_quantile(q: f64, n: u64, min_slow: u64) -> f64 {
     ((wanted as f64 + 0.5) / (n - 1) as f64).min(q)
 }
 
-fn latency(
-    name: &str,
-    subject: &Subject,
-    series: Option<&Windowed<Sketch>>,
-    active: bool,
-    config: &DetectorConfig,
-    layout: &Layout,
-) -> Evaluation {
-    let c = &config.latency;
-    let empty;
-    let (recent, base) = match series {
-        Some(w) => (w.recent(), w.baseline()),
-        None => {
-            empty = Sketch::empty();
-            (Sketch::empty(), &empty)
+/// The chance of at least `k` timeouts among `n` probes if each timed out with probability
+/// `p`: the binomial upper tail, summed from its `k`-th term so that tiny values keep their
+/// precision.
+fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
+    if k == 0 || p >= 1.0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    let ln_choose: f64 = (1..=k).map(|j| ((n - k + j) as f64 / j as f64).ln()).sum();
+    let mut term = (ln_choose + k as f64 * p.ln() + (n - k) as f64 * (-p).ln_1p()).exp();
+    let odds = p / (1.0 - p);
+    let mut sum = 0.0;
+    for i in k..=n {
+        sum += term;
+        // Past the mode the terms only shrink; stop once they no longer count.
+        if term <= sum * 1e-17 {
+            break;
         }
+        term *= (n - i) as f64 / (i + 1) as f64 * odds;
+    }
+    sum.min(1.0)
+}
+
+/// A small probability as people read it: `1 in 59,000`, `3%`.
+fn fmt_chance(p: f64) -> String {
+    if p >= 0.01 {
+        return format!("{}%", (p * 100.0).round());
+    }
+    let one_in = 1.0 / p.max(1e-15);
+    // Two significant digits.
+    let scale = 10f64.powi(one_in.log10().floor() as i32 - 1).max(1.0);
+    let n = ((one_in / scale).round() * scale) as u64;
+    let digits = n.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("1 in {grouped}")
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `22nd`.
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
     };
-    let (n_r, n_b) = (recent.count(), base.count());
-    let window = fmt_window(layout.recent_window);
-    let summary = format!("{subject} of {name} is slower than usual");
-    let q = c.quantile;
-    let quantiles =
-        if n_r < u64::from(c.min_recent_samples.get()) || n_b < u64::from(c.min_baseline_samples.get()) {
-            None
-        } else {
-            let q_recent = robust_quantile(q.get(), n_r, u64::from(c.min_slow_samples.get()));
-            recent.quantile(q_recent).zip(base.quantile(q.get()))
-        };
-    let Some((r, b)) = quantiles else {
-        let description = format!(
-            "not enough samples to compare {q} {subject}: {n_r} over the last {window} (needs {}), {n_b} in the \
-             baseline (needs {})",
-            c.min_recent_samples, c.min_baseline_samples
-        );
-        return Evaluation { condition: false, finding: Finding { summary, description, measurement: None } };
+    format!("{n}{suffix}")
+}
+
+/// LatencyRegression for one series: the recent quantile against the baseline's.
+fn latency<'a>(
+    name: &'a str,
+    subject: &'a Subject,
+    series: Option<&mut Windowed<Sketch>>,
+    active: bool,
+    config: &'a DetectorConfig,
+    layout: &'a Layout,
+    now: f64,
+) -> Check<'a> {
+    let c = &config.latency;
+    let summary = move || format!("{subject} of {name} is slower than usual");
+    let (min_recent, min_baseline) =
+        (u64::from(c.min_recent_samples.get()), u64::from(c.min_baseline_samples.get()));
+    let not_enough = move |n_r: u64, n_b: u64| {
+        Check::new(false, move || {
+            Finding {
+            summary: summary(),
+            description: format!(
+                "not enough samples to compare {} {subject}: {n_r} over the last {} (needs {min_recent}), {n_b} in \
+                 the baseline (needs {min_baseline})",
+                c.quantile,
+                fmt_window(layout.recent_window)
+            ),
+            measurement: None,
+        }
+        })
+    };
+    let Some(w) = series else { return not_enough(0, 0) };
+    let recent = w.recent();
+    let n_r = recent.count();
+
+    // The same time yesterday when it holds enough samples, else the whole window.
+    let (base, yesterday) = match c.baseline {
+        LatencyBaseline::TimeOfDay => {
+            let (center, span) = (now - DAY_SECONDS, c.time_of_day_span.get().as_secs_f64());
+            if w.baseline_between(layout, center - span, center + span).count() >= min_baseline {
+                (w.baseline_between(layout, center - span, center + span), Some(true))
+            } else {
+                (w.baseline(), Some(false))
+            }
+        }
+        LatencyBaseline::Window => (w.baseline(), None),
+    };
+    let n_b = base.count();
+    if n_r < min_recent || n_b < min_baseline {
+        return not_enough(n_r, n_b);
+    }
+    // With few recent samples the quantile is read lower, at the `min_slow`-th slowest; it
+    // is still compared with the baseline's true quantile, which only errs towards silence.
+    let min_slow = u64::from(c.min_slow_samples.get());
+    let q = robust_quantile(c.quantile.get(), n_r, min_slow);
+    let Some((r, b)) = recent.quantile(q).zip(base.quantile(c.quantile.get())) else {
+        return not_enough(n_r, n_b);
     };
     let (ratio, margin) = if active { (c.resolve_ratio, c.resolve_margin) } else { (c.ratio, c.margin) };
     let threshold = (b * ratio).max(b + margin.get().as_secs_f64());
-    let description = format!(
-        "{q} {subject} {} vs baseline {} over the last {window}, {n_r} samples (baseline: {n_b} samples over the \
-         {} before)",
-        fmt_secs(r),
-        fmt_secs(b),
-        fmt_window(layout.baseline_window)
-    );
-    Evaluation {
-        condition: r >= threshold,
-        finding: Finding {
-            summary,
-            description,
+    Check::new(r >= threshold, move || {
+        let lowered = if q < c.quantile.get() {
+            format!(" (the {} slowest: too few for a plain {})", ordinal(min_slow), c.quantile)
+        } else {
+            String::new()
+        };
+        let reference = match yesterday {
+            Some(true) => "around this time yesterday".to_owned(),
+            Some(false) => format!(
+                "over the {} before, as this time yesterday has too few",
+                fmt_window(layout.baseline_window)
+            ),
+            None => format!("over the {} before", fmt_window(layout.baseline_window)),
+        };
+        Finding {
+            summary: summary(),
+            description: format!(
+                "{} {subject} {} vs baseline {} over the last {}, {n_r} samples{lowered}; baseline: {n_b} samples \
+                 {reference}",
+                c.quantile,
+                fmt_secs(r),
+                fmt_secs(b),
+                fmt_window(layout.recent_window),
+            ),
             measurement: Some(Measurement {
                 value: r,
                 baseline: Some(b),
@@ -628,27 +779,29 @@ fn latency(
                 baseline_events: None,
                 window_seconds: Some(layout.recent_window),
             }),
-        },
-    }
+        }
+    })
 }
 
-fn signal_eval(name: &str, signal: Signal, state: Option<&SignalState>) -> Evaluation {
-    let (summary, default) = match signal {
-        Signal::CircuitOpen => {
-            (format!("The circuit to {name} is open"), format!("the circuit breaker for {name} is open"))
-        }
-        Signal::DeploymentDrift => (
-            format!("{name} does not run the expected deployment"),
-            format!("the deployment check reports that {name} does not run the expected build"),
-        ),
-    };
-    let active = state.is_some_and(|s| s.active);
-    let description = match state.and_then(|s| s.detail.clone()) {
-        Some(detail) => detail,
-        None if active => default,
-        None => "the condition cleared".to_owned(),
-    };
-    Evaluation { condition: active, finding: Finding { summary, description, measurement: None } }
+fn signal_check<'a>(name: &'a str, signal: Signal, state: Option<SignalState>) -> Check<'a> {
+    let active = state.as_ref().is_some_and(|s| s.active);
+    Check::new(active, move || {
+        let (summary, default) = match signal {
+            Signal::CircuitOpen => {
+                (format!("The circuit to {name} is open"), format!("the circuit breaker for {name} is open"))
+            }
+            Signal::DeploymentDrift => (
+                format!("{name} does not run the expected deployment"),
+                format!("the deployment check reports that {name} does not run the expected build"),
+            ),
+        };
+        let description = match state.and_then(|s| s.detail) {
+            Some(detail) => detail,
+            None if active => default,
+            None => "the condition cleared".to_owned(),
+        };
+        Finding { summary, description, measurement: None }
+    })
 }
 
 #[cfg(test)]

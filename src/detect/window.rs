@@ -159,11 +159,19 @@ pub(crate) struct Windowed<A> {
     /// The merged baseline, which changes only when buckets move: once a `recent_bucket`.
     #[serde(skip)]
     baseline_merged: OnceCell<A>,
+    /// The last [`Windowed::baseline_between`]: its slot range and merged aggregate.
+    #[serde(skip)]
+    between_merged: Option<(i64, i64, A)>,
 }
 
 impl<A: Aggregate> Default for Windowed<A> {
     fn default() -> Self {
-        Self { recent: VecDeque::new(), baseline: VecDeque::new(), baseline_merged: OnceCell::new() }
+        Self {
+            recent: VecDeque::new(),
+            baseline: VecDeque::new(),
+            baseline_merged: OnceCell::new(),
+            between_merged: None,
+        }
     }
 }
 
@@ -211,6 +219,7 @@ impl<A: Aggregate> Windowed<A> {
             let Some(old) = self.recent.pop_front() else { break };
             if learn {
                 self.baseline_merged.take();
+                self.between_merged = None;
                 let start = old.slot as f64 * layout.recent_bucket;
                 bucket_mut(&mut self.baseline, slot(start, layout.baseline_bucket)).merge(&old.agg);
             }
@@ -222,6 +231,7 @@ impl<A: Aggregate> Windowed<A> {
             }
             self.baseline.pop_front();
             self.baseline_merged.take();
+            self.between_merged = None;
         }
     }
 
@@ -235,6 +245,22 @@ impl<A: Aggregate> Windowed<A> {
         self.baseline_merged.get_or_init(|| merged(self.baseline.iter()))
     }
 
+    /// The baseline buckets that overlap `from..to` (seconds), merged. The range moves by
+    /// whole buckets, so the result is cached until it or the buckets change.
+    pub(crate) fn baseline_between(&mut self, layout: &Layout, from: f64, to: f64) -> &A {
+        let first = slot(from, layout.baseline_bucket);
+        // A bucket that starts exactly at `to` does not overlap it.
+        let last = (to / layout.baseline_bucket).ceil() as i64 - 1;
+        if !matches!(&self.between_merged, Some((f, l, _)) if (*f, *l) == (first, last)) {
+            self.between_merged = None;
+        }
+        let baseline = &self.baseline;
+        let (_, _, agg) = self.between_merged.get_or_insert_with(|| {
+            (first, last, merged(baseline.iter().filter(|b| (first..=last).contains(&b.slot))))
+        });
+        agg
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.recent.is_empty() && self.baseline.is_empty()
     }
@@ -242,6 +268,7 @@ impl<A: Aggregate> Windowed<A> {
     /// Restores order and drops buckets `keep` rejects; for data read from a file.
     pub(crate) fn sanitize(&mut self, keep: impl Fn(&A) -> bool) -> usize {
         self.baseline_merged.take();
+        self.between_merged = None;
         let before = self.recent.len() + self.baseline.len();
         for ring in [&mut self.recent, &mut self.baseline] {
             ring.retain(|b| keep(&b.agg));

@@ -584,7 +584,14 @@ fn track_drift(
     }
     // The detector's DeploymentDrift alert follows the same condition.
     if let (Some(alerts), true) = (alerts, changes.drift_started || changes.drift_ended) {
-        let detail = format!("deployed {expected}, {} still serves {live}", r.target);
+        let detail = if changes.drift_started {
+            format!("deployed {expected}, {} still serves {live}", r.target)
+        } else if expected.is_empty() {
+            // The expectation could not be read: drift is unknown rather than over.
+            format!("the expected version for {} cannot be read, so drift is unknown", r.target)
+        } else {
+            format!("{} serves the deployed build, {live}", r.target)
+        };
         alerts.set_condition(&r.target, Signal::DeploymentDrift, changes.drift_started, Some(detail));
     }
     let gauge = drift.drifting().map(|d| (d, drift.seconds(now)));
