@@ -688,6 +688,17 @@ fn ordinal(n: u64) -> String {
     format!("{n}{suffix}")
 }
 
+/// What a latency series was compared with.
+#[derive(Clone, Copy)]
+enum Reference {
+    /// The same time yesterday (`baseline: time_of_day`).
+    Yesterday,
+    /// The whole window, because yesterday has too few samples (a target's first day).
+    WindowForNow,
+    /// The whole window (`baseline: window`).
+    Window,
+}
+
 /// LatencyRegression for one series: the recent quantile against the baseline's.
 fn latency<'a>(
     name: &'a str,
@@ -704,16 +715,13 @@ fn latency<'a>(
         (u64::from(c.min_recent_samples.get()), u64::from(c.min_baseline_samples.get()));
     let not_enough = move |n_r: u64, n_b: u64| {
         Check::new(false, move || {
-            Finding {
-            summary: summary(),
-            description: format!(
+            let description = format!(
                 "not enough samples to compare {} {subject}: {n_r} over the last {} (needs {min_recent}), {n_b} in \
                  the baseline (needs {min_baseline})",
                 c.quantile,
                 fmt_window(layout.recent_window)
-            ),
-            measurement: None,
-        }
+            );
+            Finding { summary: summary(), description, measurement: None }
         })
     };
     let Some(w) = series else { return not_enough(0, 0) };
@@ -721,16 +729,16 @@ fn latency<'a>(
     let n_r = recent.count();
 
     // The same time yesterday when it holds enough samples, else the whole window.
-    let (base, yesterday) = match c.baseline {
+    let (base, reference) = match c.baseline {
         LatencyBaseline::TimeOfDay => {
             let (center, span) = (now - DAY_SECONDS, c.time_of_day_span.get().as_secs_f64());
             if w.baseline_between(layout, center - span, center + span).count() >= min_baseline {
-                (w.baseline_between(layout, center - span, center + span), Some(true))
+                (w.baseline_between(layout, center - span, center + span), Reference::Yesterday)
             } else {
-                (w.baseline(), Some(false))
+                (w.baseline(), Reference::WindowForNow)
             }
         }
-        LatencyBaseline::Window => (w.baseline(), None),
+        LatencyBaseline::Window => (w.baseline(), Reference::Window),
     };
     let n_b = base.count();
     if n_r < min_recent || n_b < min_baseline {
@@ -751,13 +759,13 @@ fn latency<'a>(
         } else {
             String::new()
         };
-        let reference = match yesterday {
-            Some(true) => "around this time yesterday".to_owned(),
-            Some(false) => format!(
+        let reference = match reference {
+            Reference::Yesterday => "around this time yesterday".to_owned(),
+            Reference::WindowForNow => format!(
                 "over the {} before, as this time yesterday has too few",
                 fmt_window(layout.baseline_window)
             ),
-            None => format!("over the {} before", fmt_window(layout.baseline_window)),
+            Reference::Window => format!("over the {} before", fmt_window(layout.baseline_window)),
         };
         Finding {
             summary: summary(),
