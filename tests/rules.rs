@@ -425,3 +425,14 @@ fn all_rules() -> Vec<Rule> {
 fn load_rule_tests() -> RuleTestFile {
     parse(RULE_TESTS)
 }
+
+#[test]
+fn every_detector_alert_has_a_section_for_its_runbook_url() {
+    // `alerting.runbook_url: ...ALERTS.md#{alertname}` lands on `### <alertname>`.
+    let text = read(RUNBOOKS);
+    let headings: BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("### ")).map(str::trim).collect();
+    for kind in wsprobe::detect::AlertKind::ALL {
+        assert!(headings.contains(kind.as_str()), "{RUNBOOKS} has no `### {kind}` section");
+    }
+}
