@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::window::{Aggregate, Sketch};
+use super::window::{Aggregate, Counts, Sketch};
 use super::*;
 use crate::probe::{PhaseTimings, StepResult};
 
@@ -577,6 +577,9 @@ fn binomial_tails_and_chances_read_right() {
     assert_eq!(fmt_chance(8.56e-5), "1 in 12,000");
     assert_eq!(fmt_chance(0.003), "1 in 330");
     assert_eq!(fmt_chance(0.608), "61%");
+    // The example in README.md and ALERTS.md: 3 of 22 against 6 of 3118.
+    let base = Counts { probes: 3118, timeouts: 6 };
+    assert_eq!(fmt_chance(binomial_tail(22, 3, rate_bound(base))), "1 in 23,000");
     assert_eq!(
         [1, 2, 3, 4, 11, 12, 13, 21, 22, 101].map(ordinal).join(" "),
         "1st 2nd 3rd 4th 11th 12th 13th 21st 22nd 101st"
