@@ -539,6 +539,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_shows_the_defaults() {
+        let example: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../config/example.yaml")).unwrap();
+        let written: DetectorConfig =
+            serde_norway::from_value(example["alerting"]["detector"].clone()).unwrap();
+        assert_eq!(
+            written,
+            DetectorConfig::default(),
+            "config/example.yaml's detector block is not the defaults"
+        );
+    }
+
+    #[test]
     fn parses_the_documented_form() {
         let yaml = "
 recent_window: 15m
