@@ -34,7 +34,7 @@
 //!     WSPROBE_SIGNAL_CANDIDATES=1 cargo bench --bench signal
 //!
 //! `WSPROBE_SIGNAL_SEEDS` (default 20) seeds per trace, `WSPROBE_SIGNAL_THREADS` (default:
-//! all cores) worker threads, `WSPROBE_SIGNAL_TRACES` (default: all) a comma-separated
+//! all cores) worker threads, `WSPROBE_SIGNAL_TRACES` (default: all) a `;`-separated
 //! list of the traces to run, e.g. `healthy` to count false alarms on many seeds, and
 //! `WSPROBE_SIGNAL_VARIANTS` (default: all) one of the configurations by its label, e.g.
 //! `timeouts.significance: 0.001` (the defaults are always run). The output is markdown
@@ -251,6 +251,9 @@ fn variants(candidates: bool) -> Vec<Variant> {
     }));
     out.push(Variant::new("latency.for: 2m", &latency, |c| {
         c.latency.for_ = HumanDuration::from_secs(120);
+    }));
+    out.push(Variant::new("latency.for: 1m", &latency, |c| {
+        c.latency.for_ = HumanDuration::from_secs(60);
     }));
     out.push(Variant::new("latency.baseline: window", &latency, |c| {
         c.latency.baseline = LatencyBaseline::Window;
@@ -817,7 +820,7 @@ fn main() {
     assert!(seeds > 0 && threads > 0, "WSPROBE_SIGNAL_SEEDS and WSPROBE_SIGNAL_THREADS must be positive");
     let mut variants = variants(candidates != 0);
     if let Ok(only) = std::env::var("WSPROBE_SIGNAL_TRACES") {
-        let names: Vec<&str> = only.split(',').map(str::trim).collect();
+        let names: Vec<&str> = only.split(';').map(str::trim).collect();
         for n in &names {
             assert!(SCENARIOS.iter().any(|s| s.name == *n), "WSPROBE_SIGNAL_TRACES: no trace named `{n}`");
         }

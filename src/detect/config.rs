@@ -197,7 +197,7 @@ pub struct LatencyConfig {
     /// Which part of the baseline window the recent window is compared with.
     pub baseline: LatencyBaseline,
     /// With `baseline: time_of_day`, how far on each side of the same time yesterday the
-    /// baseline reaches (rounded out to whole `baseline_bucket`s).
+    /// baseline reaches: the `baseline_bucket`s whose middle lies within it.
     pub time_of_day_span: HumanDuration,
     /// Fires when the recent quantile is at least this many times the baseline's...
     pub ratio: f64,

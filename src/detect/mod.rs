@@ -83,7 +83,7 @@
 //! window is merged into a coarse bucket of `baseline_bucket` (1 h); coarse buckets older
 //! than `baseline_window` (26 h) before the recent window are dropped. The baseline is thus
 //! the 26 h before the recent window, never overlapping it, aging out an hour at a time;
-//! the time-of-day latency baseline is the coarse buckets that overlap 23 to 25 h ago.
+//! the time-of-day latency baseline is the coarse buckets whose middle lies 23 to 25 h ago.
 //! Latency buckets are DDSketch quantile sketches (`sketches-ddsketch`, 2 % relative
 //! accuracy), merged on demand; count buckets are two integers.
 //!

@@ -245,12 +245,13 @@ impl<A: Aggregate> Windowed<A> {
         self.baseline_merged.get_or_init(|| merged(self.baseline.iter()))
     }
 
-    /// The baseline buckets that overlap `from..to` (seconds), merged. The range moves by
-    /// whole buckets, so the result is cached until it or the buckets change.
+    /// The baseline buckets whose middle lies within `from..=to` (seconds), merged: as
+    /// close to the range as whole buckets get, without the outer buckets that merely
+    /// touch it. The range moves by whole buckets, so the result is cached until it or the
+    /// buckets change.
     pub(crate) fn baseline_between(&mut self, layout: &Layout, from: f64, to: f64) -> &A {
-        let first = slot(from, layout.baseline_bucket);
-        // A bucket that starts exactly at `to` does not overlap it.
-        let last = (to / layout.baseline_bucket).ceil() as i64 - 1;
+        let first = (from / layout.baseline_bucket - 0.5).ceil() as i64;
+        let last = (to / layout.baseline_bucket - 0.5).floor() as i64;
         if !matches!(&self.between_merged, Some((f, l, _)) if (*f, *l) == (first, last)) {
             self.between_merged = None;
         }
@@ -325,6 +326,28 @@ mod tests {
         }
         // Minutes 0..=8 aged out while learning; those that aged out later were dropped.
         assert_eq!(w.baseline().probes, 9);
+    }
+
+    #[test]
+    fn a_range_of_the_baseline_takes_the_buckets_whose_middle_is_in_it() {
+        let mut w = Windowed::<Counts>::default();
+        // One probe a minute for a day and a half; hour h holds 60 probes.
+        let mut now = 0.0;
+        while now < 36.0 * 3600.0 {
+            w.roll(&LAYOUT, now, true);
+            w.record(&LAYOUT, now, |c| c.probes += 1);
+            now += 60.0;
+        }
+        // 13:00 ± 1 h: the hours starting at 12:00 and 13:00 (middles 12:30 and 13:30);
+        // those starting at 11:00 and 14:00 only touch the range.
+        let center = now - 23.0 * 3600.0;
+        assert_eq!(center, 13.0 * 3600.0);
+        assert_eq!(w.baseline_between(&LAYOUT, center - 3600.0, center + 3600.0).probes, 120);
+        // 13:30 ± 1 h holds three middles: 12:30, 13:30 and 14:30.
+        let later = center + 1800.0;
+        assert_eq!(w.baseline_between(&LAYOUT, later - 3600.0, later + 3600.0).probes, 180);
+        // The cache follows the range.
+        assert_eq!(w.baseline_between(&LAYOUT, center - 3600.0, center + 3600.0).probes, 120);
     }
 
     #[test]
