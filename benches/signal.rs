@@ -6,7 +6,8 @@
 //! `wsprobe::replay::replay`, the code path of `wsprobe replay` (one tick per simulated
 //! second between results, as the live engine), so the numbers are what users get.
 //!
-//! One target probed every 30 s ± 10 % (the scheduler's default jitter). Phase medians:
+//! One target probed every 30 s ± 10 % (the scheduler's default jitter; two control
+//! traces use 15 s). Phase medians:
 //! dns 1 ms, connect 5 ms, tls 30 ms, handshake 50 ms, first_message 20 ms, ping 5 ms,
 //! close 5 ms; each sample log-normal (σ = 0.2), with a 0.5 % chance per phase of a slow
 //! outlier (× 2 to 4), and all of them swung ± 30 % by a 24 h sinusoid whose phase is
@@ -27,8 +28,10 @@
 //!
 //! With `WSPROBE_SIGNAL_CANDIDATES=1` the traces are also replayed with a few modified
 //! configurations, each on the traces it is about plus `healthy`, for the targets the
-//! defaults miss; and a control trace is added, the p95 2× trace without the diurnal swing,
-//! which tells the swing's effect apart from the thresholds'.
+//! defaults miss; and control traces are added for the defaults: the p95 2× trace without
+//! the diurnal swing, which tells the swing's effect apart from the thresholds', and the
+//! healthy, p95 2× and 10 % timeouts traces probed every 15 s, which show what a shorter
+//! interval buys and costs.
 //!
 //!     cargo bench --bench signal
 //!     WSPROBE_SIGNAL_CANDIDATES=1 cargo bench --bench signal
@@ -88,6 +91,10 @@ const OUTLIER_FACTOR: (f64, f64) = (2.0, 4.0);
 const DIURNAL: f64 = 0.3;
 /// Traces run only with the candidate configurations: controls that tell causes apart.
 const CONTROL: &str = "p95 2×, no diurnal swing";
+const HEALTHY_15S: &str = "healthy, 15 s interval";
+const TIMEOUTS_15S: &str = "10 % timeouts, 15 s interval";
+const P95_15S: &str = "p95 2×, 15 s interval";
+const CONTROLS: [&str; 4] = [CONTROL, HEALTHY_15S, TIMEOUTS_15S, P95_15S];
 /// Isolated failures: share of probes failing for a non-timeout, and for a timeout reason.
 const BACKGROUND_ERRORS: f64 = 0.003;
 const BACKGROUND_TIMEOUTS: f64 = 0.002;
@@ -126,6 +133,8 @@ enum Incident {
 struct Scenario {
     name: &'static str,
     incident: Incident,
+    /// Seconds between probes (before jitter).
+    interval: f64,
     /// How long the incident lasts (for `healthy`: the evaluated day after the warm-up).
     duration: f64,
     /// Healthy time after the incident, to see the alert resolve.
@@ -150,10 +159,11 @@ enum Target {
     Report,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "healthy",
         incident: Incident::None,
+        interval: INTERVAL,
         duration: 24.0 * HOUR,
         tail: 0.0,
         diurnal: DIURNAL,
@@ -163,6 +173,7 @@ const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "p95 2×",
         incident: Incident::Slower(2.0),
+        interval: INTERVAL,
         duration: 2.0 * HOUR,
         tail: 2.0 * HOUR,
         diurnal: DIURNAL,
@@ -172,6 +183,7 @@ const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "10 % timeouts",
         incident: Incident::Timeouts(0.1),
+        interval: INTERVAL,
         duration: 2.0 * HOUR,
         tail: 2.0 * HOUR,
         diurnal: DIURNAL,
@@ -181,6 +193,7 @@ const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "hard outage",
         incident: Incident::Outage,
+        interval: INTERVAL,
         duration: 0.5 * HOUR,
         tail: HOUR,
         diurnal: DIURNAL,
@@ -190,6 +203,7 @@ const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "slow creep",
         incident: Incident::Creep(3.0),
+        interval: INTERVAL,
         duration: 6.0 * HOUR,
         tail: 2.0 * HOUR,
         diurnal: DIURNAL,
@@ -199,10 +213,41 @@ const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: CONTROL,
         incident: Incident::Slower(2.0),
+        interval: INTERVAL,
         duration: 2.0 * HOUR,
         tail: 2.0 * HOUR,
         diurnal: 0.0,
         expected: Some((AlertKind::LatencyRegression, Some(Phase::Handshake))),
+        target: Target::Within(600.0),
+    },
+    Scenario {
+        name: HEALTHY_15S,
+        incident: Incident::None,
+        interval: 15.0,
+        duration: 24.0 * HOUR,
+        tail: 0.0,
+        diurnal: DIURNAL,
+        expected: None,
+        target: Target::Silent,
+    },
+    Scenario {
+        name: P95_15S,
+        incident: Incident::Slower(2.0),
+        interval: 15.0,
+        duration: 2.0 * HOUR,
+        tail: 2.0 * HOUR,
+        diurnal: DIURNAL,
+        expected: Some((AlertKind::LatencyRegression, Some(Phase::Handshake))),
+        target: Target::Within(600.0),
+    },
+    Scenario {
+        name: TIMEOUTS_15S,
+        incident: Incident::Timeouts(0.1),
+        interval: 15.0,
+        duration: 2.0 * HOUR,
+        tail: 2.0 * HOUR,
+        diurnal: DIURNAL,
+        expected: Some((AlertKind::TimeoutRegression, None)),
         target: Target::Within(600.0),
     },
 ];
@@ -235,7 +280,8 @@ impl Variant {
 /// The defaults on every trace, then (with `candidates`) changes that would meet the
 /// targets the defaults miss, each on the traces it is about.
 fn variants(candidates: bool) -> Vec<Variant> {
-    let all: Vec<&str> = SCENARIOS.iter().map(|s| s.name).filter(|&n| candidates || n != CONTROL).collect();
+    let all: Vec<&str> =
+        SCENARIOS.iter().map(|s| s.name).filter(|n| candidates || !CONTROLS.contains(n)).collect();
     let mut out = vec![Variant::new("defaults", &all, |_| {})];
     if !candidates {
         return out;
@@ -254,6 +300,9 @@ fn variants(candidates: bool) -> Vec<Variant> {
     }));
     out.push(Variant::new("latency.for: 1m", &latency, |c| {
         c.latency.for_ = HumanDuration::from_secs(60);
+    }));
+    out.push(Variant::new("at 15 s: latency.min_slow_samples: 6", &[HEALTHY_15S, P95_15S], |c| {
+        c.latency.min_slow_samples = NonZeroU32::MIN.saturating_add(5);
     }));
     out.push(Variant::new("latency.baseline: window", &latency, |c| {
         c.latency.baseline = LatencyBaseline::Window;
@@ -385,7 +434,7 @@ fn generate(scenario: &Scenario, seed: u64) -> Trace {
         trace.jsonl.extend_from_slice(wsprobe::record::line(&result).as_bytes());
         trace.jsonl.push(b'\n');
         trace.probes += 1;
-        t += INTERVAL * (1.0 + rng.random_range(-JITTER..=JITTER));
+        t += scenario.interval * (1.0 + rng.random_range(-JITTER..=JITTER));
     }
     trace
 }
@@ -569,6 +618,8 @@ struct Outcome {
     /// One score per variant; `None` where the variant skips this trace.
     scores: Vec<Option<Score>>,
     probes: usize,
+    /// Simulated hours the trace spans.
+    hours: f64,
     generate: Duration,
     /// Replay time per variant.
     replay: Vec<Duration>,
@@ -595,7 +646,8 @@ fn run(job: &Job, variants: &[Variant]) -> Outcome {
         assert_eq!(out.results, trace.probes, "replay skipped results");
         scores.push(Some(score(scenario, job.seed, &trace, &out.transitions)));
     }
-    Outcome { scenario: job.scenario, scores, probes: trace.probes, generate, replay }
+    let hours = (WARMUP + scenario.duration + scenario.tail) / HOUR;
+    Outcome { scenario: job.scenario, scores, probes: trace.probes, hours, generate, replay }
 }
 
 fn run_all(seeds: u64, threads: usize, variants: &[Variant]) -> Vec<Outcome> {
@@ -858,11 +910,7 @@ fn main() {
         .enumerate()
         .map(|(i, v)| {
             let busy: Duration = outcomes.iter().map(|o| o.replay[i]).sum();
-            let hours: f64 = outcomes
-                .iter()
-                .filter(|o| o.scores[i].is_some())
-                .map(|o| o.probes as f64 * INTERVAL / HOUR)
-                .sum();
+            let hours: f64 = outcomes.iter().filter(|o| o.scores[i].is_some()).map(|o| o.hours).sum();
             format!("{}: {hours:.0} trace-hours in {:.1} s", v.label, busy.as_secs_f64())
         })
         .collect();
@@ -874,7 +922,7 @@ fn main() {
          time summed over threads, per configuration: {}. Total {:.1} s wall, {cpu:.1} s CPU, {threads} \
          thread(s); load average before / after: {load_before} / {}.\n",
         outcomes.len(),
-        probes as f64 * INTERVAL / HOUR,
+        outcomes.iter().map(|o| o.hours).sum::<f64>(),
         generate.as_secs_f64(),
         replays.join("; "),
         wall.as_secs_f64(),
