@@ -301,9 +301,6 @@ fn variants(candidates: bool) -> Vec<Variant> {
     out.push(Variant::new("latency.for: 1m", &latency, |c| {
         c.latency.for_ = HumanDuration::from_secs(60);
     }));
-    out.push(Variant::new("at 15 s: latency.min_slow_samples: 6", &[HEALTHY_15S, P95_15S], |c| {
-        c.latency.min_slow_samples = NonZeroU32::MIN.saturating_add(5);
-    }));
     out.push(Variant::new("latency.baseline: window", &latency, |c| {
         c.latency.baseline = LatencyBaseline::Window;
     }));

@@ -212,7 +212,9 @@ pub struct LatencyConfig {
     /// Samples the baseline needs before it is compared.
     pub min_baseline_samples: NonZeroU32,
     /// Recent samples that must be at or above the reported quantile: with few samples the
-    /// quantile is taken lower, so that one or two slow probes cannot make a regression.
+    /// quantile is taken lower, so that a few slow probes cannot make a regression. This
+    /// many for windows of up to 39 samples, one more for every further 20 (a shorter
+    /// interval gives chance outliers more tries).
     pub min_slow_samples: NonZeroU32,
     #[serde(rename = "for")]
     pub for_: HumanDuration,

@@ -34,7 +34,8 @@
 //!   hides a regression in the quiet hours nor raises one in the busy hours; while those
 //!   hours hold too few samples (a target's first day) it is the whole baseline window.
 //!   With few recent samples a high quantile is the largest sample or two, so the recent
-//!   quantile is read lower when needed for at least `min_slow_samples` (4) samples to be
+//!   quantile is read lower when needed for at least `min_slow_samples` (4; one more for
+//!   every 20 samples beyond 39, as at shorter intervals) samples to be
 //!   at or above it, and still compared with the baseline's true quantile: the condition
 //!   then means "4 samples at 1.5× the usual p95", which chance outliers almost never
 //!   make. Once pending, the condition holds while the ratio stays at or above
@@ -613,6 +614,15 @@ fn rate_bound(base: Counts) -> f64 {
     ((x + 1.0 + (x + 1.0).sqrt()) / base.probes.max(1) as f64).min(1.0)
 }
 
+/// Slow samples a window of `n` must hold: `min_slow` for up to 39 samples (a 10-minute
+/// window probed every 30 s holds about 20), one more for every further 20. More probes
+/// give chance outliers more tries; with this the chance that they reach the count stays
+/// about what it is at 30 s (at a 0.5 % outlier rate, 4 of 20 happen in 1 in 350,000
+/// windows and 5 of 40 in 1 in 560,000, but 4 of 40 in 1 in 20,000).
+fn slow_samples_needed(min_slow: u64, n: u64) -> u64 {
+    min_slow + n.saturating_sub(20) / 20
+}
+
 /// The quantile to read from `n` samples so that at least `min_slow` of them are at or
 /// above it: `q` itself unless that would rest on fewer samples.
 ///
@@ -746,7 +756,7 @@ fn latency<'a>(
     }
     // With few recent samples the quantile is read lower, at the `min_slow`-th slowest; it
     // is still compared with the baseline's true quantile, which only errs towards silence.
-    let min_slow = u64::from(c.min_slow_samples.get());
+    let min_slow = slow_samples_needed(u64::from(c.min_slow_samples.get()), n_r);
     let q = robust_quantile(c.quantile.get(), n_r, min_slow);
     let Some((r, b)) = recent.quantile(q).zip(base.quantile(c.quantile.get())) else {
         return not_enough(n_r, n_b);

@@ -651,3 +651,35 @@ fn a_daily_rhythm_is_compared_with_the_same_time_yesterday() {
     let (run, _) = run_with(LatencyBaseline::Window);
     assert!(run.log.is_empty(), "{:#?}", run.log);
 }
+
+#[test]
+fn a_shorter_interval_needs_more_slow_samples() {
+    assert_eq!([10, 20, 39, 40, 59, 60, 120].map(|n| slow_samples_needed(4, n)), [4, 4, 4, 5, 5, 6, 9]);
+    // Every 15 s: about 40 samples in the window. Four probes at 4x the usual handshake
+    // within five minutes are a chance the window gives outliers; five are not.
+    let slow_spell = |slow: usize| {
+        let mut rng = StdRng::seed_from_u64(47);
+        let mut run = Run::new();
+        run.probe_for(3.0 * HOUR, 15.0, |_| healthy(&mut rng, 0.1, 0.1));
+        let mut n = 0;
+        run.probe_for(20.0 * MIN, 15.0, |_| {
+            n += 1;
+            let mut r = healthy(&mut rng, 0.1, 0.1);
+            if n % 4 == 0 && n / 4 <= slow {
+                r.phases.set(Phase::Handshake, 0.4);
+            }
+            r
+        });
+        run
+    };
+    let four = slow_spell(4);
+    assert!(four.log.is_empty(), "{:#?}", four.log);
+    let five = slow_spell(5);
+    let fired = five.transitions(AlertKind::LatencyRegression, AlertState::Firing);
+    assert_eq!(fired.len(), 1, "{:#?}", five.log);
+    assert!(
+        fired[0].alert.description.contains("(the 5th slowest: too few for a plain p95)"),
+        "{:?}",
+        fired[0]
+    );
+}
