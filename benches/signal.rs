@@ -693,6 +693,20 @@ fn fmt_dur(secs: f64) -> String {
     }
 }
 
+/// The median and worst of `durations`, which leave out `missing` seeds: `never` when
+/// every seed is missing, the worst `<missing_word> in N` when some are.
+fn median_and_worst(durations: &[f64], missing: usize, missing_word: &str) -> (String, String) {
+    if durations.is_empty() {
+        return ("never".to_owned(), "never".to_owned());
+    }
+    let worst = if missing > 0 {
+        format!("{missing_word} in {missing}")
+    } else {
+        fmt_dur(durations.iter().copied().fold(f64::MIN, f64::max))
+    };
+    (fmt_dur(percentile(durations, 50.0)), worst)
+}
+
 fn expected_name(e: Option<(AlertKind, Option<Phase>)>) -> String {
     match e {
         None => "none".to_owned(),
@@ -730,15 +744,8 @@ fn table(scores_by_scenario: &[Vec<&Score>]) -> String {
         let missed = scores.len() - delays.len();
         let (median, worst) = if scenario.expected.is_none() {
             ("—".to_owned(), "—".to_owned())
-        } else if delays.is_empty() {
-            ("never".to_owned(), "never".to_owned())
         } else {
-            let worst = if missed > 0 {
-                format!("missed in {missed}")
-            } else {
-                fmt_dur(delays.iter().copied().fold(f64::MIN, f64::max))
-            };
-            (fmt_dur(percentile(&delays, 50.0)), worst)
+            median_and_worst(&delays, missed, "missed")
         };
         let detected = match scenario.expected {
             None => "—".to_owned(),
@@ -774,19 +781,10 @@ fn table(scores_by_scenario: &[Vec<&Score>]) -> String {
         let refires: usize = scores.iter().map(|s| s.refires).sum();
         let resolves: Vec<f64> = scores.iter().filter_map(|s| s.resolve).collect();
         let unresolved = scores.iter().filter(|s| s.unresolved).count();
-        let (r_median, r_worst) = if resolves.is_empty() {
-            if unresolved > 0 {
-                ("never".to_owned(), "never".to_owned())
-            } else {
-                ("—".to_owned(), "—".to_owned())
-            }
+        let (r_median, r_worst) = if resolves.is_empty() && unresolved == 0 {
+            ("—".to_owned(), "—".to_owned())
         } else {
-            let worst = if unresolved > 0 {
-                format!("unresolved in {unresolved}")
-            } else {
-                fmt_dur(resolves.iter().copied().fold(f64::MIN, f64::max))
-            };
-            (fmt_dur(percentile(&resolves, 50.0)), worst)
+            median_and_worst(&resolves, unresolved, "unresolved")
         };
         let refires_text = if scenario.expected.is_none() { "—".to_owned() } else { refires.to_string() };
         writeln!(

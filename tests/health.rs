@@ -213,9 +213,19 @@ async fn until_api(
     what: &str,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    until_json(addr, "/api/targets", what, check).await
+}
+
+/// Polls the JSON at `path` until `check` holds, for at most 5 s.
+async fn until_json(
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let body = http_get(addr, "/api/targets").await.body;
+        let body = http_get(addr, path).await.body;
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         if check(&json) {
             return json;
@@ -828,26 +838,12 @@ targets:
     std::fs::write(&path, yaml).unwrap();
     let (running, cancel) = start(&path).await;
     let addr = running.addr;
-    let drift_alerts = |body: &str| -> Vec<serde_json::Value> {
-        let api: serde_json::Value = serde_json::from_str(body).unwrap();
-        api["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["key"]["kind"] == "DeploymentDrift")
-            .cloned()
-            .collect()
+    let drift_alerts = |api: &serde_json::Value| -> Vec<serde_json::Value> {
+        let alerts = api["alerts"].as_array().unwrap().iter();
+        alerts.filter(|a| a["key"]["kind"] == "DeploymentDrift").cloned().collect()
     };
     let poll = |what: &'static str, done: fn(&[serde_json::Value]) -> bool| async move {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let alerts = drift_alerts(&http_get(addr, "/api/alerts").await.body);
-            if done(&alerts) {
-                return alerts;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting until {what}: {alerts:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        drift_alerts(&until_json(addr, "/api/alerts", what, |api| done(&drift_alerts(api))).await)
     };
 
     // The expected build: checks run, no alert.

@@ -297,17 +297,23 @@ mod tests {
         baseline_window: 86400.0,
     };
 
-    #[test]
-    fn buckets_move_from_recent_to_baseline_and_age_out() {
+    /// One probe a minute, learning, until `until` seconds; the window and the time after
+    /// the last probe. The buckets held stay within the bound all along.
+    fn probe_every_minute(until: f64) -> (Windowed<Counts>, f64) {
         let mut w = Windowed::<Counts>::default();
-        // One probe a minute for two days.
         let mut now = 0.0;
-        while now < 2.0 * 86400.0 {
+        while now < until {
             w.roll(&LAYOUT, now, true);
             w.record(&LAYOUT, now, |c| c.probes += 1);
             assert!(w.recent.len() + w.baseline.len() <= LAYOUT.max_buckets());
             now += 60.0;
         }
+        (w, now)
+    }
+
+    #[test]
+    fn buckets_move_from_recent_to_baseline_and_age_out() {
+        let (mut w, now) = probe_every_minute(2.0 * 86400.0);
         w.roll(&LAYOUT, now, true);
         // The recent window holds the last ten minutes (the bucket at its start included).
         assert_eq!(w.recent().probes, 10);
@@ -330,14 +336,8 @@ mod tests {
 
     #[test]
     fn a_range_of_the_baseline_takes_the_buckets_whose_middle_is_in_it() {
-        let mut w = Windowed::<Counts>::default();
-        // One probe a minute for a day and a half; hour h holds 60 probes.
-        let mut now = 0.0;
-        while now < 36.0 * 3600.0 {
-            w.roll(&LAYOUT, now, true);
-            w.record(&LAYOUT, now, |c| c.probes += 1);
-            now += 60.0;
-        }
+        // A day and a half; hour h holds 60 probes.
+        let (mut w, now) = probe_every_minute(36.0 * 3600.0);
         // 13:00 ± 1 h: the hours starting at 12:00 and 13:00 (middles 12:30 and 13:30);
         // those starting at 11:00 and 14:00 only touch the range.
         let center = now - 23.0 * 3600.0;
