@@ -408,8 +408,8 @@ impl TargetState {
     ) -> Vec<Transition> {
         let mut out = Vec::new();
 
-        let check = self.probe_failing(name, config);
-        self.step(name, AlertKind::ProbeFailing, None, check, config, now, &mut out);
+        let eval = self.explain(AlertKind::ProbeFailing, None, self.probe_failing(name, config), config);
+        self.step(name, AlertKind::ProbeFailing, None, eval, config, now, &mut out);
 
         // Series with data, and series whose alert outlived their data.
         let mut subjects: Vec<Subject> = self.timings.keys().cloned().collect();
@@ -424,52 +424,56 @@ impl TargetState {
         for subject in &subjects {
             let active = self.is_alerting(AlertKind::LatencyRegression, Some(subject));
             let check = latency(name, subject, self.timings.get_mut(subject), active, config, layout, now);
-            self.step(
-                name,
-                AlertKind::LatencyRegression,
-                Some(subject.clone()),
-                check,
-                config,
-                now,
-                &mut out,
-            );
+            let eval = self.explain(AlertKind::LatencyRegression, Some(subject), check, config);
+            self.step(name, AlertKind::LatencyRegression, Some(subject.clone()), eval, config, now, &mut out);
         }
 
         let active = self.is_alerting(AlertKind::TimeoutRegression, None);
         let check = self.timeouts(name, active, config, layout);
-        self.step(name, AlertKind::TimeoutRegression, None, check, config, now, &mut out);
+        let eval = self.explain(AlertKind::TimeoutRegression, None, check, config);
+        self.step(name, AlertKind::TimeoutRegression, None, eval, config, now, &mut out);
 
         for signal in Signal::ALL {
-            let state = self.signals.get(&signal).cloned();
+            let state = self.signals.get(&signal);
             if state.is_none() && !self.is_alerting(signal.kind(), None) {
                 continue;
             }
-            let check = signal_check(name, signal, state);
-            self.step(name, signal.kind(), None, check, config, now, &mut out);
+            let eval = self.explain(signal.kind(), None, signal_check(name, signal, state), config);
+            self.step(name, signal.kind(), None, eval, config, now, &mut out);
         }
         out
     }
 
-    /// Moves one alert through its lifecycle; the check's explanation is built only when
-    /// the alert exists or is about to.
+    /// The check's evaluation when its alert exists or is about to; `None` otherwise, and
+    /// then the explanation is never built. Reads the target's state without copying it.
+    fn explain(
+        &self,
+        kind: AlertKind,
+        subject: Option<&Subject>,
+        check: Check<'_>,
+        config: &DetectorConfig,
+    ) -> Option<Evaluation> {
+        let needed = (check.condition && config.timing(kind).enabled) || self.is_alerting(kind, subject);
+        needed.then(|| Evaluation { condition: check.condition, finding: (check.explain)() })
+    }
+
+    /// Moves one alert through its lifecycle; `None` (see [`TargetState::explain`]) leaves
+    /// it inactive.
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
         name: &str,
         kind: AlertKind,
         subject: Option<Subject>,
-        check: Check<'_>,
+        eval: Option<Evaluation>,
         config: &DetectorConfig,
         now: f64,
         out: &mut Vec<Transition>,
     ) {
+        let Some(eval) = eval else { return };
         let timing = config.timing(kind);
         let map_key = (kind, subject);
         let mut slot = self.alerts.remove(&map_key);
-        if slot.is_none() && !(check.condition && timing.enabled) {
-            return;
-        }
-        let eval = Evaluation { condition: check.condition, finding: (check.explain)() };
         let key = AlertKey { kind, target: name.to_owned(), subject: map_key.1.clone() };
         let transition = alert::step(&mut slot, &key, &timing, eval, now);
         if let Some(lc) = slot {
@@ -478,12 +482,12 @@ impl TargetState {
         out.extend(transition);
     }
 
-    fn probe_failing<'a>(&self, name: &'a str, config: &'a DetectorConfig) -> Check<'a> {
+    fn probe_failing<'a>(&'a self, name: &'a str, config: &'a DetectorConfig) -> Check<'a> {
         let s = self.streak;
-        let last = self.last_failure.clone();
+        let last = self.last_failure.as_ref();
         Check::new(s.failing, move || {
             let needed = config.probe_failing.failures.get();
-            let last = last.as_ref().map_or_else(|| "unknown".to_owned(), FailureInfo::describe);
+            let last = last.map_or_else(|| "unknown".to_owned(), FailureInfo::describe);
             let description = if s.failing && u64::from(s.consecutive_failures) == s.episode_probes {
                 format!("{} consecutive failures, last: {last}", s.consecutive_failures)
             } else if s.failing {
@@ -520,7 +524,7 @@ impl TargetState {
 
     /// `active`: the alert is pending or firing, so the resolve threshold applies.
     fn timeouts<'a>(
-        &self,
+        &'a self,
         name: &'a str,
         active: bool,
         config: &'a DetectorConfig,
@@ -557,7 +561,7 @@ impl TargetState {
             let enough = recent.timeouts >= u64::from(c.min_timeouts.get()) && r - b >= c.margin.fraction();
             (enough && chance.is_some_and(|p| p <= c.significance), b + c.margin.fraction())
         };
-        let last = self.last_timeout.clone();
+        let last = self.last_timeout.as_ref();
         Check::new(condition, move || {
             let mut description = format!(
                 "timeouts {} ({} of {}) over the last {} vs baseline {} ({} of {})",
@@ -572,7 +576,7 @@ impl TargetState {
             if let Some(p) = chance {
                 description.push_str(&format!(", {} by chance at the baseline rate", fmt_chance(p)));
             }
-            if let Some(last) = &last {
+            if let Some(last) = last {
                 description.push_str(&format!(", last: {}", last.describe()));
             }
             Finding {
@@ -801,8 +805,8 @@ fn latency<'a>(
     })
 }
 
-fn signal_check<'a>(name: &'a str, signal: Signal, state: Option<SignalState>) -> Check<'a> {
-    let active = state.as_ref().is_some_and(|s| s.active);
+fn signal_check<'a>(name: &'a str, signal: Signal, state: Option<&'a SignalState>) -> Check<'a> {
+    let active = state.is_some_and(|s| s.active);
     Check::new(active, move || {
         let (summary, default) = match signal {
             Signal::CircuitOpen => {
@@ -813,7 +817,7 @@ fn signal_check<'a>(name: &'a str, signal: Signal, state: Option<SignalState>) -
                 format!("the deployment check reports that {name} does not run the expected build"),
             ),
         };
-        let description = match state.and_then(|s| s.detail) {
+        let description = match state.and_then(|s| s.detail.clone()) {
             Some(detail) => detail,
             None if active => default,
             None => "the condition cleared".to_owned(),
