@@ -39,3 +39,4 @@ pub mod replay;
 pub mod scenario;
 pub mod scheduler;
 pub mod state;
+pub mod util;

@@ -1,0 +1,32 @@
+//! Clock arithmetic that cannot overflow, and the wall clock as Unix seconds.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+/// About thirty years: "never" for a deadline, and still far from `Instant`'s limits.
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+/// `start + d`, saturating at [`FAR_FUTURE`] from `start` instead of panicking on
+/// overflow, whatever `d` is.
+pub fn deadline(start: Instant, d: Duration) -> Instant {
+    let d = d.min(FAR_FUTURE);
+    start.checked_add(d).unwrap_or(start)
+}
+
+/// Now, as Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_saturate() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+        assert_eq!(deadline(now, Duration::MAX), now + FAR_FUTURE);
+    }
+}
