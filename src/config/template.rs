@@ -204,15 +204,10 @@ fn parse_reference(name: &str) -> Result<Segment, TemplateError> {
     }
 }
 
-/// Replaces every secret in `text` with `***`.
+/// Replaces every secret in `text` (in any escaped or encoded form, and fragments of one)
+/// with `***`; see [`crate::util::redact::Redactor`].
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
+    crate::util::redact::Redactor::new(secrets).redact(text)
 }
 
 impl fmt::Display for Template {

@@ -1,4 +1,5 @@
 //! Leaf utilities: nothing here imports any other module of the crate.
 
+pub mod redact;
 pub mod text;
 pub mod time;
