@@ -112,15 +112,38 @@ fn main() -> ExitCode {
     })
 }
 
+/// Libraries that log requests and frames (headers, tokens, payloads) at debug and trace.
+const VERBOSE_LIBRARIES: [&str; 8] =
+    ["tungstenite", "tokio_tungstenite", "hyper", "hyper_util", "rustls", "tokio_rustls", "h2", "axum"];
+
+/// Set to `1` to let `RUST_LOG` raise those libraries past `info` (their logs may show secrets).
+const UNSAFE_DEBUG_ENV: &str = "WSPROBE_LOG_UNSAFE_DEBUG";
+
 fn init_logging(format: LogFormat, default: &str) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A cap beside RUST_LOG rather than directives in it, so no RUST_LOG (however
+    // specific its targets) can turn the libraries' request and frame dumps on.
+    let unsafe_debug = std::env::var(UNSAFE_DEBUG_ENV).is_ok_and(|v| v == "1");
+    let cap = if unsafe_debug {
+        Targets::new().with_default(LevelFilter::TRACE)
+    } else {
+        VERBOSE_LIBRARIES.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |t, lib| {
+            t.with_target(*lib, LevelFilter::INFO)
+        })
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
-    }
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(cap).with(filter);
+    let _ = match format {
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => {
+            registry.with(layer.json().flatten_event(true).with_current_span(false)).try_init()
+        }
+    };
 }
 
 /// Loads the configuration or exits 2 with every problem, each naming file and field.

@@ -32,11 +32,13 @@ pub use drift::{version_label, Drift};
 pub use remote::{Poller, RemoteState, RemoteStatus};
 
 use crate::alerting::AlertsHandle;
-use crate::config::{redact, HealthCheck, Target, Template, Vars};
+use crate::config::{HealthCheck, Target, Template, Vars};
 use crate::detect::Signal;
 use crate::metrics::Metrics;
 use crate::scenario::{lookup, Matcher, Received};
 use crate::state::{Event, StateHandle, WatchEvent};
+use crate::util::redact::Redactor;
+use crate::util::text::escape_control;
 
 /// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -244,6 +246,7 @@ impl Checker {
             }
             Err(e) => Err(e),
         };
+        let redactor = Redactor::new(&secrets);
         let mut result = HealthResult {
             target: target.to_owned(),
             check: c.name.clone(),
@@ -263,7 +266,7 @@ impl Checker {
         let verdict = outcome.and_then(|answer| {
             result.http_status = Some(answer.status);
             result.redirects = answer.redirects;
-            let (verdict, version) = self.judge(&answer);
+            let (verdict, version) = self.judge(&answer, &redactor);
             result.version = version;
             verdict
         });
@@ -271,13 +274,20 @@ impl Checker {
             result.success = false;
             result.reason = Some(e.reason);
             result.http_status = e.status.or(result.http_status);
-            result.message = Some(redact(&e.message, &secrets));
+            result.message = Some(redactor.redact(&e.message));
         }
         result
     }
 
     /// Status, then body, then version; the version is read whenever the body has it.
-    fn judge(&self, answer: &http::Answer) -> (Result<(), http::GetError>, Option<String>) {
+    ///
+    /// Server text is redacted before it is cut, and the version is also escaped: it
+    /// reaches log lines, alert descriptions and the text report.
+    fn judge(
+        &self,
+        answer: &http::Answer,
+        redactor: &Redactor,
+    ) -> (Result<(), http::GetError>, Option<String>) {
         let c = &self.check;
         let fail =
             |reason, message: String| Err(http::GetError { reason, message, status: Some(answer.status) });
@@ -285,13 +295,15 @@ impl Checker {
         let json: Option<Value> = text.and_then(|t| serde_json::from_str(t).ok());
         let version_value =
             c.version_path.as_ref().and_then(|p| json.as_ref().and_then(|doc| lookup(doc, p)));
-        let version = version_value.and_then(drift::version_text).map(|v| http::excerpt(&v, 128));
+        let version = version_value
+            .and_then(drift::version_text)
+            .map(|v| escape_control(&redactor.excerpt(&v, 128)).into_owned());
 
         if !c.expect_status.contains(&answer.status) {
             let expected: Vec<String> = c.expect_status.iter().map(u16::to_string).collect();
             let mut message = format!("HTTP {}, expected {}", answer.status, expected.join(" or "));
             if let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) {
-                message.push_str(&format!(": {}", http::excerpt(t, 200)));
+                message.push_str(&format!(": {}", redactor.excerpt(t, 200)));
             }
             return (fail(HealthReason::HttpStatus, message), version);
         }
@@ -305,10 +317,10 @@ impl Checker {
             return (Ok(()), version);
         };
         if needs_json {
-            let what = describe_body(answer.content_type.as_deref(), text);
+            let what = describe_body(answer.content_type.as_deref(), text, redactor);
             if let Some(ct) = answer.content_type.as_deref().filter(|ct| !is_json_type(ct)) {
                 let message =
-                    format!("expected a JSON body, got content type `{}` ({what})", http::excerpt(ct, 60));
+                    format!("expected a JSON body, got content type `{}` ({what})", redactor.excerpt(ct, 60));
                 return (fail(HealthReason::BodyMismatch, message), version);
             }
             if let Err(e) = serde_json::from_str::<Value>(text) {
@@ -319,7 +331,8 @@ impl Checker {
         if let Some(m) = &c.expect {
             let received = Received::text(text);
             if !m.matches(&received) {
-                let message = format!("the body does not match `expect`: {}", explain(m, &received));
+                let message =
+                    format!("the body does not match `expect`: {}", explain(m, &received, redactor));
                 return (fail(HealthReason::BodyMismatch, message), version);
             }
         }
@@ -375,8 +388,8 @@ fn is_json_type(content_type: &str) -> bool {
 }
 
 /// What arrived, for a mismatch message: the start of the body.
-fn describe_body(content_type: Option<&str>, text: &str) -> String {
-    let start = http::excerpt(text.trim(), 60);
+fn describe_body(content_type: Option<&str>, text: &str, redactor: &Redactor) -> String {
+    let start = redactor.excerpt(text.trim(), 60);
     match (content_type, start.is_empty()) {
         (_, true) => "an empty body".to_owned(),
         (None, false) => format!("no content type, body starts {start:?}"),
@@ -404,7 +417,7 @@ fn needs_json(m: &Matcher) -> bool {
 }
 
 /// The first condition of `m` that the body fails, in words.
-fn explain(m: &Matcher, body: &Received<'_>) -> String {
+fn explain(m: &Matcher, body: &Received<'_>, redactor: &Redactor) -> String {
     match m {
         Matcher::AnyOf(list) => format!("none of the {} `any_of` matchers holds", list.len()),
         Matcher::All { json, exists, text } => {
@@ -421,7 +434,7 @@ fn explain(m: &Matcher, body: &Received<'_>) -> String {
                     Some(got) if !same(got, want) => {
                         return format!(
                             "`{shown}` is {}, expected {want}",
-                            http::excerpt(&got.to_string(), 80)
+                            redactor.excerpt(&got.to_string(), 80)
                         )
                     }
                     Some(_) => {}

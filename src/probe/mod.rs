@@ -25,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{fmt_duration, Event, Session, Wait};
 
-use crate::config::{parse_ws_url, redact, Target, Vars};
+use crate::config::{parse_ws_url, Target, Vars};
 use crate::scenario::{self, Hooks, StepKind};
+use crate::util::redact::Redactor;
 
 /// Why a probe stopped early.
 #[derive(Debug)]
@@ -126,7 +127,7 @@ impl Prober {
                 result.phase = Some(run.current);
                 result.step = run.step;
                 // Whatever was substituted from the environment or a file is a secret.
-                result.message = Some(redact(&e.message, &run.secrets));
+                result.message = Some(Redactor::new(&run.secrets).redact(&e.message));
                 result.http_status = e.http_status.or(result.http_status);
                 result.close_code = e.close_code;
                 if let Some(s) = session {
@@ -228,6 +229,9 @@ impl Prober {
             self.hooks.clone(),
             vars,
         ));
+        // Server text read during the session is redacted as it is read, with every secret
+        // of the connection known by then.
+        session.secrets.extend(run.secrets.iter().cloned());
 
         if t.steps.is_empty() {
             if t.server_speaks_first {

@@ -22,6 +22,7 @@ use super::tls::Conn;
 use super::{ProbeError, Reason, Stop};
 use crate::config::Vars;
 use crate::scenario::{Hooks, Received};
+use crate::util::redact::Redactor;
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.
 const MAX_GAPS: usize = 4096;
@@ -151,7 +152,9 @@ impl Session {
                     return Ok(Some(Event::Data(frame)));
                 }
                 Message::Pong(payload) => return Ok(Some(Event::Pong(payload))),
-                Message::Close(close) => return Err(Stop::Failed(unexpected_close(close.as_ref()))),
+                Message::Close(close) => {
+                    return Err(Stop::Failed(unexpected_close(close.as_ref(), &self.redactor())))
+                }
                 Message::Ping(_) | Message::Frame(_) => {}
             }
         }
@@ -164,7 +167,7 @@ impl Session {
         }
         let received = Received::of(frame);
         if self.hooks.fail_on.iter().any(|m| m.matches(&received)) {
-            let shown = received.excerpt(160);
+            let shown = received.excerpt(160, &self.redactor());
             return Err(fail(Reason::ErrorMessage, format!("server sent an error message: {shown}")));
         }
         let Some(reply) =
@@ -177,6 +180,12 @@ impl Session {
             .map_err(|e| fail(Reason::SendError, format!("cannot build the automatic reply: {e}")))?;
         self.send(msg, wait).await?;
         Ok(true)
+    }
+
+    /// Everything substituted so far in this probe, for redacting server text before it
+    /// is cut or quoted.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(&self.secrets)
     }
 
     fn expired(&self, deadline: Instant, idle_deadline: Instant, wait: &Wait) -> ProbeError {
@@ -305,29 +314,33 @@ fn fail(reason: Reason, message: impl Into<String>) -> Stop {
     Stop::Failed(ProbeError::new(reason, message))
 }
 
-fn unexpected_close(close: Option<&CloseFrame>) -> ProbeError {
+fn unexpected_close(close: Option<&CloseFrame>, redactor: &Redactor) -> ProbeError {
     let mut err = match close {
         Some(frame) => {
             let code = u16::from(frame.code);
             let mut e = ProbeError::new(
                 Reason::UnexpectedClose,
-                format!("server closed the session with code {code}{}", quoted_reason(&frame.reason)),
+                format!(
+                    "server closed the session with code {code}{}",
+                    quoted_reason(&frame.reason, redactor)
+                ),
             );
             e.close_code = Some(code);
             e
         }
         None => ProbeError::new(Reason::UnexpectedClose, "server closed the session without a code"),
     };
-    err.message.truncate(200);
+    err.message = redactor.excerpt(&err.message, 200);
     err
 }
 
-fn quoted_reason(reason: &str) -> String {
+/// The server's close reason, redacted before it is cut and quoted, so neither the cut nor
+/// the escaping can let part of a secret through.
+fn quoted_reason(reason: &str, redactor: &Redactor) -> String {
     if reason.is_empty() {
         String::new()
     } else {
-        let shown: String = reason.chars().take(64).collect();
-        format!(" ({:?})", shown)
+        format!(" ({:?})", redactor.excerpt(reason, 64))
     }
 }
 

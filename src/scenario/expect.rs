@@ -8,6 +8,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{expect_timeout, lookup, Matcher, Received};
 use crate::probe::session::{Event, Session, Wait};
 use crate::probe::Stop;
+use crate::util::redact::Redactor;
 
 /// Messages described in a failure, most recent last.
 const RECENT: usize = 3;
@@ -20,12 +21,12 @@ struct Ignored {
 }
 
 impl Ignored {
-    fn push(&mut self, received: &Received<'_>) {
+    fn push(&mut self, received: &Received<'_>, redactor: &Redactor) {
         self.count += 1;
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back(received.preview());
+        self.recent.push_back(received.preview(redactor));
     }
     fn recent(&self) -> Vec<String> {
         self.recent.iter().cloned().collect()
@@ -54,7 +55,7 @@ pub async fn expect_one(
         };
         let received = Received::of(&msg);
         if !matcher.matches(&received) {
-            ignored.push(&received);
+            ignored.push(&received, &session.redactor());
             continue;
         }
         store_captures(session, &received, capture);
@@ -103,7 +104,7 @@ pub async fn expect_all(
         let before = pending.len();
         pending.retain(|&i| !matchers[i].matches(&received));
         if pending.len() == before {
-            ignored.push(&received);
+            ignored.push(&received, &session.redactor());
         }
     }
     Ok(())

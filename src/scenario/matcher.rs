@@ -10,6 +10,9 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::util::redact::Redactor;
+use crate::util::text::escape_control;
+
 /// A matcher as written in the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,10 +67,11 @@ impl<'a> Received<'a> {
         }
     }
 
-    /// The message itself, shortened, for reporting an error message the server sent.
-    pub fn excerpt(&self, max: usize) -> String {
+    /// The message itself, shortened, for reporting an error message the server sent:
+    /// redacted before the cut, so no part of a secret survives it.
+    pub fn excerpt(&self, max: usize, redactor: &Redactor) -> String {
         match self.text {
-            Some(text) => truncate(text, max),
+            Some(text) => redactor.excerpt(text, max),
             None => format!("binary message of {} bytes", self.binary_len),
         }
     }
@@ -84,23 +88,15 @@ impl<'a> Received<'a> {
 
     /// A short, safe description for failure messages: the JSON `type` if any, else the
     /// first bytes of the text.
-    pub fn preview(&self) -> String {
+    /// Secrets are redacted before the cut and the quoting.
+    pub fn preview(&self, redactor: &Redactor) -> String {
         if let Some(t) = self.json.as_ref().and_then(|v| v.get("type")).and_then(Value::as_str) {
-            return format!("type={}", truncate(t, 40));
+            return format!("type={}", escape_control(&redactor.excerpt(t, 40)));
         }
         match self.text {
-            Some(text) => format!("{:?}", truncate(text, 40)),
+            Some(text) => format!("{:?}", redactor.excerpt(text, 40)),
             None => format!("binary {} bytes", self.binary_len),
         }
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
     }
 }
 
@@ -206,7 +202,7 @@ mod tests {
         assert!(!m("json: { data.event: y }").matches(&msg));
         assert!(m("json_exists: [items.0.id]").matches(&msg));
         assert!(!m("json_exists: [items.1.id]").matches(&msg));
-        assert_eq!(msg.preview(), "type=system_message");
+        assert_eq!(msg.preview(&Redactor::default()), "type=system_message");
     }
 
     #[test]
