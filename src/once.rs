@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::health::{Deployment, HealthResult};
 use crate::probe::{ProbeResult, Prober};
+use crate::util::text::escape_control;
 
 /// Probes each target once, concurrently up to the configured limit; results in
 /// configuration order. `None` for a target whose probe was cancelled.
@@ -86,7 +87,7 @@ pub fn render_text(results: &[ProbeResult], health: &[TargetHealth]) -> String {
                 let _ = write!(out, " (close code {code})");
             }
             if let Some(msg) = &r.message {
-                let _ = write!(out, ": {msg}");
+                let _ = write!(out, ": {}", escape_control(msg));
             }
         }
         out.push('\n');
@@ -209,17 +210,22 @@ fn render_health(out: &mut String, width: usize, h: &TargetHealth) {
             let _ = write!(out, "  HTTP {status}");
         }
         if let Some(v) = &r.version {
-            let _ = write!(out, "  version {v}");
+            let _ = write!(out, "  version {}", escape_control(v));
         }
         if let (Some(reason), Some(message)) = (r.reason, &r.message) {
-            let _ = write!(out, "  {reason}: {message}");
+            let _ = write!(out, "  {reason}: {}", escape_control(message));
         }
         out.push('\n');
     }
     let Some(d) = &h.deployment else { return };
     if let Some(sentence) = d.sentence(&h.target) {
-        let _ = writeln!(out, "{:width$}  drift: {sentence}", "");
+        let _ = writeln!(out, "{:width$}  drift: {}", "", escape_control(&sentence));
     } else if let Some(e) = h.results.iter().find_map(|r| r.expected_version_error.as_ref()) {
-        let _ = writeln!(out, "{:width$}  drift unknown: cannot read the expected version: {e}", "");
+        let _ = writeln!(
+            out,
+            "{:width$}  drift unknown: cannot read the expected version: {}",
+            "",
+            escape_control(e)
+        );
     }
 }

@@ -293,6 +293,15 @@ async fn no_secret_reaches_any_output() {
         .map(|r| r.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned())
         .collect();
     assert!(!bodies.is_empty(), "the receivers got notifications");
+    // Userinfo travels as Basic authorization, never in `Host`.
+    let hook: Vec<&String> = requests.iter().filter(|r| r.starts_with("POST /hook")).collect();
+    assert!(!hook.is_empty(), "the webhook with credentials in its URL was called");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("wsprobe:{}", PASS.1));
+    for r in &hook {
+        let head: Vec<&str> = r.split("\r\n\r\n").next().unwrap().lines().collect();
+        assert!(head.contains(&format!("Host: {}", http.addr).as_str()), "{head:?}");
+        assert!(head.contains(&format!("Authorization: Basic {basic}").as_str()), "{head:?}");
+    }
     let mut channels: Vec<(String, String)> = [a, b, c, once].concat();
     channels.push(("receiver bodies".into(), bodies.join("\n")));
 
@@ -315,4 +324,50 @@ async fn no_secret_reaches_any_output() {
         }
     }
     assert!(report.is_empty(), "{} leaks:\n{}", report.len(), report.join("\n"));
+}
+
+/// A version string is server text: one with a newline must not forge a log line, an
+/// alert, or a line of `wsprobe once`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_with_a_newline_forges_no_line() {
+    let ws = echoing::ws(|_: &Seen| Act::Send(Vec::new())).await;
+    let http = echoing::http(
+        |_| 200,
+        |_, _| serde_json::json!({ "version": "1.0\n2026-01-01T00:00:00Z ERROR forged" }).to_string(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "listen: {listen}\ndefaults:\n  interval: 1s\ntargets:\n  - name: agent\n    url: ws://{}/\n    health:\n      - {{ name: version, url: \"http://{}/version\", version_path: version, expected_version: \"1.1\", interval: 200ms }}\n",
+        ws.addr, http.addr
+    );
+    let path = dir.path().join("forge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (mut child, lines) =
+        spawn(&["--log-format", "text", "run", "-c", path.to_str().unwrap()], &[], Output::Stderr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("Deployment drift")) {
+        assert!(Instant::now() < deadline, "no drift logged: {seen:?}");
+        if let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    child.signal("TERM");
+    child.wait_exit(Duration::from_secs(10));
+    seen.extend(lines.try_iter());
+    let forged: Vec<&String> = seen.iter().filter(|l| l.starts_with("2026-01-01T00:00:00Z")).collect();
+    assert!(forged.is_empty(), "forged log lines: {forged:?}");
+    let changed: Vec<&String> = seen.iter().filter(|l| l.contains("The live version changed.")).collect();
+    assert_eq!(changed.len(), 1, "{seen:?}");
+    assert!(changed[0].contains(r"1.0\n2026-01-01T00:00:00Z ERROR forged"), "{}", changed[0]);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsprobe"))
+        .args(["once", "-c", path.to_str().unwrap(), "--format", "text"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")), "{stdout}");
+    assert!(stdout.contains(r"version 1.0\n2026-01-01T00:00:00Z ERROR forged"), "{stdout}");
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::Uri;
 
+use super::credentials;
 use super::dispatch::{Format, Receiver, Retry};
-use crate::config::{HumanDuration, Template};
+use crate::config::{HumanDuration, Template, Vars};
 use crate::detect::DetectorConfig;
+use crate::util::redact::Redactor;
 
 /// `alerting:` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,6 +44,7 @@ pub struct RawReceiver {
     /// The `receiver` label (default: `alertmanager-N` / `webhook-N`).
     pub name: Option<String>,
     /// Alertmanager: its base URL (`http://127.0.0.1:9093`). Webhooks: the full URL.
+    /// Userinfo (`http://user:${PASS}@host:9093`) is sent as `Authorization: Basic`.
     pub url: Template,
     /// Webhooks only: `json` (default) or `slack`.
     pub format: Option<String>,
@@ -113,19 +116,25 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                     Format::Json
                 }
             };
-            let url = match r.url.expand() {
-                Ok(u) => match u.parse::<Uri>() {
-                    Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
-                        Some(uri)
+            let mut secrets = Vec::new();
+            let shown_source = credentials::shown(r.url.source());
+            let url = match r.url.expand_with(&Vars::default(), &mut secrets) {
+                Ok(u) => {
+                    let split = credentials::split(&u);
+                    match split.url.parse::<Uri>() {
+                        Ok(uri)
+                            if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+                        {
+                            Some((uri, split))
+                        }
+                        _ => {
+                            problems.push(format!(
+                                "{at}.url: `{shown_source}` is not an http:// or https:// URL"
+                            ));
+                            None
+                        }
                     }
-                    _ => {
-                        problems.push(format!(
-                            "{at}.url: `{}` is not an http:// or https:// URL",
-                            r.url.source()
-                        ));
-                        None
-                    }
-                },
+                }
                 Err(e) => {
                     problems.push(format!("{at}.url: {e}"));
                     None
@@ -133,17 +142,36 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             };
             let mut headers = Vec::new();
             for (h, v) in &r.headers {
-                match v.expand() {
+                match v.expand_with(&Vars::default(), &mut secrets) {
                     Ok(value) => headers.push((h.clone(), value)),
                     Err(e) => problems.push(format!("{at}.headers.{h}: {e}")),
                 }
             }
+            let mut redactor = Redactor::new(&secrets);
+            for (_, value) in &headers {
+                redactor.add(value);
+            }
+            let url = url.map(|(uri, split)| {
+                for s in &split.secrets {
+                    redactor.add(s);
+                }
+                if let Some(basic) = split.authorization {
+                    if headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("authorization")) {
+                        problems.push(format!(
+                            "{at}.url: `{shown_source}` has credentials and `headers` has an Authorization header; give one of them"
+                        ));
+                    }
+                    redactor.add(&basic);
+                    headers.push(("Authorization".to_owned(), basic));
+                }
+                uri
+            });
             let timeout = r.timeout.map_or(Duration::from_secs(5), HumanDuration::get);
             if timeout.is_zero() {
                 problems.push(format!("{at}.timeout: must be positive"));
             }
             if let Some(url) = url {
-                receivers.push(Receiver { name, url, format, headers, timeout });
+                receivers.push(Receiver { name, url, format, headers, timeout, redactor });
             }
         }
     }

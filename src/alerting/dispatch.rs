@@ -18,6 +18,8 @@ use super::http::{post_json, PostError};
 use super::receivers::{alertmanager_body, slack_body, webhook_body, Context};
 use crate::detect::Alert;
 use crate::metrics::AlertingMetrics;
+use crate::util::redact::Redactor;
+use crate::util::text::escape_control;
 
 /// How a receiver wants its notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Receiver {
     pub format: Format,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    /// The receiver's credentials (URL and header secrets), kept out of every log line.
+    pub redactor: Redactor,
 }
 
 /// Retry policy of every receiver.
@@ -146,7 +150,8 @@ async fn deliver_loop(
                 }
                 Err(e) if attempt < retry.max_attempts && e.retryable() => {
                     metrics.notifications.with_label_values(&[&r.name, "retried"]).inc();
-                    tracing::debug!(error = %e, attempt, "Notification failed; retrying.");
+                    let error = shown_error(&e, &r.redactor);
+                    tracing::debug!(error = %error, attempt, "Notification failed; retrying.");
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
@@ -155,7 +160,7 @@ async fn deliver_loop(
                 }
                 Err(e) => {
                     metrics.notifications.with_label_values(&[&r.name, "failed"]).inc();
-                    give_up(&r.name, &e, attempt);
+                    give_up(&r.name, &shown_error(&e, &r.redactor), attempt);
                     break;
                 }
             }
@@ -163,8 +168,18 @@ async fn deliver_loop(
     }
 }
 
-fn give_up(receiver: &str, e: &PostError, attempts: u32) {
-    tracing::error!(receiver, error = %e, attempts, "Could not deliver an alert notification.");
+fn give_up(receiver: &str, error: &str, attempts: u32) {
+    tracing::error!(receiver, error, attempts, "Could not deliver an alert notification.");
+}
+
+/// A delivery error as logged: the receiver's answer may echo the request, credentials
+/// and all, so it is redacted (before it is cut) and kept on one line.
+fn shown_error(e: &PostError, redactor: &Redactor) -> String {
+    let text = match e {
+        PostError::Status { status, body } => format!("HTTP {status}: {}", redactor.excerpt(body, 200)),
+        other => redactor.redact(&other.to_string()),
+    };
+    escape_control(&text).into_owned()
 }
 
 /// `http://host:9093` or `http://host:9093/prefix` → `.../api/v2/alerts`.

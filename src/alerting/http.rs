@@ -70,7 +70,9 @@ async fn post(url: &Uri, headers: &[(String, String)], body: &[u8]) -> Result<u1
         Conn::Plain(tcp)
     };
     let path = url.path_and_query().map_or("/", |p| p.as_str());
+    // `Host` is `host:port` only: userinfo never goes on the wire in clear.
     let authority = url.authority().map_or(host, |a| a.as_str());
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: wsprobe/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         env!("CARGO_PKG_VERSION"),
@@ -108,6 +110,7 @@ async fn post(url: &Uri, headers: &[(String, String)], body: &[u8]) -> Result<u1
         Ok(status)
     } else {
         let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
-        Err(PostError::Status { status, body: body.chars().take(200).collect() })
+        // Kept whole (within MAX_RESPONSE): the dispatcher redacts it before cutting it.
+        Err(PostError::Status { status, body: body.to_owned() })
     }
 }

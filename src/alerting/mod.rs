@@ -9,6 +9,7 @@
 
 mod alert;
 pub mod config;
+pub mod credentials;
 pub mod dispatch;
 pub mod http;
 pub mod persist;
@@ -29,6 +30,7 @@ pub use config::{Alerting, RawAlerting};
 use crate::detect::{Alert, AlertState, Detector, Signal, Transition};
 use crate::metrics::AlertingMetrics;
 use crate::probe::ProbeResult;
+use crate::util::text::escape_control;
 use dispatch::Dispatcher;
 use receivers::Context;
 
@@ -218,14 +220,14 @@ fn log_transition(t: &Transition) {
     match t.to {
         AlertState::Firing => tracing::warn!(
             alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope,
-            severity = a.severity.as_str(), description = %a.description, "Alert firing."
+            severity = a.severity.as_str(), description = %escape_control(&a.description), "Alert firing."
         ),
         AlertState::Resolved => tracing::info!(
             alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope, "Alert resolved."
         ),
         AlertState::Pending => tracing::info!(
             alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope,
-            description = %a.description, "Alert pending."
+            description = %escape_control(&a.description), "Alert pending."
         ),
         AlertState::Inactive => tracing::debug!(
             alertname = a.key.kind.as_str(), target_name = %a.key.target, scope = %scope,

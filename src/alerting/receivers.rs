@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::alert::{rfc3339, rfc3339_unix};
 use crate::detect::{Alert, AlertState};
+use crate::util::text::escape_control;
 
 /// What the receiver needs besides the alerts themselves.
 #[derive(Debug, Clone)]
@@ -24,7 +25,8 @@ impl Context {
     fn annotations(&self, alert: &Alert) -> BTreeMap<String, String> {
         let mut a = BTreeMap::from([
             ("summary".to_owned(), alert.summary.clone()),
-            ("description".to_owned(), alert.description.clone()),
+            // Descriptions carry server text (a deployed version): one line, no controls.
+            ("description".to_owned(), escape_control(&alert.description).into_owned()),
         ]);
         if let Some(url) = &self.runbook_url {
             a.insert("runbook_url".to_owned(), url.replace("{alertname}", alert.key.kind.as_str()));
@@ -101,6 +103,12 @@ pub fn webhook_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
     serde_json::to_vec(&json!({"version": "1", "source": "wsprobe", "alerts": list})).unwrap_or_default()
 }
 
+/// Text as Slack shows it literally: `&`, `<` and `>` escaped (so `<!channel>` is text,
+/// not a mention), control characters escaped (so it stays on its line).
+fn slack_text(s: &str) -> String {
+    escape_control(s).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// A Slack-compatible incoming-webhook body: one line per alert.
 pub fn slack_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
     let lines: Vec<String> = alerts
@@ -111,9 +119,18 @@ pub fn slack_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
                 AlertState::Resolved => (":white_check_mark:", "RESOLVED"),
                 _ => (":rotating_light:", "FIRING"),
             };
-            let scope = a.key.subject.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
+            let scope = a
+                .key
+                .subject
+                .as_ref()
+                .map(|s| format!(" {}", slack_text(&s.to_string())))
+                .unwrap_or_default();
             let name = a.key.kind.as_str();
-            let mut line = format!("{icon} *[{word}] {name}* `{}`{scope}: {}", a.key.target, a.description);
+            let mut line = format!(
+                "{icon} *[{word}] {name}* `{}`{scope}: {}",
+                slack_text(&a.key.target),
+                slack_text(&a.description)
+            );
             if let Some(url) = &ctx.runbook_url {
                 line.push_str(&format!(" (<{}|runbook>)", url.replace("{alertname}", name)));
             }
@@ -121,4 +138,49 @@ pub fn slack_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&json!({"text": lines.join("\n")})).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{AlertKey, AlertKind, Severity};
+
+    fn drift_alert(description: &str) -> Alert {
+        Alert {
+            key: AlertKey { kind: AlertKind::DeploymentDrift, target: "agent".into(), subject: None },
+            severity: Severity::Ticket,
+            state: AlertState::Firing,
+            active_since: 1_700_000_000.0,
+            fired_at: Some(1_700_000_000.0),
+            resolved_at: None,
+            summary: "drift".into(),
+            description: description.into(),
+            measurement: None,
+        }
+    }
+
+    fn ctx() -> Context {
+        Context {
+            external_url: "http://wsprobe".into(),
+            runbook_url: None,
+            resend_interval: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_or_break_lines() {
+        let alert = drift_alert("deployed 1.2, agent still serves <!channel> & co\nFIRING forged");
+        let body: serde_json::Value = serde_json::from_slice(&slack_body(&ctx(), &[alert])).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(text.contains("serves &lt;!channel&gt; &amp; co\\nFIRING forged"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn descriptions_stay_on_one_line() {
+        let alert = drift_alert("serves 1.2\n2026-01-01T00:00:00Z ERROR forged");
+        let body: serde_json::Value = serde_json::from_slice(&webhook_body(&ctx(), &[alert])).unwrap();
+        let description = body["alerts"][0]["annotations"]["description"].as_str().unwrap();
+        assert_eq!(description, "serves 1.2\\n2026-01-01T00:00:00Z ERROR forged");
+    }
 }
