@@ -339,7 +339,7 @@ async fn a_version_with_a_newline_forges_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let yaml = format!(
-        "listen: {listen}\ndefaults:\n  interval: 1s\ntargets:\n  - name: agent\n    url: ws://{}/\n    health:\n      - {{ name: version, url: \"http://{}/version\", version_path: version, expected_version: \"1.1\", interval: 200ms }}\n",
+        "listen: {listen}\ndefaults:\n  interval: 1s\ntargets:\n  - name: agent\n    url: ws://{}/\n    server_speaks_first: false\n    health:\n      - {{ name: version, url: \"http://{}/version\", version_path: version, expected_version: \"1.1\", interval: 200ms }}\n",
         ws.addr, http.addr
     );
     let path = dir.path().join("forge.yaml");
@@ -370,4 +370,70 @@ async fn a_version_with_a_newline_forges_no_line() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")), "{stdout}");
     assert!(stdout.contains(r"version 1.0\n2026-01-01T00:00:00Z ERROR forged"), "{stdout}");
+}
+
+/// Credentials in an Alertmanager URL reach a real Alertmanager as Basic authorization:
+/// with them in `Host`, it refused every notification and alerts were never delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_with_credentials_in_its_url_gets_the_alerts() {
+    let am = common::alertmanager::Alertmanager::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "listen: {listen}\ndefaults:\n  interval: 100ms\ntargets:\n  - name: down\n    url: ws://{}/\nalerting:\n  resend_interval: 1s\n  max_attempts: 1\n  detector: {{ probe_failing: {{ for: 0s }} }}\n  alertmanagers: [ {{ url: \"http://wsprobe:${{CANARY_PASS}}@{}\" }} ]\n",
+        common::refused_addr(),
+        am.addr
+    );
+    let path = dir.path().join("am.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (_child, lines) = spawn(&["run", "-c", path.to_str().unwrap()], &[PASS], Output::Stderr);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let alerts = am.alerts().await;
+        if alerts
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "ProbeFailing" && a["labels"]["target"] == "down")
+        {
+            break;
+        }
+        let logs: Vec<String> = lines.try_iter().collect();
+        assert!(Instant::now() < deadline, "no alert reached Alertmanager; logs: {logs:?}");
+        for l in &logs {
+            assert!(!l.contains(PASS.1), "password in a log line: {l}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// At `RUST_LOG=trace` the WebSocket library logs the upgrade request with its headers;
+/// wsprobe caps it at `info` unless `WSPROBE_LOG_UNSAFE_DEBUG=1` asks otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_trace_logs_are_capped_unless_asked_for() {
+    let ws = echoing::ws(|_: &Seen| Act::Send(Vec::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.yaml");
+    let yaml = format!(
+        "targets:\n  - name: agent\n    url: ws://{}/\n    server_speaks_first: false\n    headers: {{ Authorization: \"Bearer ${{CANARY_TOKEN}}\" }}\n",
+        ws.addr
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let run = move |unsafe_debug: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsprobe"));
+        cmd.args(["--log-format", "text", "once", "-c", path.to_str().unwrap()])
+            .env("RUST_LOG", "trace")
+            .env(TOKEN.0, TOKEN.1);
+        if unsafe_debug {
+            cmd.env("WSPROBE_LOG_UNSAFE_DEBUG", "1");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (capped, opted) = tokio::task::spawn_blocking(move || (run(false), run(true))).await.unwrap();
+    assert!(!capped.contains("tungstenite"), "{capped}");
+    assert!(leaks(&capped).is_empty(), "{:?}", leaks(&capped));
+    assert!(capped.contains("wsprobe"), "wsprobe's own trace logs still show: {capped}");
+    // The cap is what keeps them out: asked for, the library's request dump appears.
+    assert!(opted.contains("tungstenite"), "{opted}");
+    assert!(opted.contains("canary-Tok3n"), "{opted}");
 }

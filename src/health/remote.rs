@@ -173,7 +173,7 @@ pub(super) async fn poll_loop(
         };
         if let (Some(reason), Some(error)) = (status.reason, &status.error) {
             metrics.remote_poll_failed(&target, reason);
-            tracing::warn!(target_name = %target, reason = reason.as_str(), detail = %error, "Could not read the remote circuit breakers; their states are unknown.");
+            tracing::warn!(target_name = %target, reason = reason.as_str(), detail = error.as_str(), "Could not read the remote circuit breakers; their states are unknown.");
         }
         for (name, state) in &status.breakers {
             metrics.set_remote_breaker(&target, name, *state);
