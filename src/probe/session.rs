@@ -67,6 +67,8 @@ pub struct Session {
     pub vars: Vars,
     /// Values substituted from the environment or files, to redact from reports.
     pub secrets: Vec<String>,
+    /// A redactor for `secrets`, rebuilt when they grow.
+    redactor: (usize, Redactor),
     opened: Instant,
     last_traffic: Instant,
     last_data: Option<Instant>,
@@ -95,6 +97,7 @@ impl Session {
             hooks,
             vars,
             secrets: Vec::new(),
+            redactor: (0, Redactor::default()),
             opened: now,
             last_traffic: now,
             last_data: None,
@@ -153,7 +156,7 @@ impl Session {
                 }
                 Message::Pong(payload) => return Ok(Some(Event::Pong(payload))),
                 Message::Close(close) => {
-                    return Err(Stop::Failed(unexpected_close(close.as_ref(), &self.redactor())))
+                    return Err(Stop::Failed(unexpected_close(close.as_ref(), self.redactor())))
                 }
                 Message::Ping(_) | Message::Frame(_) => {}
             }
@@ -167,7 +170,7 @@ impl Session {
         }
         let received = Received::of(frame);
         if self.hooks.fail_on.iter().any(|m| m.matches(&received)) {
-            let shown = received.excerpt(160, &self.redactor());
+            let shown = received.excerpt(160, self.redactor());
             return Err(fail(Reason::ErrorMessage, format!("server sent an error message: {shown}")));
         }
         let Some(reply) =
@@ -183,9 +186,12 @@ impl Session {
     }
 
     /// Everything substituted so far in this probe, for redacting server text before it
-    /// is cut or quoted.
-    pub fn redactor(&self) -> Redactor {
-        Redactor::new(&self.secrets)
+    /// is cut or quoted. Built once per change of the secrets, not per message.
+    pub fn redactor(&mut self) -> &Redactor {
+        if self.redactor.0 != self.secrets.len() {
+            self.redactor = (self.secrets.len(), Redactor::new(&self.secrets));
+        }
+        &self.redactor.1
     }
 
     fn expired(&self, deadline: Instant, idle_deadline: Instant, wait: &Wait) -> ProbeError {

@@ -55,7 +55,7 @@ pub async fn expect_one(
         };
         let received = Received::of(&msg);
         if !matcher.matches(&received) {
-            ignored.push(&received, &session.redactor());
+            ignored.push(&received, session.redactor());
             continue;
         }
         store_captures(session, &received, capture);
@@ -104,7 +104,7 @@ pub async fn expect_all(
         let before = pending.len();
         pending.retain(|&i| !matchers[i].matches(&received));
         if pending.len() == before {
-            ignored.push(&received, &session.redactor());
+            ignored.push(&received, session.redactor());
         }
     }
     Ok(())

@@ -9,6 +9,8 @@
 //! removes fragments too: any run of [`FRAGMENT`] characters taken from a secret, and at a
 //! cut, a tail that begins a secret.
 
+use std::collections::HashSet;
+
 use base64::Engine as _;
 
 use super::text::escape_control;
@@ -28,6 +30,9 @@ pub const FRAGMENT: usize = 8;
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     forms: Vec<String>,
+    /// Every run of [`FRAGMENT`] characters of every form, so that checking a window of
+    /// text is one lookup (previews are redacted for every message a flood sends).
+    fragments: HashSet<String>,
 }
 
 impl Redactor {
@@ -56,22 +61,21 @@ impl Redactor {
             base64::engine::general_purpose::STANDARD.encode(secret.as_bytes()),
         ];
         for form in forms {
-            if form.chars().count() >= MIN_SECRET && !self.forms.contains(&form) {
-                self.forms.push(form);
-            }
+            self.add_form(form);
         }
         // Longest first: a secret that is a prefix of another never exposes the rest.
         self.forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     }
 
-    /// Adds every secret of `other`.
-    pub fn extend(&mut self, other: &Redactor) {
-        for f in &other.forms {
-            if !self.forms.contains(f) {
-                self.forms.push(f.clone());
-            }
+    fn add_form(&mut self, form: String) {
+        if form.chars().count() < MIN_SECRET || self.forms.contains(&form) {
+            return;
         }
-        self.forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        let bounds: Vec<usize> = form.char_indices().map(|(i, _)| i).chain([form.len()]).collect();
+        for w in bounds.windows(FRAGMENT + 1) {
+            self.fragments.insert(form[w[0]..w[FRAGMENT]].to_owned());
+        }
+        self.forms.push(form);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -97,7 +101,7 @@ impl Redactor {
         let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
         for w in bounds.windows(FRAGMENT + 1) {
             let window = &text[w[0]..w[FRAGMENT]];
-            if self.forms.iter().any(|f| f.contains(window)) {
+            if self.fragments.contains(window) {
                 spans.push((w[0], w[FRAGMENT]));
             }
         }
@@ -131,13 +135,21 @@ impl Redactor {
     /// At most `max_chars` characters of `text`, redacted before the cut, with `…` where
     /// something was cut. A cut inside a secret leaves no beginning of it behind: a tail
     /// of [`MIN_SECRET`] or more characters that starts a secret is dropped too.
+    ///
+    /// Only the start of `text` is searched (what is shown plus the longest secret), so a
+    /// megabyte message costs no more than a short one.
     pub fn excerpt(&self, text: &str, max_chars: usize) -> String {
-        let redacted = self.redact(text);
-        let Some((cut, _)) = redacted.char_indices().nth(max_chars) else {
-            return redacted;
+        let longest = self.forms.iter().map(|f| f.chars().count()).max().unwrap_or(0);
+        let searched = match text.char_indices().nth(max_chars.saturating_add(longest)) {
+            Some((end, _)) => &text[..end],
+            None => text,
         };
-        let head = self.drop_dangling(&redacted[..cut]);
-        format!("{head}…")
+        let redacted = self.redact(searched);
+        match redacted.char_indices().nth(max_chars) {
+            None if searched.len() == text.len() => redacted,
+            None => format!("{}…", self.drop_dangling(&redacted)),
+            Some((cut, _)) => format!("{}…", self.drop_dangling(&redacted[..cut])),
+        }
     }
 
     /// `head` without a tail that begins one of the secrets.
@@ -200,6 +212,9 @@ mod tests {
         assert_eq!(r.excerpt(&format!("ééééé closing: {}", "Zq7-secret-value"), 20), "ééééé closing: ***");
         assert_eq!(r.excerpt("plain text that is long", 5), "plain…");
         assert_eq!(r.excerpt("short", 50), "short");
+        // A long text is searched only as far as the cut needs.
+        let long = format!("{}Zq7-secret-value{}", "x".repeat(10), "y".repeat(1 << 20));
+        assert_eq!(r.excerpt(&long, 20), format!("{}***yyyyyyy…", "x".repeat(10)));
     }
 
     #[test]
