@@ -84,6 +84,8 @@ pub async fn ws(script: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Runnin
             tokio::spawn(async move {
                 let act = Arc::new(Mutex::new(None));
                 let chosen = act.clone();
+                // The library's callback type fixes the error type.
+                #[allow(clippy::result_large_err)]
                 let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                     let seen = Seen {
                         path: req.uri().to_string(),
