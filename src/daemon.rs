@@ -145,7 +145,7 @@ pub async fn start_with(
 
     let mut supervisor = Supervisor {
         source,
-        limit: Arc::new(Semaphore::new(config.max_concurrent_probes.get())),
+        limit: crate::slots::pool(config.max_concurrent_probes),
         shutdown_grace: config.shutdown_grace,
         config,
         tasks: HashMap::new(),

@@ -38,5 +38,6 @@ pub mod record;
 pub mod replay;
 pub mod scenario;
 pub mod scheduler;
+pub mod slots;
 pub mod state;
 pub mod util;
