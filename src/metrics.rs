@@ -44,6 +44,8 @@ pub struct Metrics {
     pub health: HealthMetrics,
     /// Probes that waited for a `max_concurrent_probes` slot.
     pub slots: crate::slots::SlotMetrics,
+    /// Connections to `/metrics` and the API.
+    pub listener: crate::listener::ListenerMetrics,
 }
 
 impl Metrics {
@@ -162,6 +164,7 @@ impl Metrics {
             circuit: CircuitMetrics::register(&registry)?,
             health: HealthMetrics::register(&registry)?,
             slots: crate::slots::SlotMetrics::register(&registry)?,
+            listener: crate::listener::ListenerMetrics::register(&registry)?,
             registry,
         };
         let build = IntGaugeVec::new(
