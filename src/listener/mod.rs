@@ -198,6 +198,9 @@ async fn connection(
     builder.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout).keep_alive(true);
     let mut http = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let mut closing = false;
+    // A graceful close still waits for a response to be written; a client that stopped
+    // reading would hold the connection forever, so after one more idle timeout it goes.
+    let mut give_up = None;
     loop {
         let idle_until = conn
             .idle_since()
@@ -216,6 +219,7 @@ async fn connection(
             }
             () = conn.evicted.cancelled() => return,
             () = conn.request_done.notified() => {}
+            () = sleep_until(give_up), if give_up.is_some() => return,
             () = cancel.cancelled(), if !closing => {
                 closing = true;
                 http.as_mut().graceful_shutdown();
@@ -224,6 +228,7 @@ async fn connection(
                 // A request may have begun and ended meanwhile: only close if still idle.
                 if conn.idle_since().is_some_and(|t| t.elapsed() >= settings.idle_timeout) {
                     closing = true;
+                    give_up = Some(crate::util::time::deadline(tokio::time::Instant::now(), settings.idle_timeout));
                     metrics.closed.with_label_values(&["idle_timeout"]).inc();
                     http.as_mut().graceful_shutdown();
                 }
