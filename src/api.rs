@@ -39,10 +39,23 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<Shared>) -> Response {
     let snap = s.snapshot.borrow().clone();
     let (probed, total) = (snap.probed(), snap.targets.len());
-    if total > 0 && probed == total {
-        (StatusCode::OK, "ready\n").into_response()
+    // Not a reason to be unready (probes still run, late), but never to be missed either.
+    let exhausted = s.metrics.slots.exhausted.get();
+    let detail = if exhausted > 0 {
+        format!(
+            "warning: {exhausted} probes found every max_concurrent_probes slot busy and started late \
+             (wsprobe_probes_delayed_total)\n"
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {probed} of {total} targets probed so far\n"))
+        String::new()
+    };
+    if total > 0 && probed == total {
+        (StatusCode::OK, format!("ready\n{detail}")).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {probed} of {total} targets probed so far\n{detail}"),
+        )
             .into_response()
     }
 }

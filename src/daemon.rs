@@ -34,6 +34,8 @@ pub enum DaemonError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot open the record file `{path}`: {source}")]
     Record { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Listener(String),
 }
 
 /// Where the configuration comes from, and so what a reload re-reads.
@@ -62,6 +64,9 @@ pub struct Shared {
 pub struct Options {
     /// Append every probe result to this JSON-lines file.
     pub record: Option<PathBuf>,
+    /// The HTTP listener's limits; `None`: the defaults with the `WSPROBE_HTTP_*`
+    /// environment overrides.
+    pub listener: Option<crate::listener::Settings>,
 }
 
 /// A started daemon.
@@ -113,6 +118,12 @@ pub async fn start_with(
     options: Options,
 ) -> Result<Running, DaemonError> {
     let probers = probers(&config)?;
+    let listener_settings = match options.listener {
+        Some(s) => s,
+        None => crate::listener::Settings::from_env().map_err(DaemonError::Listener)?,
+    };
+    let fd_limit = crate::fdlimit::raise();
+    let max_connections = crate::fdlimit::listener_cap(listener_settings.max_connections, fd_limit);
     let metrics = Metrics::new()?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -143,9 +154,10 @@ pub async fn start_with(
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx, alerts: alerts_view };
 
+    let supervisor_cap = config.max_concurrent_probes.map_or(0, std::num::NonZeroUsize::get);
     let mut supervisor = Supervisor {
         source,
-        limit: Arc::new(Semaphore::new(config.max_concurrent_probes.get())),
+        limit: crate::slots::pool(config.max_concurrent_probes),
         shutdown_grace: config.shutdown_grace,
         config,
         tasks: HashMap::new(),
@@ -158,14 +170,24 @@ pub async fn start_with(
     let supervisor = tokio::spawn(supervisor.run(reload_rx));
 
     let app = crate::api::router(shared.clone());
-    let server_cancel = cancel.clone();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "The HTTP server failed.");
-        }
-    });
-    tracing::info!(%addr, "Serving /metrics and the API.");
+    let server = tokio::spawn(crate::listener::serve(
+        listener,
+        app,
+        listener_settings,
+        max_connections,
+        metrics.listener.clone(),
+        cancel.clone(),
+    ));
+    tracing::info!(
+        %addr,
+        fd_limit = fd_limit.soft.unwrap_or(0),
+        fd_limit_raised_from = fd_limit.raised_from.unwrap_or(0),
+        max_connections,
+        header_read_timeout = %humantime::format_duration(listener_settings.header_read_timeout),
+        idle_timeout = %humantime::format_duration(listener_settings.idle_timeout),
+        max_concurrent_probes = supervisor_cap,
+        "Serving /metrics and the API."
+    );
     Ok(Running { addr, shared, supervisor, server, helpers })
 }
 

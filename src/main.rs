@@ -210,7 +210,7 @@ fn check(path: &Path) -> ExitCode {
 async fn run(config: Config, path: PathBuf, record: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let targets = config.targets.len();
-    let options = daemon::Options { record };
+    let options = daemon::Options { record, ..Default::default() };
     let running = daemon::start_with(config, Source::File(path.clone()), cancel.clone(), options).await?;
     tracing::info!(config = %path.display(), targets, "wsprobe started.");
     daemon::reload_on_sighup(running.shared.reload.clone(), cancel.clone());

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub circuit: CircuitMetrics,
     /// Health checks, deployment drift and remote breakers.
     pub health: HealthMetrics,
+    /// Probes that waited for a `max_concurrent_probes` slot.
+    pub slots: crate::slots::SlotMetrics,
+    /// Connections to `/metrics` and the API.
+    pub listener: crate::listener::ListenerMetrics,
 }
 
 impl Metrics {
@@ -159,6 +163,8 @@ impl Metrics {
             },
             circuit: CircuitMetrics::register(&registry)?,
             health: HealthMetrics::register(&registry)?,
+            slots: crate::slots::SlotMetrics::register(&registry)?,
+            listener: crate::listener::ListenerMetrics::register(&registry)?,
             registry,
         };
         let build = IntGaugeVec::new(
@@ -177,6 +183,7 @@ impl Metrics {
             self.probes_total.with_label_values(&[target, result]);
         }
         self.probes_skipped.with_label_values(&[target]);
+        self.slots.delayed.with_label_values(&[target]);
         self.messages_received.with_label_values(&[target]);
         self.messages_sent.with_label_values(&[target]);
     }
@@ -189,7 +196,7 @@ impl Metrics {
         for v in [&self.probe_success, &self.last_success, &self.tls_cert_expiry] {
             let _ = v.remove_label_values(&[target]);
         }
-        for v in [&self.messages_received, &self.messages_sent, &self.probes_skipped] {
+        for v in [&self.messages_received, &self.messages_sent, &self.probes_skipped, &self.slots.delayed] {
             let _ = v.remove_label_values(&[target]);
         }
         let _ = self.handshake_status.remove_label_values(&[target]);

@@ -4,10 +4,8 @@
 //! monitor checks.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -22,7 +20,7 @@ pub async fn probe_all(
     config: &Config,
     cancel: &CancellationToken,
 ) -> Vec<ProbeResult> {
-    let limit = Arc::new(Semaphore::new(config.max_concurrent_probes.get()));
+    let limit = crate::slots::pool(config.max_concurrent_probes);
     let tasks: Vec<_> = probers
         .into_iter()
         .map(|p| {

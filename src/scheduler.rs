@@ -1,5 +1,5 @@
 //! When each target is probed: its own interval with jitter, one probe at a time, under
-//! a global concurrency limit.
+//! the optional global cap of [`crate::slots`].
 //!
 //! Each target runs in its own task. The first probe is offset so that N targets spread
 //! over one interval instead of firing together. A probe that overruns its interval makes
@@ -167,12 +167,11 @@ async fn probe_loop(
                 break;
             }
         }
-        let permit = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            p = limit.clone().acquire_owned() => p,
+        let Some(_permit) =
+            crate::slots::acquire(limit, prober.name(), &recorder.metrics.slots, cancel).await
+        else {
+            return;
         };
-        let Ok(_permit) = permit else { return };
         recorder.metrics.probes_in_flight.inc();
         let result = prober.probe(cancel).await;
         recorder.metrics.probes_in_flight.dec();

@@ -342,7 +342,8 @@ async fn recorded_results_replay_into_the_same_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.jsonl");
     let text = config_text(&format!("ws://{}/ws", common::refused_addr()), FAST_DETECTOR);
-    let (running, cancel) = start_daemon(dir.path(), &text, Options { record: Some(trace.clone()) }).await;
+    let (running, cancel) =
+        start_daemon(dir.path(), &text, Options { record: Some(trace.clone()), ..Options::default() }).await;
     wait_for(Duration::from_secs(5), "a few failures", || async {
         let m = get(running.addr, "/metrics").await.body;
         sample(&m, "wsprobe_probes_total", &[("result", "failure")]).filter(|n| *n >= 5.0)

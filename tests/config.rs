@@ -231,9 +231,8 @@ enum Kind {
 }
 
 /// Every key whose default the example must document with `# default: X`, and its kind.
-const DOCUMENTED: [(&str, Kind); 27] = [
+const DOCUMENTED: [(&str, Kind); 26] = [
     ("listen", Kind::Addr),
-    ("max_concurrent_probes", Kind::Count),
     ("shutdown_grace", Kind::Duration),
     ("defaults.interval", Kind::Duration),
     ("defaults.jitter", Kind::Percent),
@@ -285,7 +284,6 @@ fn loaded(path: &str, c: &Config, target: usize) -> String {
     let d = |d: Duration| format!("{d:?}");
     match path {
         "listen" => c.listen.to_string(),
-        "max_concurrent_probes" => c.max_concurrent_probes.to_string(),
         "shutdown_grace" => d(c.shutdown_grace),
         "defaults.interval" => d(t.interval),
         "defaults.jitter" => t.jitter.0.to_string(),

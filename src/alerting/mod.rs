@@ -5,7 +5,9 @@
 //! (`AlertsHandle::observe` never waits; a result that does not fit is dropped and
 //! logged), a one-second tick drives time-based transitions, and firing alerts are re-sent
 //! every `resend_interval` as Alertmanager expects. Delivery happens in the dispatcher's
-//! own tasks, so a dead receiver never slows detection, let alone probing.
+//! own tasks, so a dead receiver never slows detection, let alone probing. With
+//! `state_dir`, the state is written every [`PERSIST_EVERY`] while it changes, which
+//! bounds what a crash loses.
 
 mod alert;
 pub mod config;
@@ -36,8 +38,10 @@ use receivers::Context;
 
 /// Results waiting for the engine before new ones are dropped.
 const QUEUE: usize = 4096;
-/// How often the detector state is written to `state_dir`.
-const PERSIST_EVERY: Duration = Duration::from_secs(60);
+/// How often, at most, the detector state is written to `state_dir`: a crash (`kill -9`,
+/// OOM) loses at most this much of the detector's input. The first change after start is
+/// written at the next one-second tick, and nothing is written while nothing changes.
+pub const PERSIST_EVERY: Duration = Duration::from_secs(10);
 
 /// The current pending and firing alerts, for `/api/alerts`.
 pub type AlertsView = watch::Receiver<Arc<Vec<Alert>>>;
@@ -133,34 +137,46 @@ fn unix_now() -> f64 {
 
 impl Engine {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // No tick at once: the first write then holds the first second of results, not
+        // only the target list.
+        let second = Duration::from_secs(1);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_resend = tokio::time::Instant::now();
-        let mut last_persist = tokio::time::Instant::now();
+        // `None` until the first write, which then happens at the first tick with a change.
+        let mut last_persist: Option<tokio::time::Instant> = None;
+        let mut changed = false;
         loop {
             let transitions = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Result(r)) => self.detector.observe(&r, unix_now()),
-                    Some(Input::Condition { target, signal, active, detail }) => {
-                        self.detector.set_condition(&target, signal, active, detail, unix_now())
+                input = rx.recv() => {
+                    changed = true;
+                    match input {
+                        None => break,
+                        Some(Input::Result(r)) => self.detector.observe(&r, unix_now()),
+                        Some(Input::Condition { target, signal, active, detail }) => {
+                            self.detector.set_condition(&target, signal, active, detail, unix_now())
+                        }
+                        Some(Input::Retain(keep)) => {
+                            self.detector.retain_targets(|t| keep.iter().any(|k| k == t), unix_now())
+                        }
                     }
-                    Some(Input::Retain(keep)) => {
-                        self.detector.retain_targets(|t| keep.iter().any(|k| k == t), unix_now())
-                    }
-                },
-                _ = tick.tick() => {
+                }
+                at = tick.tick() => {
                     let transitions = self.detector.tick(unix_now());
+                    changed |= !transitions.is_empty();
                     if last_resend.elapsed() >= self.resend_interval {
                         last_resend = tokio::time::Instant::now();
                         let firing: Vec<Alert> =
                             self.detector.alerts().into_iter().filter(|a| a.state == AlertState::Firing).collect();
                         self.dispatcher.notify(firing);
                     }
-                    if last_persist.elapsed() >= PERSIST_EVERY {
-                        last_persist = tokio::time::Instant::now();
+                    // Measured between scheduled ticks, so a write every 10 s is not pushed
+                    // to 11 s by the time the previous tick took.
+                    if changed && last_persist.is_none_or(|t| at.saturating_duration_since(t) >= PERSIST_EVERY) {
+                        last_persist = Some(at);
+                        changed = false;
                         if let Some((path, state)) = self.snapshot() {
                             persist::save(&path, &state).await;
                         }

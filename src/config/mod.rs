@@ -55,8 +55,10 @@ impl std::error::Error for ConfigError {}
 pub struct Config {
     pub file: PathBuf,
     pub listen: SocketAddr,
-    /// At most this many probes run at once across all targets.
-    pub max_concurrent_probes: NonZeroUsize,
+    /// When set, at most this many probes run at once across all targets; a probe that
+    /// finds every slot busy waits and is reported. Unset: no global cap (each target
+    /// runs one probe at a time, so the number of targets bounds concurrency).
+    pub max_concurrent_probes: Option<NonZeroUsize>,
     /// How long shutdown waits for in-flight probes to close their sessions.
     pub shutdown_grace: Duration,
     pub targets: Vec<Target>,
@@ -273,7 +275,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         file: path.to_owned(),
         listen: raw.listen.unwrap_or_else(default_listen),
-        max_concurrent_probes: raw.max_concurrent_probes.unwrap_or(NonZeroUsize::MIN.saturating_add(31)),
+        max_concurrent_probes: raw.max_concurrent_probes,
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(10), HumanDuration::get),
         targets,
         alerting,
