@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::alert::{AlertKind, Lifecycle, Signal, Subject};
+use super::target::{FailureInfo, SignalState, Streak, TargetState};
 use super::window::{Counts, Sketch, Windowed};
-use super::{Detector, FailureInfo, SignalState, Streak, TargetState};
+use super::Detector;
 use crate::probe::{Phase, Reason};
 
 /// The version [`Detector::snapshot`] writes and [`Detector::restore`] reads. Bump it when

@@ -4,9 +4,11 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::format::{fmt_chance, ordinal};
+use super::stats::{binomial_tail, rate_bound, robust_quantile, slow_samples_needed};
 use super::window::{Aggregate, Counts, Sketch};
 use super::*;
-use crate::probe::{PhaseTimings, StepResult};
+use crate::probe::{Phase, PhaseTimings, Reason, StepResult};
 
 const T0: f64 = 1_700_000_000.0;
 const MIN: f64 = 60.0;

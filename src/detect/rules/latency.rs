@@ -1,0 +1,111 @@
+//! LatencyRegression: a phase or step got slower than its baseline.
+
+use super::Check;
+use crate::detect::alert::{Finding, Measurement, Subject};
+use crate::detect::config::{DetectorConfig, LatencyBaseline, DAY_SECONDS};
+use crate::detect::format::{fmt_secs, fmt_window, ordinal};
+use crate::detect::stats::{robust_quantile, slow_samples_needed};
+use crate::detect::window::{Layout, Sketch, Windowed};
+
+/// What a latency series was compared with.
+#[derive(Clone, Copy)]
+enum Reference {
+    /// The same time yesterday (`baseline: time_of_day`).
+    Yesterday,
+    /// The whole window, because yesterday has too few samples (a target's first day).
+    WindowForNow,
+    /// The whole window (`baseline: window`).
+    Window,
+}
+
+/// LatencyRegression for one series: the recent quantile against the baseline's.
+pub(crate) fn latency<'a>(
+    name: &'a str,
+    subject: &'a Subject,
+    series: Option<&mut Windowed<Sketch>>,
+    active: bool,
+    config: &'a DetectorConfig,
+    layout: &'a Layout,
+    now: f64,
+) -> Check<'a> {
+    let c = &config.latency;
+    let summary = move || format!("{subject} of {name} is slower than usual");
+    let (min_recent, min_baseline) =
+        (u64::from(c.min_recent_samples.get()), u64::from(c.min_baseline_samples.get()));
+    let not_enough = move |n_r: u64, n_b: u64| {
+        Check::new(false, move || {
+            let description = format!(
+                "not enough samples to compare {} {subject}: {n_r} over the last {} (needs {min_recent}), {n_b} in \
+                 the baseline (needs {min_baseline})",
+                c.quantile,
+                fmt_window(layout.recent_window)
+            );
+            Finding { summary: summary(), description, measurement: None }
+        })
+    };
+    let Some(w) = series else { return not_enough(0, 0) };
+    let recent = w.recent();
+    let n_r = recent.count();
+
+    // The same time yesterday when it holds enough samples, else the whole window.
+    let (base, reference) = match c.baseline {
+        LatencyBaseline::TimeOfDay => {
+            let (center, span) = (now - DAY_SECONDS, c.time_of_day_span.get().as_secs_f64());
+            if w.baseline_between(layout, center - span, center + span).count() >= min_baseline {
+                (w.baseline_between(layout, center - span, center + span), Reference::Yesterday)
+            } else {
+                (w.baseline(), Reference::WindowForNow)
+            }
+        }
+        LatencyBaseline::Window => (w.baseline(), Reference::Window),
+    };
+    let n_b = base.count();
+    if n_r < min_recent || n_b < min_baseline {
+        return not_enough(n_r, n_b);
+    }
+    // With few recent samples the quantile is read lower, at the `min_slow`-th slowest; it
+    // is still compared with the baseline's true quantile, which only errs towards silence.
+    let min_slow = slow_samples_needed(u64::from(c.min_slow_samples.get()), n_r);
+    let q = robust_quantile(c.quantile.get(), n_r, min_slow);
+    let Some((r, b)) = recent.quantile(q).zip(base.quantile(c.quantile.get())) else {
+        return not_enough(n_r, n_b);
+    };
+    let (ratio, margin) = if active { (c.resolve_ratio, c.resolve_margin) } else { (c.ratio, c.margin) };
+    let threshold = (b * ratio).max(b + margin.get().as_secs_f64());
+    Check::new(r >= threshold, move || {
+        let lowered = if q < c.quantile.get() {
+            format!(" (the {} slowest: too few for a plain {})", ordinal(min_slow), c.quantile)
+        } else {
+            String::new()
+        };
+        let reference = match reference {
+            Reference::Yesterday => "around this time yesterday".to_owned(),
+            Reference::WindowForNow => format!(
+                "over the {} before, as this time yesterday has too few",
+                fmt_window(layout.baseline_window)
+            ),
+            Reference::Window => format!("over the {} before", fmt_window(layout.baseline_window)),
+        };
+        Finding {
+            summary: summary(),
+            description: format!(
+                "{} {subject} {} vs baseline {} over the last {}, {n_r} samples{lowered}; baseline: {n_b} samples \
+                 {reference}",
+                c.quantile,
+                fmt_secs(r),
+                fmt_secs(b),
+                fmt_window(layout.recent_window),
+            ),
+            measurement: Some(Measurement {
+                value: r,
+                baseline: Some(b),
+                threshold: Some(threshold),
+                samples: n_r,
+                baseline_samples: n_b,
+                events: None,
+                baseline_events: None,
+                window_seconds: Some(layout.recent_window),
+            }),
+        }
+    })
+}
