@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::alert::{self, AlertKey, AlertKind, Evaluation, Lifecycle, Signal, Subject, Transition};
 use super::config::DetectorConfig;
-use super::rules::{latency, signal_check, Check};
+use super::rules::{Check, Context, RULES};
 use super::window::{Counts, Layout, Sketch, Windowed};
 use super::MAX_STEPS_PER_TARGET;
 use crate::probe::{Phase, ProbeResult, Reason};
@@ -145,7 +145,7 @@ impl TargetState {
         }
     }
 
-    /// Evaluates every alert of this target at `now`.
+    /// Evaluates every alert of this target at `now`, rule by rule.
     pub(crate) fn evaluate(
         &mut self,
         name: &str,
@@ -153,58 +153,21 @@ impl TargetState {
         layout: &Layout,
         now: f64,
     ) -> Vec<Transition> {
+        let cx = Context { name, config, layout, now };
         let mut out = Vec::new();
-
-        let eval = self.explain(AlertKind::ProbeFailing, None, self.probe_failing(name, config), config);
-        self.step(name, AlertKind::ProbeFailing, None, eval, config, now, &mut out);
-
-        // Series with data, and series whose alert outlived their data.
-        let mut subjects: Vec<Subject> = self.timings.keys().cloned().collect();
-        for (kind, subject) in self.alerts.keys() {
-            if let (AlertKind::LatencyRegression, Some(s)) = (kind, subject) {
-                if !self.timings.contains_key(s) {
-                    subjects.push(s.clone());
-                }
+        for rule in RULES {
+            let kind = rule.kind();
+            for subject in rule.subjects(self) {
+                let active = self.is_alerting(kind, subject.as_ref());
+                let check = rule.check(self, cx, subject.as_ref(), active);
+                let eval = explain(check, active, config.timing(kind).enabled);
+                self.step(name, kind, subject, eval, config, now, &mut out);
             }
-        }
-        subjects.sort();
-        for subject in &subjects {
-            let active = self.is_alerting(AlertKind::LatencyRegression, Some(subject));
-            let check = latency(name, subject, self.timings.get_mut(subject), active, config, layout, now);
-            let eval = self.explain(AlertKind::LatencyRegression, Some(subject), check, config);
-            self.step(name, AlertKind::LatencyRegression, Some(subject.clone()), eval, config, now, &mut out);
-        }
-
-        let active = self.is_alerting(AlertKind::TimeoutRegression, None);
-        let check = self.timeouts(name, active, config, layout);
-        let eval = self.explain(AlertKind::TimeoutRegression, None, check, config);
-        self.step(name, AlertKind::TimeoutRegression, None, eval, config, now, &mut out);
-
-        for signal in Signal::ALL {
-            let state = self.signals.get(&signal);
-            if state.is_none() && !self.is_alerting(signal.kind(), None) {
-                continue;
-            }
-            let eval = self.explain(signal.kind(), None, signal_check(name, signal, state), config);
-            self.step(name, signal.kind(), None, eval, config, now, &mut out);
         }
         out
     }
 
-    /// The check's evaluation when its alert exists or is about to; `None` otherwise, and
-    /// then the explanation is never built. Reads the target's state without copying it.
-    fn explain(
-        &self,
-        kind: AlertKind,
-        subject: Option<&Subject>,
-        check: Check<'_>,
-        config: &DetectorConfig,
-    ) -> Option<Evaluation> {
-        let needed = (check.condition && config.timing(kind).enabled) || self.is_alerting(kind, subject);
-        needed.then(|| Evaluation { condition: check.condition, finding: (check.explain)() })
-    }
-
-    /// Moves one alert through its lifecycle; `None` (see [`TargetState::explain`]) leaves
+    /// Moves one alert through its lifecycle; `None` (see [`explain`]) leaves
     /// it inactive.
     #[allow(clippy::too_many_arguments)]
     fn step(
@@ -228,4 +191,11 @@ impl TargetState {
         }
         out.extend(transition);
     }
+}
+
+/// The check's evaluation when its alert exists (`active`) or is about to; `None`
+/// otherwise, and then the explanation is never built.
+fn explain(check: Check<'_>, active: bool, enabled: bool) -> Option<Evaluation> {
+    let needed = (check.condition && enabled) || active;
+    needed.then(|| Evaluation { condition: check.condition, finding: (check.explain)() })
 }

@@ -1,11 +1,46 @@
 //! LatencyRegression: a phase or step got slower than its baseline.
 
-use super::Check;
-use crate::detect::alert::{Finding, Measurement, Subject};
+use super::{Check, Context, Rule};
+use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
 use crate::detect::config::{DetectorConfig, LatencyBaseline, DAY_SECONDS};
 use crate::detect::format::{fmt_secs, fmt_window, ordinal};
 use crate::detect::stats::{robust_quantile, slow_samples_needed};
+use crate::detect::target::TargetState;
 use crate::detect::window::{Layout, Sketch, Windowed};
+
+pub(crate) struct LatencyRegression;
+
+impl Rule for LatencyRegression {
+    fn kind(&self) -> AlertKind {
+        AlertKind::LatencyRegression
+    }
+
+    /// Series with data, and series whose alert outlived their data.
+    fn subjects(&self, target: &TargetState) -> Vec<Option<Subject>> {
+        let mut subjects: Vec<Subject> = target.timings.keys().cloned().collect();
+        for (kind, subject) in target.alerts.keys() {
+            if let (AlertKind::LatencyRegression, Some(s)) = (kind, subject) {
+                if !target.timings.contains_key(s) {
+                    subjects.push(s.clone());
+                }
+            }
+        }
+        subjects.sort();
+        subjects.into_iter().map(Some).collect()
+    }
+
+    fn check<'a>(
+        &self,
+        target: &'a mut TargetState,
+        cx: Context<'a>,
+        subject: Option<&'a Subject>,
+        active: bool,
+    ) -> Check<'a> {
+        // Latency is per series: `subjects` never asks about the target as a whole.
+        let Some(subject) = subject else { return Check::new(false, Finding::default) };
+        latency(cx.name, subject, target.timings.get_mut(subject), active, cx.config, cx.layout, cx.now)
+    }
+}
 
 /// What a latency series was compared with.
 #[derive(Clone, Copy)]
@@ -19,7 +54,7 @@ enum Reference {
 }
 
 /// LatencyRegression for one series: the recent quantile against the baseline's.
-pub(crate) fn latency<'a>(
+fn latency<'a>(
     name: &'a str,
     subject: &'a Subject,
     series: Option<&mut Windowed<Sketch>>,

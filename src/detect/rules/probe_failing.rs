@@ -1,14 +1,28 @@
 //! ProbeFailing: consecutive failed probes, the fast path for hard outages.
 
-use super::Check;
-use crate::detect::alert::{Finding, Measurement};
-use crate::detect::config::DetectorConfig;
+use super::{Check, Context, Rule};
+use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
 use crate::detect::target::{FailureInfo, TargetState};
 
-impl TargetState {
-    pub(crate) fn probe_failing<'a>(&'a self, name: &'a str, config: &'a DetectorConfig) -> Check<'a> {
-        let s = self.streak;
-        let last = self.last_failure.as_ref();
+pub(crate) struct ProbeFailing;
+
+impl Rule for ProbeFailing {
+    fn kind(&self) -> AlertKind {
+        AlertKind::ProbeFailing
+    }
+
+    /// The streak counted by `TargetState::record`; no resolve threshold, as `successes`
+    /// is the hysteresis.
+    fn check<'a>(
+        &self,
+        target: &'a mut TargetState,
+        cx: Context<'a>,
+        _: Option<&'a Subject>,
+        _active: bool,
+    ) -> Check<'a> {
+        let (name, config) = (cx.name, cx.config);
+        let s = target.streak;
+        let last = target.last_failure.as_ref();
         Check::new(s.failing, move || {
             let needed = config.probe_failing.failures.get();
             let last = last.map_or_else(|| "unknown".to_owned(), FailureInfo::describe);

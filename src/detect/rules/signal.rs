@@ -1,10 +1,39 @@
 //! CircuitOpen and DeploymentDrift: conditions the detector is told about.
 
-use super::Check;
-use crate::detect::alert::{Finding, Signal};
-use crate::detect::target::SignalState;
+use super::{Check, Context, Rule};
+use crate::detect::alert::{AlertKind, Finding, Signal, Subject};
+use crate::detect::target::{SignalState, TargetState};
 
-pub(crate) fn signal_check<'a>(name: &'a str, signal: Signal, state: Option<&'a SignalState>) -> Check<'a> {
+/// The alert of one external condition, set with `Detector::set_condition`.
+pub(crate) struct External(pub(crate) Signal);
+
+impl Rule for External {
+    fn kind(&self) -> AlertKind {
+        self.0.kind()
+    }
+
+    /// Targets the condition was set for, and targets whose alert outlived it.
+    fn subjects(&self, target: &TargetState) -> Vec<Option<Subject>> {
+        if target.signals.contains_key(&self.0) || target.is_alerting(self.kind(), None) {
+            vec![None]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn check<'a>(
+        &self,
+        target: &'a mut TargetState,
+        cx: Context<'a>,
+        _: Option<&'a Subject>,
+        _active: bool,
+    ) -> Check<'a> {
+        let target: &'a TargetState = target;
+        signal_check(cx.name, self.0, target.signals.get(&self.0))
+    }
+}
+
+fn signal_check<'a>(name: &'a str, signal: Signal, state: Option<&'a SignalState>) -> Check<'a> {
     let active = state.is_some_and(|s| s.active);
     Check::new(active, move || {
         let (summary, default) = match signal {

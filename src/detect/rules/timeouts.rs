@@ -1,24 +1,30 @@
 //! TimeoutRegression: probes time out more often than in the baseline.
 
-use super::Check;
-use crate::detect::alert::{Finding, Measurement};
-use crate::detect::config::DetectorConfig;
+use super::{Check, Context, Rule};
+use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
 use crate::detect::format::{fmt_chance, fmt_rate, fmt_window};
 use crate::detect::stats::{binomial_tail, rate_bound};
 use crate::detect::target::TargetState;
-use crate::detect::window::{Counts, Layout};
+use crate::detect::window::Counts;
 
-impl TargetState {
-    /// `active`: the alert is pending or firing, so the resolve threshold applies.
-    pub(crate) fn timeouts<'a>(
-        &'a self,
-        name: &'a str,
+pub(crate) struct TimeoutRegression;
+
+impl Rule for TimeoutRegression {
+    fn kind(&self) -> AlertKind {
+        AlertKind::TimeoutRegression
+    }
+
+    /// The recent timeout rate against the baseline's, for the whole target.
+    fn check<'a>(
+        &self,
+        target: &'a mut TargetState,
+        cx: Context<'a>,
+        _: Option<&'a Subject>,
         active: bool,
-        config: &'a DetectorConfig,
-        layout: &'a Layout,
     ) -> Check<'a> {
-        let c = &config.timeouts;
-        let (recent, base) = (self.probes.recent(), *self.probes.baseline());
+        let (name, layout) = (cx.name, cx.layout);
+        let c = &cx.config.timeouts;
+        let (recent, base) = (target.probes.recent(), *target.probes.baseline());
         let summary = move || format!("Probes of {name} time out more often than usual");
         if recent.probes < u64::from(c.min_recent_samples.get())
             || base.probes < u64::from(c.min_baseline_samples.get())
@@ -48,7 +54,7 @@ impl TargetState {
             let enough = recent.timeouts >= u64::from(c.min_timeouts.get()) && r - b >= c.margin.fraction();
             (enough && chance.is_some_and(|p| p <= c.significance), b + c.margin.fraction())
         };
-        let last = self.last_timeout.as_ref();
+        let last = target.last_timeout.as_ref();
         Check::new(condition, move || {
             let mut description = format!(
                 "timeouts {} ({} of {}) over the last {} vs baseline {} ({} of {})",
