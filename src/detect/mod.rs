@@ -130,9 +130,10 @@ mod window;
 use std::collections::BTreeMap;
 
 pub use alert::{Alert, AlertKey, AlertKind, AlertState, Measurement, Signal, Subject, Transition};
-pub use config::{
-    CircuitOpenConfig, DeploymentDriftConfig, DetectorConfig, LatencyBaseline, LatencyConfig,
-    ProbeFailingConfig, Quantile, Severity, TimeoutConfig, MAX_BUCKETS_PER_WINDOW,
+pub use config::{DetectorConfig, Severity, MAX_BUCKETS_PER_WINDOW};
+pub use rules::{
+    CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig, Quantile,
+    TimeoutConfig,
 };
 pub use state::{DetectorState, RestoreError, RestoreReport, STATE_VERSION};
 pub use window::{SKETCH_ALPHA, SKETCH_MAX_BYTES, SKETCH_MAX_SECONDS};

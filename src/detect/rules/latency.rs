@@ -1,12 +1,145 @@
-//! LatencyRegression: a phase or step got slower than its baseline.
+//! LatencyRegression: its settings, and its condition (a phase or step got slower than its
+//! baseline).
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
 
 use super::{Check, Context, Rule};
+use crate::config::HumanDuration;
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
-use crate::detect::config::{DetectorConfig, LatencyBaseline, DAY_SECONDS};
+use crate::detect::config::{DetectorConfig, Severity};
 use crate::detect::format::{fmt_secs, fmt_window, ordinal};
 use crate::detect::stats::{robust_quantile, slow_samples_needed};
 use crate::detect::target::TargetState;
 use crate::detect::window::{Layout, Sketch, Windowed};
+
+/// A quantile, written `p95`, `p99.9` or `0.95`.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Quantile(pub f64);
+
+impl Quantile {
+    /// The fraction, e.g. 0.95.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Quantile {
+    /// `p95`, `p99.9`, `p50`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", (self.0 * 1e5).round() / 1e3)
+    }
+}
+
+impl FromStr for Quantile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let parsed = match t.strip_prefix('p') {
+            Some(percentile) => percentile.parse::<f64>().map(|p| p / 100.0),
+            None => t.parse::<f64>(),
+        };
+        parsed.map(Quantile).map_err(|_| format!("invalid quantile `{s}`; write e.g. `p95`, `p99` or `0.95`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(q) => Ok(Quantile(q)),
+            Written::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// What the recent window's latency is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyBaseline {
+    /// The same time of day, one day earlier (± `time_of_day_span`), so that a daily
+    /// rhythm is not mistaken for a regression; the whole baseline window while that holds
+    /// too few samples (the first day of a target).
+    TimeOfDay,
+    /// The whole baseline window, pooled.
+    Window,
+}
+
+impl LatencyBaseline {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LatencyBaseline::TimeOfDay => "time_of_day",
+            LatencyBaseline::Window => "window",
+        }
+    }
+}
+
+/// Seconds in the period of `LatencyBaseline::TimeOfDay`.
+pub(crate) const DAY_SECONDS: f64 = 86_400.0;
+
+/// `LatencyRegression`, per phase and per step.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyConfig {
+    pub enabled: bool,
+    /// The quantile compared between the recent window and the baseline.
+    pub quantile: Quantile,
+    /// Which part of the baseline window the recent window is compared with.
+    pub baseline: LatencyBaseline,
+    /// With `baseline: time_of_day`, how far on each side of the same time yesterday the
+    /// baseline reaches: the `baseline_bucket`s whose middle lies within it.
+    pub time_of_day_span: HumanDuration,
+    /// Fires when the recent quantile is at least this many times the baseline's...
+    pub ratio: f64,
+    /// ...and at least this much above it.
+    pub margin: HumanDuration,
+    /// A firing alert resolves once the ratio falls below this (hysteresis)...
+    pub resolve_ratio: f64,
+    /// ...or the excess below this.
+    pub resolve_margin: HumanDuration,
+    /// Samples the recent window needs before it is compared.
+    pub min_recent_samples: NonZeroU32,
+    /// Samples the baseline needs before it is compared.
+    pub min_baseline_samples: NonZeroU32,
+    /// Recent samples that must be at or above the reported quantile: with few samples the
+    /// quantile is taken lower, so that a few slow probes cannot make a regression. This
+    /// many for windows of up to 39 samples, one more for every further 20 (a shorter
+    /// interval gives chance outliers more tries).
+    pub min_slow_samples: NonZeroU32,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            quantile: Quantile(0.95),
+            baseline: LatencyBaseline::TimeOfDay,
+            time_of_day_span: HumanDuration::from_secs(3600),
+            ratio: 1.5,
+            margin: HumanDuration::from_millis(20),
+            resolve_ratio: 1.25,
+            resolve_margin: HumanDuration::from_millis(10),
+            min_recent_samples: NonZeroU32::MIN.saturating_add(9),
+            min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
+            min_slow_samples: NonZeroU32::MIN.saturating_add(3),
+            for_: HumanDuration::from_secs(180),
+            resolve_after: HumanDuration::from_secs(300),
+            severity: Severity::Ticket,
+        }
+    }
+}
 
 pub(crate) struct LatencyRegression;
 

@@ -15,6 +15,13 @@ use super::config::DetectorConfig;
 use super::target::TargetState;
 use super::window::Layout;
 
+pub use latency::{LatencyBaseline, LatencyConfig, Quantile};
+pub use probe_failing::ProbeFailingConfig;
+pub use signal::{CircuitOpenConfig, DeploymentDriftConfig};
+pub use timeouts::TimeoutConfig;
+
+pub(crate) use latency::DAY_SECONDS;
+
 /// Every rule, in the order a target's alerts are evaluated (and transitions reported).
 pub(crate) static RULES: [&dyn Rule; 5] = [
     &probe_failing::ProbeFailing,

@@ -1,8 +1,45 @@
-//! ProbeFailing: consecutive failed probes, the fast path for hard outages.
+//! ProbeFailing, the fast path for hard outages: its settings, and its condition (several
+//! probes in a row failed).
+
+use std::num::NonZeroU32;
+
+use serde::Deserialize;
 
 use super::{Check, Context, Rule};
+use crate::config::HumanDuration;
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
+use crate::detect::config::Severity;
 use crate::detect::target::{FailureInfo, TargetState};
+
+/// `ProbeFailing`: the fast path for hard outages.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeFailingConfig {
+    pub enabled: bool,
+    /// Consecutive failed probes that make the condition true.
+    pub failures: NonZeroU32,
+    /// Consecutive successful probes that make it false again.
+    pub successes: NonZeroU32,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    /// How long the condition must be false before a firing alert resolves.
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for ProbeFailingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failures: NonZeroU32::MIN.saturating_add(2),
+            successes: NonZeroU32::MIN.saturating_add(1),
+            for_: HumanDuration::from_secs(0),
+            resolve_after: HumanDuration::from_secs(0),
+            severity: Severity::Page,
+        }
+    }
+}
 
 pub(crate) struct ProbeFailing;
 

@@ -1,8 +1,57 @@
-//! CircuitOpen and DeploymentDrift: conditions the detector is told about.
+//! CircuitOpen and DeploymentDrift, conditions the detector is told about: their settings,
+//! and their alerts.
+
+use serde::Deserialize;
 
 use super::{Check, Context, Rule};
+use crate::config::HumanDuration;
 use crate::detect::alert::{AlertKind, Finding, Signal, Subject};
+use crate::detect::config::Severity;
 use crate::detect::target::{SignalState, TargetState};
+
+/// `CircuitOpen`, fed by the circuit breaker through `Detector::set_condition`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitOpenConfig {
+    pub enabled: bool,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for CircuitOpenConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            for_: HumanDuration::from_secs(60),
+            resolve_after: HumanDuration::from_secs(0),
+            severity: Severity::Page,
+        }
+    }
+}
+
+/// `DeploymentDrift`, fed by the deployment check through `Detector::set_condition`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentDriftConfig {
+    pub enabled: bool,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for DeploymentDriftConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            for_: HumanDuration::from_secs(600),
+            resolve_after: HumanDuration::from_secs(0),
+            severity: Severity::Ticket,
+        }
+    }
+}
 
 /// The alert of one external condition, set with `Detector::set_condition`.
 pub(crate) struct External(pub(crate) Signal);

@@ -1,11 +1,59 @@
-//! TimeoutRegression: probes time out more often than in the baseline.
+//! TimeoutRegression: its settings, and its condition (probes time out more often than in
+//! the baseline).
+
+use std::num::NonZeroU32;
+
+use serde::Deserialize;
 
 use super::{Check, Context, Rule};
+use crate::config::{HumanDuration, Percent};
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
+use crate::detect::config::Severity;
 use crate::detect::format::{fmt_chance, fmt_rate, fmt_window};
 use crate::detect::stats::{binomial_tail, rate_bound};
 use crate::detect::target::TargetState;
 use crate::detect::window::Counts;
+
+/// `TimeoutRegression`: the share of probes that fail for a timeout-class reason.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    pub enabled: bool,
+    /// Fires when the recent timeout rate exceeds the baseline rate by this many
+    /// percentage points...
+    pub margin: Percent,
+    /// ...and the recent window holds at least this many timeouts...
+    pub min_timeouts: NonZeroU32,
+    /// ...and that many timeouts among that many probes would be less likely than this if
+    /// the baseline rate still held (a binomial tail probability): the noisier the
+    /// baseline, the more timeouts it takes.
+    pub significance: f64,
+    /// A firing alert resolves once the excess falls below this (hysteresis).
+    pub resolve_margin: Percent,
+    pub min_recent_samples: NonZeroU32,
+    pub min_baseline_samples: NonZeroU32,
+    #[serde(rename = "for")]
+    pub for_: HumanDuration,
+    pub resolve_after: HumanDuration,
+    pub severity: Severity,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            margin: Percent(5.0),
+            min_timeouts: NonZeroU32::MIN.saturating_add(1),
+            significance: 1e-4,
+            resolve_margin: Percent(2.5),
+            min_recent_samples: NonZeroU32::MIN.saturating_add(9),
+            min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
+            for_: HumanDuration::from_secs(60),
+            resolve_after: HumanDuration::from_secs(600),
+            severity: Severity::Ticket,
+        }
+    }
+}
 
 pub(crate) struct TimeoutRegression;
 
