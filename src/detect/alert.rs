@@ -42,7 +42,7 @@ impl AlertKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -59,9 +59,9 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 2] = [Signal::CircuitOpen, Signal::DeploymentDrift];
+    pub(crate) const ALL: [Signal; 2] = [Signal::CircuitOpen, Signal::DeploymentDrift];
 
-    pub const fn kind(self) -> AlertKind {
+    pub(crate) const fn kind(self) -> AlertKind {
         match self {
             Signal::CircuitOpen => AlertKind::CircuitOpen,
             Signal::DeploymentDrift => AlertKind::DeploymentDrift,
@@ -187,7 +187,7 @@ pub struct Alert {
 
 impl Alert {
     /// `alertname`, `target`, `severity` and `phase` or `step`, in that order.
-    pub fn labels(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn labels(&self) -> Vec<(&'static str, String)> {
         let mut labels = vec![
             ("alertname", self.key.kind.as_str().to_owned()),
             ("target", self.key.target.clone()),

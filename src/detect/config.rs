@@ -28,7 +28,7 @@ use crate::config::HumanDuration;
 
 /// At most this many buckets per ring, so a window cannot be configured into unbounded
 /// memory (24 h in 1-minute buckets is 1440).
-pub const MAX_BUCKETS_PER_WINDOW: u64 = 1440;
+pub(crate) const MAX_BUCKETS_PER_WINDOW: u64 = 1440;
 
 /// Where an alert is routed: the `severity` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Severity::Page => "page",
             Severity::Ticket => "ticket",

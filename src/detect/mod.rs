@@ -97,15 +97,17 @@
 //!
 //! A series holds at most `ceil(recent_window / recent_bucket) + 2` fine and
 //! `ceil(baseline_window / baseline_bucket) + 2` coarse buckets: 12 + 28 = 40 with the
-//! defaults (validation caps each window at [`MAX_BUCKETS_PER_WINDOW`] buckets), plus two
-//! merged baselines kept for reuse. A sketch takes at most [`SKETCH_MAX_BYTES`] (8.25 KiB:
-//! latencies are clamped to [`SKETCH_MAX_SECONDS`], which bounds its bins), and in practice
+//! defaults (validation caps each window at [`MAX_BUCKETS_PER_WINDOW`](config::MAX_BUCKETS_PER_WINDOW)
+//! buckets), plus two merged baselines kept for reuse. A sketch takes at most
+//! `SKETCH_MAX_BYTES` (8.25 KiB: latencies are clamped to
+//! [`SKETCH_MAX_SECONDS`](window::SKETCH_MAX_SECONDS), which bounds its bins), and in practice
 //! 1 KiB. So one latency series costs at most 42 × 8.25 KiB ≈ 347 KiB (about 45 KiB
-//! typical; [`Detector::max_bytes_per_series`] computes the bound for a configuration), and
+//! typical; the detector's memory test holds the defaults to these figures), and
 //! a target with P timed phases and S steps at most (P + S) times that: with 7 phases and 5
 //! steps, under 4.1 MiB (about 0.5 MiB typical). Count buckets are 16 bytes. Step series are
 //! bounded by the configured steps (the caller passes only results of configured targets,
-//! whose step names are configured names), and in any case by [`MAX_STEPS_PER_TARGET`].
+//! whose step names are configured names), and in any case by
+//! [`MAX_STEPS_PER_TARGET`](target::MAX_STEPS_PER_TARGET).
 //! Targets are keyed by `ProbeResult::target`; call [`Detector::retain_targets`] when the
 //! configuration drops some.
 //!
@@ -130,23 +132,17 @@ mod window;
 use std::collections::BTreeMap;
 
 pub use alert::{Alert, AlertKey, AlertKind, AlertState, Measurement, Signal, Subject, Transition};
-pub use config::{DetectorConfig, Severity, MAX_BUCKETS_PER_WINDOW};
+pub use config::{DetectorConfig, Severity};
 pub use rules::{
     CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig, Quantile,
     TimeoutConfig,
 };
-pub use state::{DetectorState, RestoreError, RestoreReport, STATE_VERSION};
-pub use window::{SKETCH_ALPHA, SKETCH_MAX_BYTES, SKETCH_MAX_SECONDS};
+pub(crate) use state::DetectorState;
 
 use target::{SignalState, TargetState};
 use window::Layout;
 
 use crate::probe::ProbeResult;
-
-/// Distinct step names tracked per target; further names are ignored. Configured
-/// scenarios stay far below this; it only guards against a caller passing unconfigured
-/// names.
-pub const MAX_STEPS_PER_TARGET: usize = 64;
 
 /// The regression detector. See the module documentation.
 #[derive(Debug, Clone)]
@@ -158,18 +154,14 @@ pub struct Detector {
 
 impl Detector {
     /// A detector with no history. `config` should have passed [`DetectorConfig::validate`].
-    pub fn new(config: DetectorConfig) -> Self {
+    pub(crate) fn new(config: DetectorConfig) -> Self {
         let layout = config.layout();
         Self { config, layout, targets: BTreeMap::new() }
     }
 
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
-    }
-
     /// Takes one probe result into account at `now` (Unix seconds) and re-evaluates its
     /// target's alerts.
-    pub fn observe(&mut self, result: &ProbeResult, now: f64) -> Vec<Transition> {
+    pub(crate) fn observe(&mut self, result: &ProbeResult, now: f64) -> Vec<Transition> {
         if !now.is_finite() {
             return Vec::new();
         }
@@ -185,7 +177,7 @@ impl Detector {
 
     /// Re-evaluates every target at `now`: alerts whose `for` or `resolve_after` has run
     /// out change state, and data leaves the windows.
-    pub fn tick(&mut self, now: f64) -> Vec<Transition> {
+    pub(crate) fn tick(&mut self, now: f64) -> Vec<Transition> {
         if !now.is_finite() {
             return Vec::new();
         }
@@ -200,7 +192,7 @@ impl Detector {
     /// Sets an external condition of `target` (true: the circuit is open, the deployment
     /// drifted), with an optional sentence for the alert's description, and re-evaluates
     /// the target.
-    pub fn set_condition(
+    pub(crate) fn set_condition(
         &mut self,
         target: &str,
         signal: Signal,
@@ -221,7 +213,7 @@ impl Detector {
     }
 
     /// Pending and firing alerts, ordered by target, alert name and subject.
-    pub fn alerts(&self) -> Vec<Alert> {
+    pub(crate) fn alerts(&self) -> Vec<Alert> {
         let mut out = Vec::new();
         for (name, target) in &self.targets {
             for ((kind, subject), lc) in &target.alerts {
@@ -234,7 +226,7 @@ impl Detector {
 
     /// Drops every target `keep` rejects (e.g. after a reload removed it). Its firing
     /// alerts resolve and its pending ones go inactive; the transitions are returned.
-    pub fn retain_targets(&mut self, mut keep: impl FnMut(&str) -> bool, now: f64) -> Vec<Transition> {
+    pub(crate) fn retain_targets(&mut self, mut keep: impl FnMut(&str) -> bool, now: f64) -> Vec<Transition> {
         let mut out = Vec::new();
         let names: Vec<String> = self.targets.keys().filter(|n| !keep(n)).cloned().collect();
         for name in names {
@@ -252,18 +244,6 @@ impl Detector {
             }
         }
         out
-    }
-
-    /// The most memory one latency series (a phase or step of a target) can take with this
-    /// configuration, in bytes: buckets held at most, plus the two merged baselines kept
-    /// for reuse, × the largest sketch.
-    pub fn max_bytes_per_series(&self) -> usize {
-        (self.layout.max_buckets() + 2) * SKETCH_MAX_BYTES
-    }
-
-    /// Names of the targets the detector holds state for.
-    pub fn targets(&self) -> impl Iterator<Item = &str> {
-        self.targets.keys().map(String::as_str)
     }
 }
 

@@ -7,8 +7,12 @@ use super::alert::{self, AlertKey, AlertKind, Evaluation, Lifecycle, Signal, Sub
 use super::config::DetectorConfig;
 use super::rules::{Check, Context, RULES};
 use super::window::{Counts, Layout, Sketch, Windowed};
-use super::MAX_STEPS_PER_TARGET;
 use crate::probe::{Phase, ProbeResult, Reason};
+
+/// Distinct step names tracked per target; further names are ignored. Configured
+/// scenarios stay far below this; it only guards against a caller passing unconfigured
+/// names.
+pub(crate) const MAX_STEPS_PER_TARGET: usize = 64;
 
 /// Everything the detector keeps about one target.
 #[derive(Debug, Clone, Default)]

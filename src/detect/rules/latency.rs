@@ -22,7 +22,7 @@ pub struct Quantile(pub f64);
 
 impl Quantile {
     /// The fraction, e.g. 0.95.
-    pub fn get(self) -> f64 {
+    pub(crate) fn get(self) -> f64 {
         self.0
     }
 }
@@ -71,15 +71,6 @@ pub enum LatencyBaseline {
     TimeOfDay,
     /// The whole baseline window, pooled.
     Window,
-}
-
-impl LatencyBaseline {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LatencyBaseline::TimeOfDay => "time_of_day",
-            LatencyBaseline::Window => "window",
-        }
-    }
 }
 
 /// Seconds in the period of `LatencyBaseline::TimeOfDay`.

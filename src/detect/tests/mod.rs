@@ -4,6 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::state::{RestoreReport, STATE_VERSION};
 use super::window::{Aggregate, Counts, Sketch};
 use super::*;
 use crate::probe::{Phase, PhaseTimings, Reason, StepResult};

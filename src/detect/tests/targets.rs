@@ -1,6 +1,7 @@
 //! What the detector keeps per target: saved, restored, dropped, and within its memory bound.
 
 use super::*;
+use crate::detect::window::SKETCH_MAX_BYTES;
 
 #[test]
 fn snapshot_and_restore_round_trip_and_keep_detecting() {
@@ -73,9 +74,9 @@ fn restore_tolerates_what_it_does_not_know() {
             "target retired-target: unknown alert FluxCapacitor (-) skipped",
         ]
     );
-    assert_eq!(restored.targets().collect::<Vec<_>>(), ["retired-target"]);
+    assert_eq!(restored.targets.keys().collect::<Vec<_>>(), ["retired-target"]);
     assert!(restored.retain_targets(|name| name == TARGET, T0).is_empty());
-    assert_eq!(restored.targets().count(), 0);
+    assert_eq!(restored.targets.len(), 0);
 
     // Other bucket widths: the data goes, the rest stays.
     let mut config = DetectorConfig::default();
@@ -107,7 +108,7 @@ fn memory_stays_within_the_stated_bound() {
     let mut rng = StdRng::seed_from_u64(29);
     let mut run = Run::new();
     run.probe_for(27.0 * HOUR, 30.0, |_| healthy(&mut rng, 0.1, 0.5));
-    let layout = run.detector.config().layout();
+    let layout = run.detector.layout;
     let target = &run.detector.targets[TARGET];
     // 7 phases and 2 steps.
     assert_eq!(target.timings.len(), 9);
@@ -115,4 +116,11 @@ fn memory_stays_within_the_stated_bound() {
         assert!(w.recent.len() + w.baseline.len() <= layout.max_buckets());
     }
     assert_eq!(layout.max_buckets(), 40);
+    // The figures of the module documentation: the buckets and the two merged baselines,
+    // each at most the largest sketch (8.25 KiB), make about 347 KiB a latency series, and
+    // 12 series (7 phases, 5 steps) stay under 4.1 MiB.
+    assert_eq!(SKETCH_MAX_BYTES, 8448);
+    let per_series = (layout.max_buckets() + 2) * SKETCH_MAX_BYTES;
+    assert!((per_series as f64 / 1024.0 - 347.0).abs() < 1.0, "{per_series}");
+    assert!(12.0 * per_series as f64 / 1024.0 / 1024.0 < 4.1, "{per_series}");
 }
