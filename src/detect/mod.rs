@@ -41,7 +41,7 @@
 //!   make. Once pending, the condition holds while the ratio stays at or above
 //!   `resolve_ratio` (1.25) and the excess at or above `resolve_margin` (10 ms).
 //! - **TimeoutRegression**, per target: the recent share of probes failing with a
-//!   timeout-class reason ([`Reason::is_timeout`]) exceeds the baseline share by `margin`
+//!   timeout-class reason ([`Reason::is_timeout`](crate::probe::Reason::is_timeout)) exceeds the baseline share by `margin`
 //!   (5 percentage points), with at least `min_timeouts` (2) timeouts, and that many
 //!   timeouts among that many probes would be a chance below `significance` (10⁻⁴) at the
 //!   baseline rate (a binomial tail; the rate is taken about one standard deviation above
@@ -119,6 +119,17 @@
 //! skips phases, reasons and alert kinds it does not know, and drops window data bucketed
 //! with other widths than the current configuration's. Reconfiguring is the same: build a
 //! new detector, restore the old one's snapshot.
+//!
+//! # Where things are
+//!
+//! This file is the API. `target` holds a target's state, updates it from each result and
+//! evaluates its alerts through the table of `rules` (one file per rule, with its
+//! settings); `alert` is alert identity and lifecycle, `window` the buckets and sketches,
+//! `stats` the statistics, `format` how numbers are written, `config` the settings as a
+//! whole and their validation, `state` persistence.
+
+// These docs are for the crate's own developers: most of what they name is crate-internal.
+#![allow(rustdoc::private_intra_doc_links)]
 
 mod alert;
 mod config;

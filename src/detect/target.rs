@@ -165,31 +165,27 @@ impl TargetState {
                 let active = self.is_alerting(kind, subject.as_ref());
                 let check = rule.check(self, cx, subject.as_ref(), active);
                 let eval = explain(check, active, config.timing(kind).enabled);
-                self.step(name, kind, subject, eval, config, now, &mut out);
+                self.step(cx, kind, subject, eval, &mut out);
             }
         }
         out
     }
 
-    /// Moves one alert through its lifecycle; `None` (see [`explain`]) leaves
-    /// it inactive.
-    #[allow(clippy::too_many_arguments)]
+    /// Moves one alert through its lifecycle; `None` (see [`explain`]) leaves it inactive.
     fn step(
         &mut self,
-        name: &str,
+        cx: Context<'_>,
         kind: AlertKind,
         subject: Option<Subject>,
         eval: Option<Evaluation>,
-        config: &DetectorConfig,
-        now: f64,
         out: &mut Vec<Transition>,
     ) {
         let Some(eval) = eval else { return };
-        let timing = config.timing(kind);
+        let timing = cx.config.timing(kind);
         let map_key = (kind, subject);
         let mut slot = self.alerts.remove(&map_key);
-        let key = AlertKey { kind, target: name.to_owned(), subject: map_key.1.clone() };
-        let transition = alert::step(&mut slot, &key, &timing, eval, now);
+        let key = AlertKey { kind, target: cx.name.to_owned(), subject: map_key.1.clone() };
+        let transition = alert::step(&mut slot, &key, &timing, eval, cx.now);
         if let Some(lc) = slot {
             self.alerts.insert(map_key, lc);
         }

@@ -2,8 +2,9 @@
 //!
 //! A rule reads a target's state and says whether its condition holds and how to explain
 //! it; the alert lifecycle (`for`, `resolve_after`, severity) is the same for all and lives
-//! in [`super::alert`]. Adding a rule is a new file implementing [`Rule`] and a line in
-//! [`RULES`], besides its [`AlertKind`] and its settings in `DetectorConfig`.
+//! in [`super::alert`]. Each rule's file also holds its settings type. Adding a rule is a
+//! new file implementing [`Rule`] and a line in [`RULES`], besides naming it: an
+//! [`AlertKind`], and a settings field of `DetectorConfig` with its `timing`.
 
 mod latency;
 mod probe_failing;
