@@ -2,7 +2,6 @@
 //! the numbers and sentences that explain them.
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +42,7 @@ impl AlertKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -60,9 +59,9 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 2] = [Signal::CircuitOpen, Signal::DeploymentDrift];
+    pub(crate) const ALL: [Signal; 2] = [Signal::CircuitOpen, Signal::DeploymentDrift];
 
-    pub const fn kind(self) -> AlertKind {
+    pub(crate) const fn kind(self) -> AlertKind {
         match self {
             Signal::CircuitOpen => AlertKind::CircuitOpen,
             Signal::DeploymentDrift => AlertKind::DeploymentDrift,
@@ -188,7 +187,7 @@ pub struct Alert {
 
 impl Alert {
     /// `alertname`, `target`, `severity` and `phase` or `step`, in that order.
-    pub fn labels(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn labels(&self) -> Vec<(&'static str, String)> {
         let mut labels = vec![
             ("alertname", self.key.kind.as_str().to_owned()),
             ("target", self.key.target.clone()),
@@ -345,66 +344,9 @@ pub(crate) fn step(
     }
 }
 
-/// Seconds as people read latencies: `850µs`, `4.2ms`, `210ms`, `1.8s`, `38s`.
-pub(crate) fn fmt_secs(s: f64) -> String {
-    let sig2 = |v: f64, unit: &str| {
-        if v < 10.0 {
-            format!("{}{unit}", (v * 10.0).round() / 10.0)
-        } else {
-            format!("{}{unit}", v.round())
-        }
-    };
-    if s < 1e-3 {
-        sig2(s * 1e6, "µs")
-    } else if s < 1.0 {
-        sig2(s * 1e3, "ms")
-    } else {
-        sig2(s, "s")
-    }
-}
-
-/// A rate as a percentage: `12%`, `0.4%`, `0%`.
-pub(crate) fn fmt_rate(r: f64) -> String {
-    let p = r * 100.0;
-    if p == 0.0 || p >= 10.0 {
-        format!("{}%", p.round())
-    } else {
-        format!("{}%", (p * 10.0).round() / 10.0)
-    }
-}
-
-/// A window length as written in configurations: `10m`, `24h`, `1h30m`, `45s`.
-pub(crate) fn fmt_window(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    let (h, m) = (s / 3600, s % 3600 / 60);
-    match (h, m, s % 60) {
-        (0, 0, _) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, 0) => format!("{h}h{m}m"),
-        _ => humantime::format_duration(Duration::from_secs(s)).to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(fmt_secs(0.00085), "850µs");
-        assert_eq!(fmt_secs(0.0042), "4.2ms");
-        assert_eq!(fmt_secs(0.21), "210ms");
-        assert_eq!(fmt_secs(1.8), "1.8s");
-        assert_eq!(fmt_secs(38.2), "38s");
-        assert_eq!(fmt_rate(0.12), "12%");
-        assert_eq!(fmt_rate(0.004), "0.4%");
-        assert_eq!(fmt_rate(0.0), "0%");
-        assert_eq!(fmt_window(600.0), "10m");
-        assert_eq!(fmt_window(86400.0), "24h");
-        assert_eq!(fmt_window(5400.0), "1h30m");
-        assert_eq!(fmt_window(45.0), "45s");
-    }
 
     #[test]
     fn subjects_round_trip_through_their_keys() {

@@ -1,5 +1,6 @@
 //! The detector's settings, meant for `alerting: { detector: ... }` in the configuration
-//! file. Every field is optional; the defaults below are the only place defaults live.
+//! file: the windows, and each rule's settings (defined beside the rule, in `rules/`).
+//! Every field is optional; the `Default`s here and there are the only place defaults live.
 //!
 //! ```yaml
 //! detector:
@@ -15,17 +16,19 @@
 //! ```
 
 use std::fmt;
-use std::num::NonZeroU32;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
+use super::rules::{
+    CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig,
+    TimeoutConfig, DAY_SECONDS,
+};
 use super::window::Layout;
-use crate::config::{HumanDuration, Percent};
+use crate::config::HumanDuration;
 
 /// At most this many buckets per ring, so a window cannot be configured into unbounded
 /// memory (24 h in 1-minute buckets is 1440).
-pub const MAX_BUCKETS_PER_WINDOW: u64 = 1440;
+pub(crate) const MAX_BUCKETS_PER_WINDOW: u64 = 1440;
 
 /// Where an alert is routed: the `severity` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,7 +41,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Severity::Page => "page",
             Severity::Ticket => "ticket",
@@ -51,75 +54,6 @@ impl fmt::Display for Severity {
         f.write_str(self.as_str())
     }
 }
-
-/// A quantile, written `p95`, `p99.9` or `0.95`.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct Quantile(pub f64);
-
-impl Quantile {
-    /// The fraction, e.g. 0.95.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Quantile {
-    /// `p95`, `p99.9`, `p50`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "p{}", (self.0 * 1e5).round() / 1e3)
-    }
-}
-
-impl FromStr for Quantile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let parsed = match t.strip_prefix('p') {
-            Some(percentile) => percentile.parse::<f64>().map(|p| p / 100.0),
-            None => t.parse::<f64>(),
-        };
-        parsed.map(Quantile).map_err(|_| format!("invalid quantile `{s}`; write e.g. `p95`, `p99` or `0.95`"))
-    }
-}
-
-impl<'de> Deserialize<'de> for Quantile {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Number(f64),
-            Text(String),
-        }
-        match Written::deserialize(d)? {
-            Written::Number(q) => Ok(Quantile(q)),
-            Written::Text(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// What the recent window's latency is compared with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LatencyBaseline {
-    /// The same time of day, one day earlier (± `time_of_day_span`), so that a daily
-    /// rhythm is not mistaken for a regression; the whole baseline window while that holds
-    /// too few samples (the first day of a target).
-    TimeOfDay,
-    /// The whole baseline window, pooled.
-    Window,
-}
-
-impl LatencyBaseline {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LatencyBaseline::TimeOfDay => "time_of_day",
-            LatencyBaseline::Window => "window",
-        }
-    }
-}
-
-/// Seconds in the period of `LatencyBaseline::TimeOfDay`.
-pub const DAY_SECONDS: f64 = 86_400.0;
 
 /// Settings of the regression detector.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -153,177 +87,6 @@ impl Default for DetectorConfig {
             timeouts: TimeoutConfig::default(),
             circuit_open: CircuitOpenConfig::default(),
             deployment_drift: DeploymentDriftConfig::default(),
-        }
-    }
-}
-
-/// `ProbeFailing`: the fast path for hard outages.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProbeFailingConfig {
-    pub enabled: bool,
-    /// Consecutive failed probes that make the condition true.
-    pub failures: NonZeroU32,
-    /// Consecutive successful probes that make it false again.
-    pub successes: NonZeroU32,
-    /// How long the condition must hold before the alert fires.
-    #[serde(rename = "for")]
-    pub for_: HumanDuration,
-    /// How long the condition must be false before a firing alert resolves.
-    pub resolve_after: HumanDuration,
-    pub severity: Severity,
-}
-
-impl Default for ProbeFailingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            failures: NonZeroU32::MIN.saturating_add(2),
-            successes: NonZeroU32::MIN.saturating_add(1),
-            for_: HumanDuration::from_secs(0),
-            resolve_after: HumanDuration::from_secs(0),
-            severity: Severity::Page,
-        }
-    }
-}
-
-/// `LatencyRegression`, per phase and per step.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LatencyConfig {
-    pub enabled: bool,
-    /// The quantile compared between the recent window and the baseline.
-    pub quantile: Quantile,
-    /// Which part of the baseline window the recent window is compared with.
-    pub baseline: LatencyBaseline,
-    /// With `baseline: time_of_day`, how far on each side of the same time yesterday the
-    /// baseline reaches: the `baseline_bucket`s whose middle lies within it.
-    pub time_of_day_span: HumanDuration,
-    /// Fires when the recent quantile is at least this many times the baseline's...
-    pub ratio: f64,
-    /// ...and at least this much above it.
-    pub margin: HumanDuration,
-    /// A firing alert resolves once the ratio falls below this (hysteresis)...
-    pub resolve_ratio: f64,
-    /// ...or the excess below this.
-    pub resolve_margin: HumanDuration,
-    /// Samples the recent window needs before it is compared.
-    pub min_recent_samples: NonZeroU32,
-    /// Samples the baseline needs before it is compared.
-    pub min_baseline_samples: NonZeroU32,
-    /// Recent samples that must be at or above the reported quantile: with few samples the
-    /// quantile is taken lower, so that a few slow probes cannot make a regression. This
-    /// many for windows of up to 39 samples, one more for every further 20 (a shorter
-    /// interval gives chance outliers more tries).
-    pub min_slow_samples: NonZeroU32,
-    #[serde(rename = "for")]
-    pub for_: HumanDuration,
-    pub resolve_after: HumanDuration,
-    pub severity: Severity,
-}
-
-impl Default for LatencyConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            quantile: Quantile(0.95),
-            baseline: LatencyBaseline::TimeOfDay,
-            time_of_day_span: HumanDuration::from_secs(3600),
-            ratio: 1.5,
-            margin: HumanDuration::from_millis(20),
-            resolve_ratio: 1.25,
-            resolve_margin: HumanDuration::from_millis(10),
-            min_recent_samples: NonZeroU32::MIN.saturating_add(9),
-            min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
-            min_slow_samples: NonZeroU32::MIN.saturating_add(3),
-            for_: HumanDuration::from_secs(180),
-            resolve_after: HumanDuration::from_secs(300),
-            severity: Severity::Ticket,
-        }
-    }
-}
-
-/// `TimeoutRegression`: the share of probes that fail for a timeout-class reason.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutConfig {
-    pub enabled: bool,
-    /// Fires when the recent timeout rate exceeds the baseline rate by this many
-    /// percentage points...
-    pub margin: Percent,
-    /// ...and the recent window holds at least this many timeouts...
-    pub min_timeouts: NonZeroU32,
-    /// ...and that many timeouts among that many probes would be less likely than this if
-    /// the baseline rate still held (a binomial tail probability): the noisier the
-    /// baseline, the more timeouts it takes.
-    pub significance: f64,
-    /// A firing alert resolves once the excess falls below this (hysteresis).
-    pub resolve_margin: Percent,
-    pub min_recent_samples: NonZeroU32,
-    pub min_baseline_samples: NonZeroU32,
-    #[serde(rename = "for")]
-    pub for_: HumanDuration,
-    pub resolve_after: HumanDuration,
-    pub severity: Severity,
-}
-
-impl Default for TimeoutConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            margin: Percent(5.0),
-            min_timeouts: NonZeroU32::MIN.saturating_add(1),
-            significance: 1e-4,
-            resolve_margin: Percent(2.5),
-            min_recent_samples: NonZeroU32::MIN.saturating_add(9),
-            min_baseline_samples: NonZeroU32::MIN.saturating_add(29),
-            for_: HumanDuration::from_secs(60),
-            resolve_after: HumanDuration::from_secs(600),
-            severity: Severity::Ticket,
-        }
-    }
-}
-
-/// `CircuitOpen`, fed by the circuit breaker through `Detector::set_condition`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CircuitOpenConfig {
-    pub enabled: bool,
-    #[serde(rename = "for")]
-    pub for_: HumanDuration,
-    pub resolve_after: HumanDuration,
-    pub severity: Severity,
-}
-
-impl Default for CircuitOpenConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            for_: HumanDuration::from_secs(60),
-            resolve_after: HumanDuration::from_secs(0),
-            severity: Severity::Page,
-        }
-    }
-}
-
-/// `DeploymentDrift`, fed by the deployment check through `Detector::set_condition`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeploymentDriftConfig {
-    pub enabled: bool,
-    #[serde(rename = "for")]
-    pub for_: HumanDuration,
-    pub resolve_after: HumanDuration,
-    pub severity: Severity,
-}
-
-impl Default for DeploymentDriftConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            for_: HumanDuration::from_secs(600),
-            resolve_after: HumanDuration::from_secs(0),
-            severity: Severity::Ticket,
         }
     }
 }
@@ -532,6 +295,8 @@ impl DetectorConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::Percent;
+    use crate::detect::Quantile;
 
     #[test]
     fn defaults_are_valid_and_an_empty_block_means_defaults() {

@@ -8,18 +8,19 @@
 use serde::{Deserialize, Serialize};
 
 use super::alert::{AlertKind, Lifecycle, Signal, Subject};
+use super::target::{FailureInfo, SignalState, Streak, TargetState};
 use super::window::{Counts, Sketch, Windowed};
-use super::{Detector, FailureInfo, SignalState, Streak, TargetState};
+use super::Detector;
 use crate::probe::{Phase, Reason};
 
 /// The version [`Detector::snapshot`] writes and [`Detector::restore`] reads. Bump it when
 /// a change makes older states unreadable (e.g. different sketch parameters).
-pub const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 1;
 
 /// Everything a [`Detector`] knows, to be serialized (e.g. as JSON) and written atomically.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DetectorState {
-    pub version: u32,
+pub(crate) struct DetectorState {
+    pub(crate) version: u32,
     /// Bucket widths the windows were filled with; data is only restored into a detector
     /// configured with the same widths.
     recent_bucket_seconds: f64,
@@ -78,14 +79,14 @@ struct AlertSnapshot {
 
 /// A state that cannot be restored at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
+pub(crate) enum RestoreError {
     #[error("detector state version {found} is not supported (this build reads version {supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
 }
 
 /// What a restore did, for the caller to log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreReport {
+pub(crate) struct RestoreReport {
     /// Targets restored, including ones the detector has not seen yet.
     pub targets: usize,
     /// Parts of the state that were skipped, one sentence each.
@@ -126,7 +127,7 @@ impl FailureSnapshot {
 
 impl Detector {
     /// Everything the detector knows, for the caller to persist.
-    pub fn snapshot(&self) -> DetectorState {
+    pub(crate) fn snapshot(&self) -> DetectorState {
         let targets = self
             .targets
             .iter()
@@ -172,7 +173,7 @@ impl Detector {
     /// Replaces what the detector knows with `state`. Targets unknown to the caller are
     /// kept (call [`Detector::retain_targets`] afterwards); anything this build cannot
     /// read is skipped and noted in the report.
-    pub fn restore(&mut self, state: DetectorState) -> Result<RestoreReport, RestoreError> {
+    pub(crate) fn restore(&mut self, state: DetectorState) -> Result<RestoreReport, RestoreError> {
         if state.version != STATE_VERSION {
             return Err(RestoreError::UnsupportedVersion { found: state.version, supported: STATE_VERSION });
         }

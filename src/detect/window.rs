@@ -18,16 +18,17 @@ use sketches_ddsketch::{Config, DDSketch};
 
 /// Relative accuracy of every latency sketch: quantiles are within 2 % of the true value,
 /// ample for a detector that compares ratios of 1.5 and 2.
-pub const SKETCH_ALPHA: f64 = 0.02;
+pub(crate) const SKETCH_ALPHA: f64 = 0.02;
 /// Latencies are clamped to this many seconds (nearly 3 hours; probes are cut long before),
 /// so the values a sketch holds span at most 10⁻⁹ to 10⁴ s (smaller ones count as zero):
 /// ln(10¹³) / ln((1 + α) / (1 − α)) = 749 keys, allocated in chunks of 128, so at most 768
 /// bins in use. A sketch whose values span less than a factor of about 160 (nearly always)
 /// uses one chunk: 1 KiB.
-pub const SKETCH_MAX_SECONDS: f64 = 1e4;
+pub(crate) const SKETCH_MAX_SECONDS: f64 = 1e4;
 /// Bytes one sketch occupies at most: 768 bins, which `Vec` growth may round up to a
 /// capacity of 1024, plus the struct.
-pub const SKETCH_MAX_BYTES: usize = 1024 * 8 + 256;
+#[cfg(test)]
+pub(crate) const SKETCH_MAX_BYTES: usize = 1024 * 8 + 256;
 /// The crate's defaults for these two, which its binary encoding (our persistence format)
 /// assumes on decoding: a sketch made with other values could not be restored.
 const SKETCH_BIN_LIMIT: u32 = 2048;
@@ -135,6 +136,8 @@ pub(crate) struct Layout {
 impl Layout {
     /// Buckets one series holds at most while time moves forward: each ring's window in
     /// buckets, plus one partly outside the window at its old end and the one being filled.
+    /// The tests hold the windows to it.
+    #[cfg(test)]
     pub(crate) fn max_buckets(&self) -> usize {
         let recent = (self.recent_window / self.recent_bucket).ceil() as usize + 2;
         let baseline = (self.baseline_window / self.baseline_bucket).ceil() as usize + 2;
