@@ -5,9 +5,11 @@
 //! `timeouts.probe` bounds the whole: every wait takes the earlier of its own deadline and
 //! the probe's.
 
+mod close;
 mod outcome;
 pub mod resolve;
 pub mod session;
+mod tap;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;

@@ -15,10 +15,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::tls::Conn;
+use super::upgrade::Socket;
 use super::{ProbeError, Reason, Stop};
 use crate::config::Vars;
 use crate::scenario::{Hooks, Received};
@@ -57,7 +56,7 @@ pub enum Event {
 
 #[derive(Debug)]
 pub struct Session {
-    ws: WebSocketStream<Conn>,
+    ws: Socket,
     idle: Duration,
     probe_deadline: Instant,
     cancel: CancellationToken,
@@ -78,7 +77,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        ws: WebSocketStream<Conn>,
+        ws: Socket,
         idle: Duration,
         probe_deadline: Instant,
         cancel: CancellationToken,
@@ -151,7 +150,7 @@ impl Session {
                     return Ok(Some(Event::Data(frame)));
                 }
                 Message::Pong(payload) => return Ok(Some(Event::Pong(payload))),
-                Message::Close(close) => return Err(Stop::Failed(unexpected_close(close.as_ref()))),
+                Message::Close(close) => return Err(Stop::Failed(self.server_closed(close.as_ref()))),
                 Message::Ping(_) | Message::Frame(_) => {}
             }
         }
@@ -177,6 +176,19 @@ impl Session {
             .map_err(|e| fail(Reason::SendError, format!("cannot build the automatic reply: {e}")))?;
         self.send(msg, wait).await?;
         Ok(true)
+    }
+
+    /// The failure a close frame from the server means: judged by the code on the wire,
+    /// since the library replaces a forbidden one with 1002 before we see it.
+    fn server_closed(&self, close: Option<&CloseFrame>) -> ProbeError {
+        match self.ws.get_ref().snapshot().close_code {
+            Some(Some(code)) if !super::close::may_be_sent(code) => super::close::forbidden(code),
+            // The library rewrote the frame (it still refuses 1014): its reason is made up.
+            Some(Some(code)) if close.is_none_or(|f| u16::from(f.code) != code) => {
+                unexpected_close(Some(&CloseFrame { code: CloseCode::from(code), reason: "".into() }))
+            }
+            _ => unexpected_close(close),
+        }
     }
 
     fn expired(&self, deadline: Instant, idle_deadline: Instant, wait: &Wait) -> ProbeError {
@@ -275,9 +287,13 @@ impl Session {
                         format!("no close frame from the server within {}", fmt_duration(timeout)),
                     ))
                 }
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => {
-                    return Ok(start.elapsed())
-                }
+                Ok(Some(Ok(Message::Close(_)))) => match self.ws.get_ref().snapshot().close_code {
+                    Some(Some(code)) if !super::close::may_be_sent(code) => {
+                        return Err(Stop::Failed(super::close::forbidden(code)))
+                    }
+                    _ => return Ok(start.elapsed()),
+                },
+                Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => return Ok(start.elapsed()),
                 Ok(Some(Err(e))) if is_reset(&e) => return Ok(start.elapsed()),
                 Ok(Some(Err(e))) => return Err(Stop::Failed(read_error(e))),
                 Ok(Some(Ok(_))) => {}
@@ -318,7 +334,7 @@ fn unexpected_close(close: Option<&CloseFrame>) -> ProbeError {
         }
         None => ProbeError::new(Reason::UnexpectedClose, "server closed the session without a code"),
     };
-    err.message.truncate(200);
+    err.message = crate::util::text::excerpt(&err.message, 200);
     err
 }
 
@@ -326,8 +342,7 @@ fn quoted_reason(reason: &str) -> String {
     if reason.is_empty() {
         String::new()
     } else {
-        let shown: String = reason.chars().take(64).collect();
-        format!(" ({:?})", shown)
+        format!(" ({:?})", crate::util::text::excerpt(reason, 64))
     }
 }
 

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 #![allow(clippy::expect_used)]
 
+pub mod hostile;
 pub mod http;
 pub mod process;
 mod tls;
