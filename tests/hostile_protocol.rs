@@ -268,3 +268,38 @@ async fn every_hostile_server_gets_its_exact_reason_promptly() {
     let right = cases.len() - wrong.len();
     assert!(wrong.is_empty(), "{right} of {} cases right; wrong:\n  {}", cases.len(), wrong.join("\n  "));
 }
+
+/// Through the real binary: the close reason that used to panic the probe (and let
+/// `wsprobe once` print no result and exit 0) is an `unexpected_close`, exit 1.
+#[tokio::test]
+async fn once_reports_a_multibyte_close_reason_as_a_failure() {
+    let server = hostile::after_upgrade(close_frame(1011, &multibyte_close_reason())).await;
+    let yaml = format!("targets:\n  - name: multibyte\n    url: {}\n", server.url());
+    let config = common::write_temp(&yaml);
+    let path = config.path().display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wsprobe"))
+            .args(["once", "--config", &path, "--format", "json"])
+            .output()
+            .expect("run wsprobe once")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{stdout}");
+    let r = &results[0];
+    assert_eq!(
+        (&r["target"], &r["success"], &r["reason"], &r["phase"], &r["close_code"]),
+        (
+            &"multibyte".into(),
+            &false.into(),
+            &"unexpected_close".into(),
+            &"first_message".into(),
+            &1011.into()
+        ),
+        "{stdout}"
+    );
+}

@@ -6,6 +6,7 @@
 //! the probe's.
 
 mod close;
+mod guard;
 mod outcome;
 pub mod resolve;
 pub mod session;
@@ -15,8 +16,9 @@ pub mod tls;
 pub mod upgrade;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio::time::Instant;
@@ -29,6 +31,7 @@ use session::{fmt_duration, Event, Session, Wait};
 
 use crate::config::{parse_ws_url, redact, Target, Vars};
 use crate::scenario::{self, Hooks, StepKind};
+use crate::util::time::{deadline, unix_now};
 
 /// Why a probe stopped early.
 #[derive(Debug)]
@@ -55,6 +58,8 @@ pub struct Prober {
     tls: Option<Arc<ClientConfig>>,
     /// Health checks and the remote-breaker poll, run beside the probes.
     pub watchers: Arc<crate::health::Watchers>,
+    /// Whether a panic was caught in this target's probes and logged already.
+    panicked: Arc<AtomicBool>,
 }
 
 impl Prober {
@@ -64,7 +69,13 @@ impl Prober {
         let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
         let watchers = Arc::new(crate::health::Watchers::new(&target)?);
-        Ok(Self { hooks: Arc::new(target.hooks.clone()), target: Arc::new(target), tls, watchers })
+        Ok(Self {
+            hooks: Arc::new(target.hooks.clone()),
+            target: Arc::new(target),
+            tls,
+            watchers,
+            panicked: Arc::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -72,11 +83,53 @@ impl Prober {
     }
 
     /// Runs one probe. `None` when `cancel` fired first (the session was closed politely).
+    ///
+    /// A panic inside the probe is a bug in wsprobe, not a verdict on the server: it is
+    /// reported as a failed result with the reason `internal_error` (the phase in progress
+    /// when known), and the caller carries on with its next probe.
     pub async fn probe(&self, cancel: &CancellationToken) -> Option<ProbeResult> {
         let started = Instant::now();
-        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let started_at = unix_now();
+        match guard::catch(self.probe_unguarded(cancel, started, started_at)).await {
+            Ok(result) => result,
+            Err(panic) => {
+                // The phases were over: building the result itself panicked.
+                self.log_panic(&panic);
+                let e = guard::internal_error(&panic);
+                let mut result = self.blank_result(started_at, started.elapsed().as_secs_f64());
+                result.success = false;
+                result.reason = Some(e.reason);
+                result.message = Some(e.message);
+                Some(result)
+            }
+        }
+    }
+
+    /// Logs the first panic caught in this target's probes; later ones are in the results.
+    fn log_panic(&self, panic: &str) {
+        if !self.panicked.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                target_name = %self.target.name,
+                detail = %guard::internal_error(panic).message,
+                "A bug in wsprobe was caught while probing this target: the probe fails with \
+                 internal_error and the target keeps being probed. Later occurrences are not logged \
+                 again. Please report it."
+            );
+        }
+    }
+
+    fn blank_result(&self, started_at: f64, duration: f64) -> ProbeResult {
+        blank_result(&self.target.name, started_at, duration)
+    }
+
+    async fn probe_unguarded(
+        &self,
+        cancel: &CancellationToken,
+        started: Instant,
+        started_at: f64,
+    ) -> Option<ProbeResult> {
         let mut run = Run {
-            probe_deadline: started + self.target.timeouts.probe,
+            probe_deadline: deadline(started, self.target.timeouts.probe),
             current: Phase::Dns,
             phases: PhaseTimings::default(),
             http_status: None,
@@ -87,7 +140,13 @@ impl Prober {
             secrets: Vec::new(),
         };
         let mut session = None;
-        let outcome = self.flow(&mut run, &mut session).await;
+        let outcome = match guard::catch(self.flow(&mut run, &mut session)).await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                self.log_panic(&panic);
+                Err(Stop::Failed(guard::internal_error(&panic)))
+            }
+        };
         let duration = started.elapsed().as_secs_f64();
         let (received, sent, gaps) = match &mut session {
             Some(s) => {
@@ -97,22 +156,14 @@ impl Prober {
             None => (0, 0, Vec::new()),
         };
         let mut result = ProbeResult {
-            target: self.target.name.clone(),
-            success: true,
-            reason: None,
-            phase: None,
-            step: None,
-            message: None,
             http_status: run.http_status,
-            close_code: None,
-            duration_seconds: duration,
             phases: run.phases,
             steps: run.steps,
             messages_received: received,
             messages_sent: sent,
             tls_cert_expiry: run.cert_expiry,
-            started_at,
             message_gaps: gaps,
+            ..self.blank_result(started_at, duration)
         };
         match outcome {
             Ok(()) => Some(result),
@@ -134,7 +185,11 @@ impl Prober {
                 if let Some(s) = session {
                     if !matches!(
                         e.reason,
-                        Reason::UnexpectedClose | Reason::ConnectionReset | Reason::CloseTimeout
+                        Reason::UnexpectedClose
+                            | Reason::ConnectionReset
+                            | Reason::CloseTimeout
+                            // After a panic the session's state is unknown: drop it unspoken.
+                            | Reason::InternalError
                     ) {
                         s.abandon(CloseCode::Normal, ABANDON_LIMIT).await;
                     }
@@ -262,6 +317,39 @@ impl Prober {
     }
 }
 
+/// A result for a target that got none: the probe's task ended without one (a bug in
+/// wsprobe). Failed, with the reason `internal_error` and no phase.
+pub fn missing_result(target: &str, why: &str) -> ProbeResult {
+    let e = guard::internal_error(why);
+    ProbeResult {
+        success: false,
+        reason: Some(e.reason),
+        message: Some(e.message),
+        ..blank_result(target, unix_now(), 0.0)
+    }
+}
+
+fn blank_result(target: &str, started_at: f64, duration: f64) -> ProbeResult {
+    ProbeResult {
+        target: target.to_owned(),
+        success: true,
+        reason: None,
+        phase: None,
+        step: None,
+        message: None,
+        http_status: None,
+        close_code: None,
+        duration_seconds: duration,
+        phases: PhaseTimings::default(),
+        steps: Vec::new(),
+        messages_received: 0,
+        messages_sent: 0,
+        tls_cert_expiry: None,
+        started_at,
+        message_gaps: Vec::new(),
+    }
+}
+
 /// Waits for the server's first data message.
 async fn first_message(session: &mut Session, timeout: Duration) -> Result<(), Stop> {
     let wait = Wait::new(timeout);
@@ -311,12 +399,12 @@ impl Run {
     ) -> Result<T, Stop> {
         self.current = phase;
         let start = Instant::now();
-        let own = start + timeout;
-        let deadline = own.min(self.probe_deadline);
+        let own = deadline(start, timeout);
+        let until = own.min(self.probe_deadline);
         let out = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            r = tokio::time::timeout_at(deadline, fut) => r,
+            r = tokio::time::timeout_at(until, fut) => r,
         };
         match out {
             Ok(Ok(value)) => {
@@ -324,7 +412,7 @@ impl Run {
                 Ok(value)
             }
             Ok(Err(e)) => Err(Stop::Failed(e)),
-            Err(_) if deadline < own => {
+            Err(_) if until < own => {
                 Err(ProbeError::new(Reason::ProbeTimeout, "the probe ran out of time (timeouts.probe)")
                     .into())
             }

@@ -21,6 +21,7 @@ use super::upgrade::Socket;
 use super::{ProbeError, Reason, Stop};
 use crate::config::Vars;
 use crate::scenario::{Hooks, Received};
+use crate::util::time::deadline;
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.
 const MAX_GAPS: usize = 4096;
@@ -38,7 +39,7 @@ pub struct Wait {
 impl Wait {
     pub fn new(timeout: Duration) -> Self {
         let started = Instant::now();
-        Self { started, deadline: started + timeout, timeout, max_gap: None }
+        Self { started, deadline: deadline(started, timeout), timeout, max_gap: None }
     }
 
     pub fn with_max_gap(mut self, max_gap: Option<Duration>) -> Self {
@@ -107,9 +108,10 @@ impl Session {
     /// silence (`stalled`), the probe deadline and the connection's failures are errors.
     pub async fn next_event(&mut self, wait: &Wait) -> Result<Option<Event>, Stop> {
         loop {
-            let idle_deadline = self.last_traffic + self.idle;
-            let gap_deadline =
-                wait.max_gap.map(|g| self.last_data.map_or(wait.started, |d| d.max(wait.started)) + g);
+            let idle_deadline = deadline(self.last_traffic, self.idle);
+            let gap_deadline = wait
+                .max_gap
+                .map(|g| deadline(self.last_data.map_or(wait.started, |d| d.max(wait.started)), g));
             let mut deadline = wait.deadline.min(idle_deadline).min(self.probe_deadline);
             if let Some(g) = gap_deadline {
                 deadline = deadline.min(g);
