@@ -250,6 +250,25 @@ async fn run(case: &Case) -> Result<(), String> {
             return Err(format!("the message does not name code {code}: {:?}", r.message));
         }
     }
+    // After a bad frame the probe tells the server why it leaves: 1002, protocol error.
+    // (A bad close frame is answered by the library's own close reply instead.)
+    if matches!(case.server, Server::After(_))
+        && case.reason == Reason::ProtocolError
+        && case.close_code.is_none()
+    {
+        // The server reads in its own task: give it a moment to record the close.
+        let mut told = server.closes();
+        for _ in 0..10 {
+            if !told.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            told = server.closes();
+        }
+        if told != [1002] {
+            return Err(format!("the probe sent close codes {told:?}, want [1002]"));
+        }
+    }
     if took >= BOUND {
         return Err(format!("took {took:?}, bound {BOUND:?}"));
     }

@@ -191,7 +191,13 @@ impl Prober {
                             // After a panic the session's state is unknown: drop it unspoken.
                             | Reason::InternalError
                     ) {
-                        s.abandon(CloseCode::Normal, ABANDON_LIMIT).await;
+                        // Tell a server that broke the protocol which rule it broke.
+                        let code = match e.reason {
+                            Reason::ProtocolError => CloseCode::Protocol,
+                            Reason::MessageTooLarge => CloseCode::Size,
+                            _ => CloseCode::Normal,
+                        };
+                        s.abandon(code, ABANDON_LIMIT).await;
                     }
                 }
                 Some(result)

@@ -1,14 +1,15 @@
 //! Servers that break the protocol on purpose: after a correct upgrade (bad frames, bad
 //! close codes) or in the upgrade answer itself (odd statuses, missing or extra headers).
-//! Each writes its bytes at once, then holds the socket open and reads nothing more, so a
-//! client that waits for a reply it should not expect shows up as a slow probe.
+//! Each writes its bytes at once, then holds the socket open, recording the client's close
+//! frames but answering nothing, so a client that waits for a reply it should not expect
+//! shows up as a slow probe.
 
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 
 use super::wire::{accept_key, close_payload, encode_frame, switching_protocols, Conn, CLOSE, PING, PONG};
-use super::{serve, upgraded, FakeServer};
+use super::{serve, upgraded, FakeServer, Shared};
 
 /// What the server does once its bytes are out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub async fn after_upgrade_then(bytes: Vec<u8>, then: Then) -> FakeServer {
                 return;
             };
             if conn.send_raw(&bytes).await.is_ok() {
-                finish(conn, then).await;
+                finish(conn, &shared, then).await;
             }
         }
     })
@@ -52,15 +53,22 @@ pub async fn answer(answer: fn(&str) -> String, then: Then) -> FakeServer {
         shared.record_request(&request.head);
         let accept = accept_key(request.key.as_deref().unwrap_or(""));
         if conn.send_raw(answer(&accept).as_bytes()).await.is_ok() {
-            finish(conn, then).await;
+            finish(conn, &shared, then).await;
         }
     })
     .await
 }
 
-async fn finish(mut conn: Conn<tokio::net::TcpStream>, then: Then) {
+async fn finish(mut conn: Conn<tokio::net::TcpStream>, shared: &Shared, then: Then) {
     match then {
-        Then::Hold => conn.drain().await,
+        // Records the close codes the client sends (see `FakeServer::closes`), never answers.
+        Then::Hold => {
+            while let Some(frame) = conn.read_frame().await {
+                if frame.opcode == CLOSE {
+                    shared.record_close(&frame.payload);
+                }
+            }
+        }
         Then::Close => {
             let _ = conn.stream.shutdown().await;
             conn.drain().await;
