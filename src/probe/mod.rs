@@ -60,12 +60,18 @@ pub struct Prober {
     pub watchers: Arc<crate::health::Watchers>,
     /// Whether a panic was caught in this target's probes and logged already.
     panicked: Arc<AtomicBool>,
+    resolver: Arc<dyn resolve::Resolve>,
 }
 
 impl Prober {
     /// Prepares a target; fails if its TLS settings (or those of its health checks)
     /// cannot be loaded.
     pub fn new(target: Target) -> Result<Self, String> {
+        Self::with_resolver(target, Arc::new(resolve::System))
+    }
+
+    /// Like [`Prober::new`], with host names resolved by `resolver` instead of the system.
+    pub fn with_resolver(target: Target, resolver: Arc<dyn resolve::Resolve>) -> Result<Self, String> {
         let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
         let watchers = Arc::new(crate::health::Watchers::new(&target)?);
@@ -75,6 +81,7 @@ impl Prober {
             tls,
             watchers,
             panicked: Arc::default(),
+            resolver,
         })
     }
 
@@ -244,7 +251,7 @@ impl Prober {
                 to.dns,
                 Reason::DnsError,
                 "DNS resolution did not finish",
-                resolve::resolve(&url.host, url.port),
+                self.resolver.resolve(&url.host, url.port),
             )
             .await?;
         let tcp = run
