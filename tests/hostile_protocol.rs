@@ -132,13 +132,36 @@ fn table() -> Vec<Case> {
             Then::Hold,
             Reason::HandshakeInvalid,
         ),
+        // Interim answers are skipped (HTTP lets any number precede the real one): the
+        // upgrade succeeds, and the server's FIN right after it is what fails the probe.
+        Case {
+            phase: Phase::FirstMessage,
+            ..handshake(
+                "100 Continue before 101",
+                |a| format!("HTTP/1.1 100 Continue\r\n\r\n{}", switching_with(a, "")),
+                Then::Close,
+                Reason::ConnectionReset,
+            )
+        },
+        Case {
+            phase: Phase::FirstMessage,
+            ..handshake(
+                "102 and 103 before 101",
+                |a| {
+                    let interim = "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+                    format!("{interim}{}", switching_with(a, ""))
+                },
+                Then::Close,
+                Reason::ConnectionReset,
+            )
+        },
         handshake(
-            "100 Continue before 101",
-            |a| format!("HTTP/1.1 100 Continue\r\n\r\n{}", switching_with(a, "")),
+            "100 Continue before 404",
+            |_| "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
             Then::Hold,
             Reason::HandshakeStatus,
         )
-        .status(100),
+        .status(404),
         handshake(
             "301 redirect",
             |_| "HTTP/1.1 301 Moved Permanently\r\nLocation: ws://127.0.0.1:1/elsewhere\r\nContent-Length: 0\r\n\r\n".into(),

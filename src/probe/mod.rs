@@ -7,6 +7,7 @@
 
 mod close;
 mod guard;
+mod interim;
 mod outcome;
 pub mod resolve;
 pub mod session;
@@ -309,10 +310,11 @@ impl Prober {
             let rtt = session.ping(to.ping).await?;
             run.phases.set(Phase::Ping, rtt.as_secs_f64());
         } else {
-            let mut phase = Phase::Step;
+            // The scenario moves `run.current` itself, so a panic inside it still names
+            // the phase it was in.
+            run.current = Phase::Step;
             let outcome =
-                scenario::run(session, &t.steps, to, &mut run.steps, &mut phase, &mut run.step).await;
-            run.current = phase;
+                scenario::run(session, &t.steps, to, &mut run.steps, &mut run.current, &mut run.step).await;
             // With a script, the first message is whatever arrived first: timed, not awaited.
             run.record_first_message(session);
             for (phase, secs) in outcome? {

@@ -1,7 +1,8 @@
 //! Phase `handshake`: the HTTP/1.1 upgrade to WebSocket.
 //!
 //! The library checks the status, the accept key and the subprotocol; we add what it
-//! leaves out (an extension the server chose although we offered none) and read the
+//! leaves out (an extension the server chose although we offered none, interim `1xx`
+//! answers ahead of the `101`, see [`SkipInterim`]) and read the
 //! status of answers it refuses to parse (`HTTP/1.0 503` from an old proxy) from the
 //! [`Tap`] beneath it.
 
@@ -13,13 +14,14 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{client_async_with_config, WebSocketStream};
 
+use super::interim::SkipInterim;
 use super::session::io_reason;
 use super::tap::{Seen, Tap};
 use super::tls::Conn;
 use super::{ProbeError, Reason};
 
 /// The open socket, with the tap that watches what the server sends.
-pub type Socket = WebSocketStream<Tap<Conn>>;
+pub type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
 
 /// Sends the upgrade request and checks the answer; returns the open socket.
 pub async fn upgrade(
@@ -47,7 +49,7 @@ pub async fn upgrade(
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size));
-    let tap = Tap::new(conn);
+    let tap = Tap::new(SkipInterim::new(conn));
     let seen = tap.seen();
     match client_async_with_config(request, tap, Some(config)).await {
         Ok((ws, response)) => {
