@@ -224,7 +224,8 @@ fn table() -> Vec<Case> {
         cases.push(close_code(code, Reason::UnexpectedClose));
     }
     for (code, reason) in [(1005, Reason::ProtocolError), (1015, Reason::ProtocolError)] {
-        let c = case("close reply with a forbidden code", Server::CloseReply(code), reason, Phase::Close);
+        let name: &'static str = Box::leak(format!("close reply with code {code}").into_boxed_str());
+        let c = case(name, Server::CloseReply(code), reason, Phase::Close);
         cases.push(Case { close_code: Some(code), ..c }.extra("    server_speaks_first: false\n"));
     }
     cases
