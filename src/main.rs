@@ -291,6 +291,7 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
             }
         }
     }
+    let selected = probers.len();
     let cancel = CancellationToken::new();
     // Health checks run beside the probes, as in the daemon.
     let checked = probers.clone();
@@ -313,7 +314,10 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
     };
     // A reader that went away (`| head`) is not a failure of the probes.
     let _ = std::io::stdout().lock().write_all(report.as_bytes());
-    let ok = results.iter().all(|r| r.success) && health.iter().all(once::TargetHealth::ok);
+    // Every selected target must have earned its pass: one without a result fails the gate.
+    let ok = results.len() == selected
+        && results.iter().all(|r| r.success)
+        && health.iter().all(once::TargetHealth::ok);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

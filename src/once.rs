@@ -10,11 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::health::{Deployment, HealthResult};
-use crate::probe::{ProbeResult, Prober};
+use crate::probe::{missing_result, ProbeResult, Prober};
 use crate::util::text::escape_control;
 
 /// Probes each target once, concurrently up to the configured limit; results in
-/// configuration order. `None` for a target whose probe was cancelled.
+/// configuration order, one per target unless `cancel` fired. A target whose probe ended
+/// without a result (its task failed) gets a failed `internal_error` result: a gate never
+/// passes on a target it did not check.
 pub async fn probe_all(
     probers: Vec<Prober>,
     config: &Config,
@@ -26,16 +28,23 @@ pub async fn probe_all(
         .map(|p| {
             let limit = limit.clone();
             let cancel = cancel.clone();
-            tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await.ok()?;
-                p.probe(&cancel).await
-            })
+            let name = p.name().to_owned();
+            (
+                name,
+                tokio::spawn(async move {
+                    let _permit = limit.acquire_owned().await.ok()?;
+                    p.probe(&cancel).await
+                }),
+            )
         })
         .collect();
     let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        if let Ok(Some(r)) = task.await {
-            results.push(r);
+    for (name, task) in tasks {
+        match task.await {
+            Ok(Some(r)) => results.push(r),
+            Ok(None) if cancel.is_cancelled() => {}
+            Ok(None) => results.push(missing_result(&name, "the probe ended without a result")),
+            Err(e) => results.push(missing_result(&name, &format!("the probe's task failed: {e}"))),
         }
     }
     results

@@ -101,10 +101,7 @@ async fn post(url: &Uri, headers: &[(String, String)], body: &[u8]) -> Result<u1
     let status_line = text.lines().next().unwrap_or_default();
     let status: u16 =
         status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
-            PostError::Malformed(format!(
-                "status line {:?}",
-                status_line.chars().take(60).collect::<String>()
-            ))
+            PostError::Malformed(format!("status line {:?}", crate::util::text::excerpt(status_line, 60)))
         })?;
     if (200..300).contains(&status) {
         Ok(status)

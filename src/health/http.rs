@@ -176,12 +176,7 @@ fn short_url(u: &str) -> String {
 }
 
 pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
-    }
+    crate::util::text::excerpt(s, max)
 }
 
 fn is_redirect(status: u16) -> bool {

@@ -5,16 +5,21 @@
 //! `timeouts.probe` bounds the whole: every wait takes the earlier of its own deadline and
 //! the probe's.
 
+mod close;
+mod guard;
+mod interim;
 mod outcome;
 pub mod resolve;
 pub mod session;
+mod tap;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio::time::Instant;
@@ -28,6 +33,7 @@ use session::{fmt_duration, Event, Session, Wait};
 use crate::config::{parse_ws_url, Target, Vars};
 use crate::scenario::{self, Hooks, StepKind};
 use crate::util::redact::Redactor;
+use crate::util::time::{deadline, unix_now};
 
 /// Why a probe stopped early.
 #[derive(Debug)]
@@ -54,16 +60,31 @@ pub struct Prober {
     tls: Option<Arc<ClientConfig>>,
     /// Health checks and the remote-breaker poll, run beside the probes.
     pub watchers: Arc<crate::health::Watchers>,
+    /// Whether a panic was caught in this target's probes and logged already.
+    panicked: Arc<AtomicBool>,
+    resolver: Arc<dyn resolve::Resolve>,
 }
 
 impl Prober {
     /// Prepares a target; fails if its TLS settings (or those of its health checks)
     /// cannot be loaded.
     pub fn new(target: Target) -> Result<Self, String> {
+        Self::with_resolver(target, Arc::new(resolve::System))
+    }
+
+    /// Like [`Prober::new`], with host names resolved by `resolver` instead of the system.
+    pub fn with_resolver(target: Target, resolver: Arc<dyn resolve::Resolve>) -> Result<Self, String> {
         let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
         let watchers = Arc::new(crate::health::Watchers::new(&target)?);
-        Ok(Self { hooks: Arc::new(target.hooks.clone()), target: Arc::new(target), tls, watchers })
+        Ok(Self {
+            hooks: Arc::new(target.hooks.clone()),
+            target: Arc::new(target),
+            tls,
+            watchers,
+            panicked: Arc::default(),
+            resolver,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -71,11 +92,53 @@ impl Prober {
     }
 
     /// Runs one probe. `None` when `cancel` fired first (the session was closed politely).
+    ///
+    /// A panic inside the probe is a bug in wsprobe, not a verdict on the server: it is
+    /// reported as a failed result with the reason `internal_error` (the phase in progress
+    /// when known), and the caller carries on with its next probe.
     pub async fn probe(&self, cancel: &CancellationToken) -> Option<ProbeResult> {
         let started = Instant::now();
-        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let started_at = unix_now();
+        match guard::catch(self.probe_unguarded(cancel, started, started_at)).await {
+            Ok(result) => result,
+            Err(panic) => {
+                // The phases were over: building the result itself panicked.
+                self.log_panic(&panic);
+                let e = guard::internal_error(&panic);
+                let mut result = self.blank_result(started_at, started.elapsed().as_secs_f64());
+                result.success = false;
+                result.reason = Some(e.reason);
+                result.message = Some(e.message);
+                Some(result)
+            }
+        }
+    }
+
+    /// Logs the first panic caught in this target's probes; later ones are in the results.
+    fn log_panic(&self, panic: &str) {
+        if !self.panicked.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                target_name = %self.target.name,
+                detail = %guard::internal_error(panic).message,
+                "A bug in wsprobe was caught while probing this target: the probe fails with \
+                 internal_error and the target keeps being probed. Later occurrences are not logged \
+                 again. Please report it."
+            );
+        }
+    }
+
+    fn blank_result(&self, started_at: f64, duration: f64) -> ProbeResult {
+        blank_result(&self.target.name, started_at, duration)
+    }
+
+    async fn probe_unguarded(
+        &self,
+        cancel: &CancellationToken,
+        started: Instant,
+        started_at: f64,
+    ) -> Option<ProbeResult> {
         let mut run = Run {
-            probe_deadline: started + self.target.timeouts.probe,
+            probe_deadline: deadline(started, self.target.timeouts.probe),
             current: Phase::Dns,
             phases: PhaseTimings::default(),
             http_status: None,
@@ -86,7 +149,13 @@ impl Prober {
             secrets: Vec::new(),
         };
         let mut session = None;
-        let outcome = self.flow(&mut run, &mut session).await;
+        let outcome = match guard::catch(self.flow(&mut run, &mut session)).await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                self.log_panic(&panic);
+                Err(Stop::Failed(guard::internal_error(&panic)))
+            }
+        };
         let duration = started.elapsed().as_secs_f64();
         let (received, sent, gaps) = match &mut session {
             Some(s) => {
@@ -96,22 +165,14 @@ impl Prober {
             None => (0, 0, Vec::new()),
         };
         let mut result = ProbeResult {
-            target: self.target.name.clone(),
-            success: true,
-            reason: None,
-            phase: None,
-            step: None,
-            message: None,
             http_status: run.http_status,
-            close_code: None,
-            duration_seconds: duration,
             phases: run.phases,
             steps: run.steps,
             messages_received: received,
             messages_sent: sent,
             tls_cert_expiry: run.cert_expiry,
-            started_at,
             message_gaps: gaps,
+            ..self.blank_result(started_at, duration)
         };
         match outcome {
             Ok(()) => Some(result),
@@ -133,9 +194,19 @@ impl Prober {
                 if let Some(s) = session {
                     if !matches!(
                         e.reason,
-                        Reason::UnexpectedClose | Reason::ConnectionReset | Reason::CloseTimeout
+                        Reason::UnexpectedClose
+                            | Reason::ConnectionReset
+                            | Reason::CloseTimeout
+                            // After a panic the session's state is unknown: drop it unspoken.
+                            | Reason::InternalError
                     ) {
-                        s.abandon(CloseCode::Normal, ABANDON_LIMIT).await;
+                        // Tell a server that broke the protocol which rule it broke.
+                        let code = match e.reason {
+                            Reason::ProtocolError => CloseCode::Protocol,
+                            Reason::MessageTooLarge => CloseCode::Size,
+                            _ => CloseCode::Normal,
+                        };
+                        s.abandon(code, ABANDON_LIMIT).await;
                     }
                 }
                 Some(result)
@@ -182,7 +253,7 @@ impl Prober {
                 to.dns,
                 Reason::DnsError,
                 "DNS resolution did not finish",
-                resolve::resolve(&url.host, url.port),
+                self.resolver.resolve(&url.host, url.port),
             )
             .await?;
         let tcp = run
@@ -243,10 +314,11 @@ impl Prober {
             let rtt = session.ping(to.ping).await?;
             run.phases.set(Phase::Ping, rtt.as_secs_f64());
         } else {
-            let mut phase = Phase::Step;
+            // The scenario moves `run.current` itself, so a panic inside it still names
+            // the phase it was in.
+            run.current = Phase::Step;
             let outcome =
-                scenario::run(session, &t.steps, to, &mut run.steps, &mut phase, &mut run.step).await;
-            run.current = phase;
+                scenario::run(session, &t.steps, to, &mut run.steps, &mut run.current, &mut run.step).await;
             // With a script, the first message is whatever arrived first: timed, not awaited.
             run.record_first_message(session);
             for (phase, secs) in outcome? {
@@ -261,6 +333,39 @@ impl Prober {
         let closed = session.close_with(CloseCode::Normal, "", to.close).await?;
         run.phases.set(Phase::Close, closed.as_secs_f64());
         Ok(())
+    }
+}
+
+/// A result for a target that got none: the probe's task ended without one (a bug in
+/// wsprobe). Failed, with the reason `internal_error` and no phase.
+pub fn missing_result(target: &str, why: &str) -> ProbeResult {
+    let e = guard::internal_error(why);
+    ProbeResult {
+        success: false,
+        reason: Some(e.reason),
+        message: Some(e.message),
+        ..blank_result(target, unix_now(), 0.0)
+    }
+}
+
+fn blank_result(target: &str, started_at: f64, duration: f64) -> ProbeResult {
+    ProbeResult {
+        target: target.to_owned(),
+        success: true,
+        reason: None,
+        phase: None,
+        step: None,
+        message: None,
+        http_status: None,
+        close_code: None,
+        duration_seconds: duration,
+        phases: PhaseTimings::default(),
+        steps: Vec::new(),
+        messages_received: 0,
+        messages_sent: 0,
+        tls_cert_expiry: None,
+        started_at,
+        message_gaps: Vec::new(),
     }
 }
 
@@ -313,12 +418,12 @@ impl Run {
     ) -> Result<T, Stop> {
         self.current = phase;
         let start = Instant::now();
-        let own = start + timeout;
-        let deadline = own.min(self.probe_deadline);
+        let own = deadline(start, timeout);
+        let until = own.min(self.probe_deadline);
         let out = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            r = tokio::time::timeout_at(deadline, fut) => r,
+            r = tokio::time::timeout_at(until, fut) => r,
         };
         match out {
             Ok(Ok(value)) => {
@@ -326,7 +431,7 @@ impl Run {
                 Ok(value)
             }
             Ok(Err(e)) => Err(Stop::Failed(e)),
-            Err(_) if deadline < own => {
+            Err(_) if until < own => {
                 Err(ProbeError::new(Reason::ProbeTimeout, "the probe ran out of time (timeouts.probe)")
                     .into())
             }

@@ -83,10 +83,12 @@ pub enum Reason {
     SendError,
     /// A message matching the target's `fail_on` arrived.
     ErrorMessage,
+    /// A bug in wsprobe caught while probing: the probe fails, the target keeps running.
+    InternalError,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::DnsError,
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
@@ -108,6 +110,7 @@ impl Reason {
         Reason::ProbeTimeout,
         Reason::SendError,
         Reason::ErrorMessage,
+        Reason::InternalError,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -133,6 +136,7 @@ impl Reason {
             Reason::ProbeTimeout => "probe_timeout",
             Reason::SendError => "send_error",
             Reason::ErrorMessage => "error_message",
+            Reason::InternalError => "internal_error",
         }
     }
 

@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use futures_util::future::BoxFuture;
+
 use super::{ProbeError, Reason};
 
 /// Resolves `host`; an IP literal is returned as is, without a lookup.
@@ -17,4 +19,21 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeErro
         return Err(ProbeError::new(Reason::DnsError, format!("`{host}` resolved to no address")));
     }
     Ok(addrs)
+}
+
+/// Where a probe gets a host's addresses: the system resolver ([`System`]) unless
+/// another is given to [`Prober::with_resolver`](super::Prober::with_resolver), e.g. a
+/// test's fixed table for a host with several addresses.
+pub trait Resolve: Send + Sync + std::fmt::Debug {
+    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Vec<SocketAddr>, ProbeError>>;
+}
+
+/// The system resolver, through [`resolve`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct System;
+
+impl Resolve for System {
+    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Vec<SocketAddr>, ProbeError>> {
+        Box::pin(resolve(host, port))
+    }
 }

@@ -15,14 +15,14 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::tls::Conn;
+use super::upgrade::Socket;
 use super::{ProbeError, Reason, Stop};
 use crate::config::Vars;
 use crate::scenario::{Hooks, Received};
 use crate::util::redact::Redactor;
+use crate::util::time::deadline;
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.
 const MAX_GAPS: usize = 4096;
@@ -40,7 +40,7 @@ pub struct Wait {
 impl Wait {
     pub fn new(timeout: Duration) -> Self {
         let started = Instant::now();
-        Self { started, deadline: started + timeout, timeout, max_gap: None }
+        Self { started, deadline: deadline(started, timeout), timeout, max_gap: None }
     }
 
     pub fn with_max_gap(mut self, max_gap: Option<Duration>) -> Self {
@@ -58,7 +58,7 @@ pub enum Event {
 
 #[derive(Debug)]
 pub struct Session {
-    ws: WebSocketStream<Conn>,
+    ws: Socket,
     idle: Duration,
     probe_deadline: Instant,
     cancel: CancellationToken,
@@ -81,7 +81,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        ws: WebSocketStream<Conn>,
+        ws: Socket,
         idle: Duration,
         probe_deadline: Instant,
         cancel: CancellationToken,
@@ -112,9 +112,10 @@ impl Session {
     /// silence (`stalled`), the probe deadline and the connection's failures are errors.
     pub async fn next_event(&mut self, wait: &Wait) -> Result<Option<Event>, Stop> {
         loop {
-            let idle_deadline = self.last_traffic + self.idle;
-            let gap_deadline =
-                wait.max_gap.map(|g| self.last_data.map_or(wait.started, |d| d.max(wait.started)) + g);
+            let idle_deadline = deadline(self.last_traffic, self.idle);
+            let gap_deadline = wait
+                .max_gap
+                .map(|g| deadline(self.last_data.map_or(wait.started, |d| d.max(wait.started)), g));
             let mut deadline = wait.deadline.min(idle_deadline).min(self.probe_deadline);
             if let Some(g) = gap_deadline {
                 deadline = deadline.min(g);
@@ -155,9 +156,7 @@ impl Session {
                     return Ok(Some(Event::Data(frame)));
                 }
                 Message::Pong(payload) => return Ok(Some(Event::Pong(payload))),
-                Message::Close(close) => {
-                    return Err(Stop::Failed(unexpected_close(close.as_ref(), self.redactor())))
-                }
+                Message::Close(close) => return Err(Stop::Failed(self.server_closed(close.as_ref()))),
                 Message::Ping(_) | Message::Frame(_) => {}
             }
         }
@@ -192,6 +191,22 @@ impl Session {
             self.redactor = (self.secrets.len(), Redactor::new(&self.secrets));
         }
         &self.redactor.1
+    }
+
+    /// The failure a close frame from the server means: judged by the code on the wire,
+    /// since the library replaces a forbidden one with 1002 before we see it.
+    fn server_closed(&mut self, close: Option<&CloseFrame>) -> ProbeError {
+        let on_wire = self.ws.get_ref().snapshot().close_code;
+        let redactor = self.redactor();
+        match on_wire {
+            Some(Some(code)) if !super::close::may_be_sent(code) => super::close::forbidden(code),
+            // The library rewrote the frame (it still refuses 1014): its reason is made up.
+            Some(Some(code)) if close.is_none_or(|f| u16::from(f.code) != code) => unexpected_close(
+                Some(&CloseFrame { code: CloseCode::from(code), reason: "".into() }),
+                redactor,
+            ),
+            _ => unexpected_close(close, redactor),
+        }
     }
 
     fn expired(&self, deadline: Instant, idle_deadline: Instant, wait: &Wait) -> ProbeError {
@@ -290,9 +305,13 @@ impl Session {
                         format!("no close frame from the server within {}", fmt_duration(timeout)),
                     ))
                 }
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => {
-                    return Ok(start.elapsed())
-                }
+                Ok(Some(Ok(Message::Close(_)))) => match self.ws.get_ref().snapshot().close_code {
+                    Some(Some(code)) if !super::close::may_be_sent(code) => {
+                        return Err(Stop::Failed(super::close::forbidden(code)))
+                    }
+                    _ => return Ok(start.elapsed()),
+                },
+                Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => return Ok(start.elapsed()),
                 Ok(Some(Err(e))) if is_reset(&e) => return Ok(start.elapsed()),
                 Ok(Some(Err(e))) => return Err(Stop::Failed(read_error(e))),
                 Ok(Some(Ok(_))) => {}

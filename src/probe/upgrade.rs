@@ -1,4 +1,10 @@
 //! Phase `handshake`: the HTTP/1.1 upgrade to WebSocket.
+//!
+//! The library checks the status, the accept key and the subprotocol; we add what it
+//! leaves out (an extension the server chose although we offered none, interim `1xx`
+//! answers ahead of the `101`, see [`SkipInterim`]) and read the
+//! status of answers it refuses to parse (`HTTP/1.0 503` from an old proxy) from the
+//! [`Tap`] beneath it.
 
 use std::io;
 
@@ -8,9 +14,14 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{client_async_with_config, WebSocketStream};
 
+use super::interim::SkipInterim;
 use super::session::io_reason;
+use super::tap::{Seen, Tap};
 use super::tls::Conn;
 use super::{ProbeError, Reason};
+
+/// The open socket, with the tap that watches what the server sends.
+pub type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
 
 /// Sends the upgrade request and checks the answer; returns the open socket.
 pub async fn upgrade(
@@ -19,7 +30,7 @@ pub async fn upgrade(
     subprotocols: &[String],
     max_message_size: usize,
     conn: Conn,
-) -> Result<WebSocketStream<Conn>, ProbeError> {
+) -> Result<Socket, ProbeError> {
     let mut request = uri.clone().into_client_request().map_err(|e| {
         ProbeError::new(Reason::HandshakeInvalid, format!("cannot build the upgrade request: {e}"))
     })?;
@@ -38,14 +49,63 @@ pub async fn upgrade(
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size));
-    match client_async_with_config(request, conn, Some(config)).await {
-        Ok((ws, _response)) => Ok(ws),
-        Err(e) => Err(map_error(e)),
+    let tap = Tap::new(SkipInterim::new(conn));
+    let seen = tap.seen();
+    match client_async_with_config(request, tap, Some(config)).await {
+        Ok((ws, response)) => {
+            // We offer no extension, so the server may select none (RFC 6455 §4.1).
+            let chosen = response.headers().get_all("sec-websocket-extensions");
+            match chosen.iter().find(|v| !v.as_bytes().trim_ascii().is_empty()) {
+                None => Ok(ws),
+                Some(v) => Err(ProbeError::new(
+                    Reason::HandshakeInvalid,
+                    format!(
+                        "server selected extension `{}`, which wsprobe did not offer",
+                        crate::util::text::excerpt(&String::from_utf8_lossy(v.as_bytes()), 64)
+                    ),
+                )),
+            }
+        }
+        Err(e) => {
+            let seen = seen.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+            Err(map_error(e, &seen))
+        }
     }
 }
 
-fn map_error(e: WsError) -> ProbeError {
+/// `(version, status)` of a status line such as `HTTP/1.0 503 Service Unavailable`.
+fn parse_status_line(line: &str) -> Option<(&str, u16)> {
+    let mut parts = line.split_ascii_whitespace();
+    let version = parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    let code = parts.next().filter(|c| c.len() == 3)?.parse().ok()?;
+    (100..=999).contains(&code).then_some((version, code))
+}
+
+fn map_error(e: WsError, seen: &Seen) -> ProbeError {
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
     match e {
+        // The library refuses HTTP/1.0 before looking at the status; an old proxy's
+        // `HTTP/1.0 503` is still a refusal with a status, not a malformed answer.
+        WsError::Protocol(P::WrongHttpVersion) => match parse_status_line(&seen.status_line) {
+            Some((version, code)) if code != 101 => {
+                let reason = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(code)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                let message = format!("server answered the upgrade with {version} {code} {reason}");
+                let mut err = ProbeError::new(Reason::HandshakeStatus, message.trim_end());
+                err.http_status = Some(code);
+                err
+            }
+            Some((version, _)) => ProbeError::new(
+                Reason::HandshakeInvalid,
+                format!("server answered the upgrade with {version} 101; an upgrade needs HTTP/1.1"),
+            ),
+            None => ProbeError::new(
+                Reason::HandshakeInvalid,
+                "invalid upgrade response: the HTTP version is not 1.1",
+            ),
+        },
         WsError::Http(response) => {
             let status = response.status();
             let mut err = ProbeError::new(

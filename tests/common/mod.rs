@@ -13,6 +13,7 @@
 
 pub mod alertmanager;
 pub mod echoing;
+pub mod hostile;
 pub mod http;
 pub mod process;
 mod tls;
