@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::dispatch::{Format, Receiver, Retry};
-use crate::config::{HumanDuration, Template};
+use crate::config::{bounds, HumanDuration, Template};
 use crate::detect::DetectorConfig;
 
 /// `alerting:` as written.
@@ -138,10 +138,8 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                     Err(e) => problems.push(format!("{at}.headers.{h}: {e}")),
                 }
             }
+            bounds::check(&format!("{at}.timeout"), r.timeout, bounds::DEADLINE, problems);
             let timeout = r.timeout.map_or(Duration::from_secs(5), HumanDuration::get);
-            if timeout.is_zero() {
-                problems.push(format!("{at}.timeout: must be positive"));
-            }
             if let Some(url) = url {
                 receivers.push(Receiver { name, url, format, headers, timeout });
             }
@@ -151,6 +149,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
     if resend_interval.is_zero() {
         problems.push("alerting.resend_interval: must be positive".to_owned());
     }
+    bounds::check("alerting.resend_interval", raw.resend_interval, bounds::ALERT_DELAY, problems);
     Alerting {
         external_url: raw.external_url.clone(),
         runbook_url: raw.runbook_url.clone(),

@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::{HeaderName, Uri};
 
-use super::{is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS};
+use super::{
+    bounds, is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS,
+};
 use crate::breaker::{self, FailureRatio};
 use crate::scenario::{Matcher, RawMatcher};
 
@@ -185,11 +187,8 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
 /// Checks a `circuit_breaker` block where it is written.
 pub(super) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
     let at = format!("{at}.circuit_breaker");
-    for (name, value) in [("recovery_timeout", b.recovery_timeout), ("open_interval", b.open_interval)] {
-        if value.is_some_and(|v| v.get().is_zero()) {
-            problems.push(format!("{at}.{name}: must be positive"));
-        }
-    }
+    bounds::check(&format!("{at}.recovery_timeout"), b.recovery_timeout, bounds::DEADLINE, problems);
+    bounds::check(&format!("{at}.open_interval"), b.open_interval, bounds::INTERVAL, problems);
     if let Some(r) = &b.failure_ratio {
         if !(r.ratio > 0.0 && r.ratio <= 1.0) {
             problems.push(format!(
@@ -267,8 +266,8 @@ pub(super) fn resolve_checks(
             .expect
             .as_ref()
             .and_then(|m| Matcher::compile(m).map_err(|e| problems.push(format!("{here}.expect: {e}"))).ok());
-        positive(&format!("{here}.timeout"), c.timeout, problems);
-        positive(&format!("{here}.interval"), c.interval, problems);
+        bounds::check(&format!("{here}.timeout"), c.timeout, bounds::DEADLINE, problems);
+        bounds::check(&format!("{here}.interval"), c.interval, bounds::INTERVAL, problems);
         let max_body_size = body_limit(&format!("{here}.max_body_size"), c.max_body_size, problems);
         let version_path = c
             .version_path
@@ -329,8 +328,8 @@ pub(super) fn resolve_remote(
     let before = problems.len();
     let url = check_url(&format!("{here}.url"), &r.url, problems);
     let headers = check_headers(&format!("{here}.headers"), &r.headers, problems);
-    positive(&format!("{here}.interval"), r.interval, problems);
-    positive(&format!("{here}.timeout"), r.timeout, problems);
+    bounds::check(&format!("{here}.interval"), r.interval, bounds::INTERVAL, problems);
+    bounds::check(&format!("{here}.timeout"), r.timeout, bounds::DEADLINE, problems);
     let max_body_size = body_limit(&format!("{here}.max_body_size"), r.max_body_size, problems);
     if r.paths.is_empty() {
         problems.push(format!(
@@ -376,12 +375,6 @@ pub(super) fn check_drift_gate(
         problems.push(format!(
             "{at}.fail_on_drift: no health check has `expected_version`, so there is no drift to fail on"
         ));
-    }
-}
-
-fn positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<String>) {
-    if value.is_some_and(|v| v.get().is_zero()) {
-        problems.push(format!("{field}: must be positive"));
     }
 }
 

@@ -6,6 +6,7 @@
 //! names, URLs, headers, files, substitutions. Every problem is reported, each naming the
 //! field it is about, before anything binds a port or opens a socket.
 
+pub mod bounds;
 mod health;
 mod template;
 pub mod units;
@@ -266,6 +267,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             targets.push(target);
         }
     }
+    bounds::check("shutdown_grace", raw.shutdown_grace, bounds::GRACE, &mut problems);
     let alerting = raw.alerting.as_ref().map(|a| crate::alerting::config::resolve(a, &mut problems));
     if !problems.is_empty() {
         return Err(ConfigError { file: path.to_owned(), problems });
@@ -403,7 +405,7 @@ impl RawTarget {
 /// name; returns its valid headers.
 fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec<(HeaderName, Template)> {
     check_timeouts(&format!("{at}.timeouts"), s.timeouts, problems);
-    check_positive(&format!("{at}.interval"), s.interval, problems);
+    bounds::check(&format!("{at}.interval"), s.interval, bounds::INTERVAL, problems);
 
     let headers = check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
         RESERVED_HEADERS.contains(&header.as_str()).then(|| {
@@ -494,13 +496,7 @@ fn check_timeouts(at: &str, t: &RawTimeouts, problems: &mut Vec<String>) {
         ("probe", t.probe),
     ];
     for (name, value) in all {
-        check_positive(&format!("{at}.{name}"), value, problems);
-    }
-}
-
-fn check_positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<String>) {
-    if value.is_some_and(|v| v.get().is_zero()) {
-        problems.push(format!("{field}: must be positive"));
+        bounds::check(&format!("{at}.{name}"), value, bounds::DEADLINE, problems);
     }
 }
 

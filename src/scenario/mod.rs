@@ -19,7 +19,7 @@ use tokio::time::Instant;
 pub use matcher::{lookup, Matcher, RawMatcher, Received};
 pub use payload::{Payload, RawPayload};
 
-use crate::config::{HumanDuration, Timeouts, BUILTINS};
+use crate::config::{bounds, HumanDuration, Timeouts, BUILTINS};
 use crate::probe::session::{fmt_duration, Session, Wait};
 use crate::probe::{Phase, ProbeError, Reason, StepResult, Stop};
 
@@ -233,13 +233,19 @@ fn compile_kind(here: &str, r: &RawStep, problems: &mut Vec<String>) -> Option<S
             return None;
         }
     };
+    // Every step duration is a deadline, bounded so that the session's clock cannot overflow.
     let positive = |field: &str, v: Option<HumanDuration>, problems: &mut Vec<String>| -> Option<Duration> {
-        match v {
-            Some(d) if d.get().is_zero() => {
-                problems.push(format!("{here}: `{field}` must be positive"));
+        let v = v?;
+        match bounds::problem(v, bounds::DEADLINE) {
+            Some(why) if v.get().is_zero() => {
+                problems.push(format!("{here}: `{field}` {why}"));
                 None
             }
-            other => other.map(HumanDuration::get),
+            Some(why) => {
+                problems.push(format!("{here}: `{field}`: {why}"));
+                None
+            }
+            None => Some(v.get()),
         }
     };
     let within = positive("within", r.within, problems);
