@@ -82,7 +82,10 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
     problems.extend(raw.detector.validate("alerting.detector"));
     if let Some(url) = &raw.external_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problems.push(format!("alerting.external_url: `{url}` must start with http:// or https://"));
+            problems.push(format!(
+                "alerting.external_url: `{}` must start with http:// or https://",
+                crate::config::shown(url)
+            ));
         }
     }
     let mut receivers = Vec::new();
@@ -95,7 +98,8 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             let name = r.name.clone().unwrap_or_else(|| format!("{kind}-{i}"));
             if !crate::config::is_valid_name(&name) {
                 problems.push(format!(
-                    "{at}.name: `{name}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`"
+                    "{at}.name: `{}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`",
+                    crate::config::shown(&name)
                 ));
             } else if !names.insert(name.clone()) {
                 problems.push(format!("{at}.name: `{name}` is already the name of another receiver"));
@@ -109,7 +113,10 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                 (_, None | Some("json")) => Format::Json,
                 (_, Some("slack")) => Format::Slack,
                 (_, Some(other)) => {
-                    problems.push(format!("{at}.format: `{other}` is not one of `json`, `slack`"));
+                    problems.push(format!(
+                        "{at}.format: `{}` is not one of `json`, `slack`",
+                        crate::config::shown(other)
+                    ));
                     Format::Json
                 }
             };
@@ -121,7 +128,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                     _ => {
                         problems.push(format!(
                             "{at}.url: `{}` is not an http:// or https:// URL",
-                            r.url.source()
+                            crate::config::shown(r.url.source())
                         ));
                         None
                     }
@@ -135,7 +142,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             for (h, v) in &r.headers {
                 match v.expand() {
                     Ok(value) => headers.push((h.clone(), value)),
-                    Err(e) => problems.push(format!("{at}.headers.{h}: {e}")),
+                    Err(e) => problems.push(format!("{at}.headers.{}: {e}", crate::config::shown(h))),
                 }
             }
             bounds::check(&format!("{at}.timeout"), r.timeout, bounds::DEADLINE, problems);

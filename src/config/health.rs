@@ -176,7 +176,10 @@ pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
 /// Splits a dot path (`circuit_breakers.auth.state`, `items.0.id`).
 fn split_path(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!("`{path}` is not a valid path (write e.g. `version` or `build.git_commit`)"));
+        return Err(format!(
+            "`{}` is not a valid path (write e.g. `version` or `build.git_commit`)",
+            super::shown(path)
+        ));
     }
     Ok(path.split('.').map(str::to_owned).collect())
 }
@@ -248,7 +251,7 @@ pub(super) fn resolve_checks(
         if !is_valid_name(&c.name) {
             problems.push(format!(
                 "{here}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                c.name.escape_debug()
+                super::shown(&c.name)
             ));
         } else if let Some(j) = raw[..i].iter().position(|o| o.name == c.name) {
             problems.push(format!("{here}.name: `{}` is already the name of health[{j}]", c.name));
@@ -290,8 +293,10 @@ pub(super) fn resolve_checks(
             // Files may appear with the first deploy; variables are the environment's now.
             for name in expected.variables().filter(|v| !BUILTINS.contains(v)) {
                 if std::env::var_os(name).is_none() {
-                    problems
-                        .push(format!("{here}.expected_version: environment variable `{name}` is not set"));
+                    problems.push(format!(
+                        "{here}.expected_version: environment variable `{}` is not set",
+                        super::shown(name)
+                    ));
                 }
             }
         }
@@ -338,15 +343,15 @@ pub(super) fn resolve_remote(
     }
     let mut paths = Vec::new();
     for (name, path) in &r.paths {
+        let shown_name = super::shown(name);
         if !is_valid_name(name) {
             problems.push(format!(
-                "{here}.paths.{name}: `{}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                name.escape_debug()
+                "{here}.paths.{shown_name}: `{shown_name}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)"
             ));
         }
         match split_path(path) {
             Ok(p) => paths.push((name.clone(), p)),
-            Err(e) => problems.push(format!("{here}.paths.{name}: {e}")),
+            Err(e) => problems.push(format!("{here}.paths.{shown_name}: {e}")),
         }
     }
     let tls = check_tls(&here, r.tls.as_ref(), url.as_ref(), tls, problems);
@@ -392,11 +397,11 @@ fn check_url(field: &str, url: &Template, problems: &mut Vec<String>) -> Option<
             Ok(u) => Some(u),
             // A substituted value may be a secret: show the url as written.
             Err(why) if url.has_substitutions() => {
-                problems.push(format!("{field}: `{url}` {why}"));
+                problems.push(format!("{field}: `{}` {why}", super::shown(url.source())));
                 None
             }
             Err(why) => {
-                problems.push(format!("{field}: `{}` {why}", without_userinfo(&expanded)));
+                problems.push(format!("{field}: `{}` {why}", super::shown(&without_userinfo(&expanded))));
                 None
             }
         },
@@ -440,7 +445,10 @@ fn check_tls(
     }
     if let Some(name) = &own.server_name {
         if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-            problems.push(format!("{here}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
+            problems.push(format!(
+                "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
+                super::shown(name)
+            ));
         }
     }
     own.clone()

@@ -181,7 +181,7 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
     for (i, r) in raw.iter().enumerate() {
         let position = i + 1;
         let here = match &r.name {
-            Some(n) => format!("{at} step {position} (`{n}`)"),
+            Some(n) => format!("{at} step {position} (`{}`)", crate::config::shown(n)),
             None => format!("{at} step {position}"),
         };
         let before = problems.len();
@@ -352,7 +352,10 @@ fn check_env(
                 None => {}
             }
             if std::env::var_os(var).is_none() {
-                problems.push(format!("{field}: environment variable `{var}` is not set"));
+                problems.push(format!(
+                    "{field}: environment variable `{}` is not set",
+                    crate::config::shown(var)
+                ));
             }
         }
         if let Err(e) = template.expand_with(&crate::config::Vars::default(), &mut Vec::new()) {
