@@ -57,7 +57,7 @@ pub fn check(text: &str) -> Result<(), String> {
 /// User input as a message shows it: at most 80 characters, control characters escaped,
 /// so a megabyte of YAML is not echoed back nor can it forge output lines.
 pub(crate) fn shown(s: &str) -> String {
-    crate::util::text::excerpt(s, 80).escape_debug().to_string()
+    crate::util::text::escape_control(&crate::util::text::excerpt(s, 80)).into_owned()
 }
 
 /// A serde error cut to a readable length, keeping where it happened (` at line N column M`).
