@@ -1,0 +1,587 @@
+//! Deterministic configuration fuzzing: thousands of seeded mutations of the shipped
+//! configurations (`config/*.yaml` and the demo's) through `wsprobe check`'s code path,
+//! `config::parse` then `Prober::new` for every target.
+//!
+//! Mutations work on the parsed document (keys deleted, values swapped for other types,
+//! huge, negative and zero numbers, absurd durations, control and bidirectional
+//! characters, very long strings, deep nesting, one subtree copied over another) and on
+//! the text (duplicated keys, anchors and aliases, deep flow nesting, truncation, stray
+//! control characters). Every case must end in `Ok` or a `ConfigError` (never a panic),
+//! within [`CASE_LIMIT`], with the whole run within [`TOTAL_LIMIT`] and the peak memory
+//! within [`RSS_GROWTH_LIMIT_KIB`]; what is accepted must hold only durations the clock
+//! can add. Seeds are fixed, so a failure names a seed that reproduces it:
+//! `WSPROBE_FUZZ_SEED=<n> cargo test --test config_fuzz -- --nocapture` runs just that one
+//! and prints its text.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_norway::{Mapping, Value};
+use wsprobe::config::{self, Config};
+use wsprobe::probe::Prober;
+use wsprobe::scenario::StepKind;
+
+/// Cases per base document; with four bases, 3000 cases.
+const CASES_PER_BASE: u64 = 750;
+/// Most CPU time one case may take, debug build (the slowest seen is about 40 ms). CPU
+/// time, not wall time, so other work on the machine does not fail the test.
+const CASE_LIMIT: Duration = Duration::from_millis(200);
+/// The whole run, wall time, generation included.
+const TOTAL_LIMIT: Duration = Duration::from_secs(60);
+/// Peak resident memory may grow by at most this much over the run (about 20 MiB seen).
+const RSS_GROWTH_LIMIT_KIB: u64 = 256 << 10;
+/// Longest duration an accepted configuration may hold (the largest limit is 30 days).
+const LONGEST_ACCEPTED: Duration = Duration::from_secs(30 * 86_400);
+
+/// Seeds that found defects before the limits existed; they run first, every time.
+/// Found by this test against the code before the limits (see each comment).
+const REGRESSION_SEEDS: &[u64] = &[];
+
+fn bases() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out: Vec<(String, String)> = files
+        .iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    out.push(("demo".to_owned(), wsprobe::demo::config_yaml(local, local, Duration::from_secs(1))));
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Mutations
+
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(Value),
+    Index(usize),
+}
+
+fn paths(v: &Value, at: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
+    out.push(at.clone());
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                at.push(Seg::Key(k.clone()));
+                paths(child, at, out);
+                at.pop();
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, child) in items.iter().enumerate() {
+                at.push(Seg::Index(i));
+                paths(child, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn node<'v>(v: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
+    let mut cur = v;
+    for seg in path {
+        cur = match (seg, cur) {
+            (Seg::Key(k), Value::Mapping(m)) => m.get_mut(k)?,
+            (Seg::Index(i), Value::Sequence(s)) => s.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Keys the format knows, so that inserted keys land on real fields with wrong values.
+const KEYS: &[&str] = &[
+    "interval",
+    "timeouts",
+    "probe",
+    "within",
+    "hold",
+    "sleep",
+    "max_gap",
+    "headers",
+    "steps",
+    "send",
+    "expect",
+    "text",
+    "json",
+    "any_of",
+    "health",
+    "url",
+    "name",
+    "tls",
+    "ca_file",
+    "circuit_breaker",
+    "failure_ratio",
+    "window",
+    "min_probes",
+    "remote_breakers",
+    "paths",
+    "alerting",
+    "detector",
+    "recent_bucket",
+    "baseline_window",
+    "for",
+    "resolve_after",
+    "max_message_size",
+    "jitter",
+    "capture",
+    "close",
+    "code",
+    "reason",
+    "ping",
+    "timeout",
+    "subprotocols",
+    "expect_status",
+    "version_path",
+    "expected_version",
+    "max_body_size",
+    "zz_unknown",
+];
+
+fn random_string(rng: &mut StdRng) -> String {
+    let fixed = [
+        "500000000000y",
+        "18446744073709551615s",
+        "0s",
+        "1ns",
+        "-5s",
+        "1e400",
+        "NaN",
+        "5%",
+        "-1%",
+        "1000%",
+        "0B",
+        "99999999999GiB",
+        "${file:/dev/zero}",
+        "${WSPROBE_FUZZ_UNSET}",
+        "${",
+        "$${x",
+        "${file:}",
+        "${base64url:file:/dev/null}",
+        "(((((",
+        "[a-",
+        "\\",
+        "ws://[::1",
+        "ws://u:p@h/#f",
+        "wss://:0/",
+        "http://h:99999/",
+        "/dev/zero",
+        "/proc/self/mem",
+        "p95",
+        "p200",
+        "a..b",
+        ".",
+        "",
+        "\u{0}\u{1b}[31mred\r\nforged: line",
+        "é\u{202e}🙂\u{2028}",
+        "a\tb",
+    ];
+    match rng.random_range(0..10) {
+        0 => "x".repeat(rng.random_range(1..200_000)),
+        1 => (0..rng.random_range(1..64))
+            .map(|_| char::from_u32(rng.random_range(0..0x11_0000)).unwrap_or('?'))
+            .collect(),
+        2 => format!("${{{}}}", "A".repeat(rng.random_range(1..5000))),
+        _ => fixed[rng.random_range(0..fixed.len())].to_owned(),
+    }
+}
+
+fn random_value(rng: &mut StdRng, depth: u32) -> Value {
+    match rng.random_range(0..12) {
+        0 => Value::Null,
+        1 => Value::Bool(rng.random()),
+        2 => Value::Number(u64::MAX.into()),
+        3 => Value::Number(i64::MIN.into()),
+        4 => Value::Number([-1i64, 0, 1, 65536, 4_294_967_296][rng.random_range(0..5)].into()),
+        5 => Value::Number([1e308, -0.5, 0.1, f64::INFINITY, f64::NAN][rng.random_range(0..5)].into()),
+        6 if depth < 3 => {
+            Value::Sequence((0..rng.random_range(0..4)).map(|_| random_value(rng, depth + 1)).collect())
+        }
+        7 if depth < 3 => {
+            let mut m = Mapping::new();
+            for _ in 0..rng.random_range(0..3) {
+                m.insert(
+                    Value::String(KEYS[rng.random_range(0..KEYS.len())].into()),
+                    random_value(rng, depth + 1),
+                );
+            }
+            Value::Mapping(m)
+        }
+        _ => Value::String(random_string(rng)),
+    }
+}
+
+fn mutate_document(rng: &mut StdRng, doc: &mut Value) {
+    let mut all = Vec::new();
+    paths(doc, &mut Vec::new(), &mut all);
+    let path = all[rng.random_range(0..all.len())].clone();
+    let donor = &all[rng.random_range(0..all.len())];
+    match rng.random_range(0..6) {
+        // Delete the node from its parent.
+        0 if !path.is_empty() => {
+            let (last, parent) = path.split_last().unwrap();
+            match (last, node(doc, parent)) {
+                (Seg::Key(k), Some(Value::Mapping(m))) => {
+                    m.remove(k);
+                }
+                (Seg::Index(i), Some(Value::Sequence(s))) if *i < s.len() => {
+                    s.remove(*i);
+                }
+                _ => {}
+            }
+        }
+        // Nest it deep, in sequences or mappings.
+        1 => {
+            if let Some(n) = node(doc, &path) {
+                let levels = rng.random_range(1..300);
+                let as_map = rng.random::<bool>();
+                for _ in 0..levels {
+                    let inner = std::mem::take(n);
+                    *n = if as_map {
+                        let mut m = Mapping::new();
+                        m.insert(Value::String("k".into()), inner);
+                        Value::Mapping(m)
+                    } else {
+                        Value::Sequence(vec![inner])
+                    };
+                }
+            }
+        }
+        // Copy another subtree over it.
+        2 => {
+            let donor = node(doc, donor).cloned();
+            if let (Some(n), Some(d)) = (node(doc, &path), donor) {
+                *n = d;
+            }
+        }
+        // Add a known key (or an element) with a random value.
+        3 => {
+            let v = random_value(rng, 0);
+            match node(doc, &path) {
+                Some(Value::Mapping(m)) => {
+                    m.insert(Value::String(KEYS[rng.random_range(0..KEYS.len())].into()), v);
+                }
+                Some(Value::Sequence(s)) => s.push(v),
+                Some(n) => *n = v,
+                None => {}
+            }
+        }
+        // Swap its type or value.
+        _ => {
+            let v = random_value(rng, 0);
+            if let Some(n) = node(doc, &path) {
+                *n = v;
+            }
+        }
+    }
+}
+
+fn char_boundary_at(text: &str, rng: &mut StdRng) -> usize {
+    let mut at = rng.random_range(0..=text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn mutate_text(rng: &mut StdRng, text: &str) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    if lines.is_empty() {
+        return text.to_owned();
+    }
+    let values: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains(": ") && !lines[i].trim_start().starts_with('#'))
+        .collect();
+    match rng.random_range(0..6) {
+        // A duplicated key (or list item).
+        0 => {
+            let i = rng.random_range(0..lines.len());
+            let copy = lines[i].clone();
+            lines.insert(i + 1, copy);
+        }
+        // An anchor on one value and aliases to it elsewhere (or before it: undefined).
+        1 if values.len() >= 2 => {
+            let a = values[rng.random_range(0..values.len())];
+            let (key, value) = lines[a].split_once(": ").map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap();
+            lines[a] = format!("{key}: &fz {value}");
+            for _ in 0..rng.random_range(1..4) {
+                let b = values[rng.random_range(0..values.len())];
+                if b != a {
+                    let key = lines[b].split_once(": ").unwrap().0.to_owned();
+                    lines[b] = format!("{key}: *fz");
+                }
+            }
+        }
+        // Deep flow nesting where a value was.
+        2 if !values.is_empty() => {
+            let i = values[rng.random_range(0..values.len())];
+            let key = lines[i].split_once(": ").unwrap().0.to_owned();
+            let n = rng.random_range(1..400);
+            let close = if rng.random_range(0..4) == 0 { String::new() } else { "]".repeat(n) };
+            lines[i] = format!("{key}: {}{close}", "[".repeat(n));
+        }
+        // Truncated anywhere.
+        3 => {
+            let joined = lines.join("\n");
+            let at = char_boundary_at(&joined, rng);
+            return joined[..at].to_owned();
+        }
+        // A stray control or odd character.
+        4 => {
+            let mut joined = lines.join("\n");
+            let at = char_boundary_at(&joined, rng);
+            let c = [
+                '\u{0}', '\u{1b}', '\t', '\r', '\u{feff}', '\u{202e}', '"', '\'', '&', '*', '!', '|', '%',
+                '@',
+            ][rng.random_range(0..14)];
+            joined.insert(at, c);
+            return joined;
+        }
+        // Indentation shifted on one line.
+        _ => {
+            let i = rng.random_range(0..lines.len());
+            lines[i] = format!("{}{}", " ".repeat(rng.random_range(0..7)), lines[i].trim_start());
+        }
+    }
+    lines.join("\n")
+}
+
+/// The text of one case: 1 to 3 document mutations, then (half the time) 1 or 2 textual.
+///
+/// A third of the cases mutate only the text as shipped; the others mutate the document
+/// and write it back as YAML (block style) or as JSON (flow style, also YAML).
+fn case(seed: u64, bases: &[(String, String, Value)]) -> (String, String) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (name, base, parsed) = &bases[(seed % bases.len() as u64) as usize];
+    let mut text = match rng.random_range(0..3) {
+        0 => base.clone(),
+        style => {
+            let mut doc = parsed.clone();
+            for _ in 0..rng.random_range(1..=3) {
+                mutate_document(&mut rng, &mut doc);
+            }
+            let written = if style == 1 {
+                serde_norway::to_string(&doc).ok()
+            } else {
+                serde_json::to_string(&doc).ok()
+            };
+            written.unwrap_or_else(|| base.clone())
+        }
+    };
+    if text == *base || rng.random::<bool>() {
+        for _ in 0..rng.random_range(1..=2) {
+            text = mutate_text(&mut rng, &text);
+        }
+    }
+    (name.clone(), text)
+}
+
+// ---------------------------------------------------------------------------------------
+// Running a case
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Valid,
+    Invalid,
+    /// Accepted, but holding a duration the clock cannot add (or longer than any limit).
+    Absurd(String),
+}
+
+/// What `wsprobe check` does: parse and validate, then build every target's prober.
+fn check(text: &str) -> Outcome {
+    let c = match config::parse(Path::new("fuzz.yaml"), text) {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!e.problems.is_empty());
+            for p in &e.problems {
+                assert!(p.len() < 2000, "a problem of {} bytes: {}…", p.len(), &p[..200]);
+            }
+            return Outcome::Invalid;
+        }
+    };
+    if let Some(why) = absurd_duration(&c) {
+        return Outcome::Absurd(why);
+    }
+    let built: Result<Vec<_>, _> = c.targets.iter().map(|t| Prober::new(t.clone())).collect();
+    match built {
+        Ok(_) => Outcome::Valid,
+        Err(_) => Outcome::Invalid,
+    }
+}
+
+/// The first duration of an accepted configuration that a running probe could not add to
+/// the clock (or that exceeds every limit), if any.
+fn absurd_duration(c: &Config) -> Option<String> {
+    let mut all: Vec<(String, Duration)> = vec![("shutdown_grace".into(), c.shutdown_grace)];
+    for t in &c.targets {
+        let to = t.timeouts;
+        let b = t.circuit_breaker;
+        all.extend([
+            ("interval".into(), t.interval),
+            ("timeouts.dns".into(), to.dns),
+            ("timeouts.connect".into(), to.connect),
+            ("timeouts.tls".into(), to.tls),
+            ("timeouts.handshake".into(), to.handshake),
+            ("timeouts.first_message".into(), to.first_message),
+            ("timeouts.ping".into(), to.ping),
+            ("timeouts.close".into(), to.close),
+            ("timeouts.idle".into(), to.idle),
+            ("timeouts.probe".into(), to.probe),
+            ("recovery_timeout".into(), b.recovery_timeout),
+            ("open_interval".into(), b.open_interval),
+        ]);
+        for s in &t.steps {
+            let ds: Vec<Duration> = match &s.kind {
+                StepKind::Expect { within, max_gap, .. } | StepKind::ExpectAll { within, max_gap, .. } => {
+                    [Some(*within), *max_gap].into_iter().flatten().collect()
+                }
+                StepKind::Hold { duration, max_gap } => {
+                    [Some(*duration), *max_gap].into_iter().flatten().collect()
+                }
+                StepKind::Sleep(d) => vec![*d],
+                StepKind::Ping { timeout } | StepKind::Close { timeout, .. } => {
+                    timeout.iter().copied().collect()
+                }
+                StepKind::Send(_) => vec![],
+            };
+            all.extend(ds.into_iter().map(|d| (format!("step {}", s.name), d)));
+        }
+        for h in &t.health {
+            all.extend([("health.timeout".into(), h.timeout), ("health.interval".into(), h.interval)]);
+        }
+        if let Some(r) = &t.remote_breakers {
+            all.extend([("remote.timeout".into(), r.timeout), ("remote.interval".into(), r.interval)]);
+        }
+    }
+    if let Some(a) = &c.alerting {
+        all.push(("resend_interval".into(), a.resend_interval));
+        all.extend(a.receivers.iter().map(|r| ("receiver.timeout".into(), r.timeout)));
+        let d = &a.detector;
+        for (name, v) in [
+            ("recent_window", d.recent_window),
+            ("baseline_window", d.baseline_window),
+            ("recent_bucket", d.recent_bucket),
+            ("baseline_bucket", d.baseline_bucket),
+            ("latency.time_of_day_span", d.latency.time_of_day_span),
+            ("latency.margin", d.latency.margin),
+            ("latency.for", d.latency.for_),
+            ("latency.resolve_after", d.latency.resolve_after),
+            ("timeouts.for", d.timeouts.for_),
+            ("timeouts.resolve_after", d.timeouts.resolve_after),
+            ("probe_failing.for", d.probe_failing.for_),
+            ("probe_failing.resolve_after", d.probe_failing.resolve_after),
+            ("circuit_open.for", d.circuit_open.for_),
+            ("circuit_open.resolve_after", d.circuit_open.resolve_after),
+            ("deployment_drift.for", d.deployment_drift.for_),
+            ("deployment_drift.resolve_after", d.deployment_drift.resolve_after),
+        ] {
+            all.push((name.into(), v.get()));
+        }
+    }
+    let now = std::time::Instant::now();
+    all.into_iter()
+        .find(|(_, d)| *d > LONGEST_ACCEPTED || now.checked_add(*d).is_none())
+        .map(|(name, d)| format!("{name} = {}", humantime::format_duration(d)))
+}
+
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (nanoseconds): a
+/// case's own cost, whatever else the machine is busy with.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[test]
+fn seeded_mutations_of_the_shipped_configurations_never_panic_and_stay_bounded() {
+    std::env::set_var("STAGING_JWT", "example-jwt-for-tests");
+    std::env::remove_var("WSPROBE_FUZZ_UNSET");
+    let bases: Vec<(String, String, Value)> = bases()
+        .into_iter()
+        .map(|(name, text)| {
+            let doc = serde_norway::from_str(&text).unwrap();
+            (name, text, doc)
+        })
+        .collect();
+    assert!(bases.len() >= 4, "{} bases", bases.len());
+    let seeds: Vec<u64> = match std::env::var("WSPROBE_FUZZ_SEED") {
+        Ok(s) => vec![s.parse().unwrap()],
+        Err(_) => REGRESSION_SEEDS.iter().copied().chain(0..CASES_PER_BASE * bases.len() as u64).collect(),
+    };
+    let single = seeds.len() == 1;
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let what = info.payload().downcast_ref::<&str>().map(|s| s.to_string());
+        let what = what.or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        PANICS.lock().unwrap().push(format!("{what} at {at}"));
+    }));
+
+    let rss_before = peak_rss_kib();
+    let started = Instant::now();
+    let (mut valid, mut invalid) = (0u32, 0u32);
+    let mut panics = Vec::new();
+    let mut absurd = Vec::new();
+    let mut slowest = (Duration::ZERO, 0u64);
+    for &seed in &seeds {
+        let (base, text) = case(seed, &bases);
+        if single {
+            println!("seed {seed}, from {base}:\n{text}");
+        }
+        let cpu0 = thread_cpu();
+        let outcome = std::panic::catch_unwind(|| check(&text));
+        let took = thread_cpu() - cpu0;
+        if took > slowest.0 {
+            slowest = (took, seed);
+        }
+        match outcome {
+            Ok(Outcome::Valid) => valid += 1,
+            Ok(Outcome::Invalid) => invalid += 1,
+            Ok(Outcome::Absurd(why)) => absurd.push(format!("seed {seed} ({base}): accepted {why}")),
+            Err(_) => {
+                let what = PANICS.lock().unwrap().pop().unwrap_or_default();
+                panics.push(format!("seed {seed} ({base}): {what}"));
+            }
+        }
+    }
+    let total = started.elapsed();
+    let grew = peak_rss_kib().saturating_sub(rss_before);
+    std::panic::set_hook(previous_hook);
+
+    println!(
+        "{} cases: {valid} valid, {invalid} refused, {} accepted absurd durations, {} panics; slowest {:?} CPU (seed {}), total {total:?}, peak RSS +{grew} KiB",
+        seeds.len(),
+        absurd.len(),
+        panics.len(),
+        slowest.0,
+        slowest.1
+    );
+    assert!(panics.is_empty(), "{} panics:\n{}", panics.len(), panics.join("\n"));
+    assert!(absurd.is_empty(), "{} absurd configurations accepted:\n{}", absurd.len(), absurd.join("\n"));
+    assert!(slowest.0 < CASE_LIMIT, "seed {} took {:?}", slowest.1, slowest.0);
+    assert!(total < TOTAL_LIMIT, "{total:?}");
+    assert!(grew < RSS_GROWTH_LIMIT_KIB, "peak RSS grew by {grew} KiB");
+    // The mutations must reach validation and not only break the syntax.
+    if !single {
+        assert!(valid > seeds.len() as u32 / 20, "only {valid} of {} cases valid", seeds.len());
+    }
+}
