@@ -9,7 +9,8 @@
 //! control characters). Every case must end in `Ok` or a `ConfigError` (never a panic),
 //! within [`CASE_LIMIT`], with the whole run within [`TOTAL_LIMIT`] and the peak memory
 //! within [`RSS_GROWTH_LIMIT_KIB`]; what is accepted must hold only durations the clock
-//! can add. Seeds are fixed, so a failure names a seed that reproduces it:
+//! can add. Every 100th case also runs through the real binary, whose exit code must
+//! agree (0 valid, 2 refused). Seeds are fixed, so a failure names a seed that reproduces it:
 //! `WSPROBE_FUZZ_SEED=<n> cargo test --test config_fuzz -- --nocapture` runs just that one
 //! and prints its text.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -196,6 +197,33 @@ fn peak_rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Every this many seeds, the case also runs through the real binary's `check`.
+const BINARY_EVERY: u64 = 100;
+
+/// Runs `wsprobe check` on the case; its exit code must agree with the library's verdict
+/// (0 for valid, 2 for refused) and it must not panic.
+fn through_binary(seed: u64, text: &str, outcome: Option<&Outcome>) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("case.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsprobe"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("STAGING_JWT", "example-jwt-for-tests")
+        .env_remove("WSPROBE_FUZZ_UNSET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = match outcome {
+        Some(Outcome::Valid) => Some(0),
+        Some(_) => Some(2),
+        None => None,
+    };
+    (stderr.contains("panicked") || out.status.code() != expected).then(|| {
+        format!("seed {seed}: the binary exited {:?} (expected {expected:?}): {stderr}", out.status.code())
+    })
+}
+
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 #[test]
@@ -229,6 +257,7 @@ fn seeded_mutations_of_the_shipped_configurations_never_panic_and_stay_bounded()
     let mut panics = Vec::new();
     let mut absurd = Vec::new();
     let mut echoed = Vec::new();
+    let mut binary_mismatches = Vec::new();
     let mut slowest = (Duration::ZERO, 0u64);
     for &seed in &seeds {
         let (base, text) = mutate::case(seed, &bases);
@@ -240,6 +269,9 @@ fn seeded_mutations_of_the_shipped_configurations_never_panic_and_stay_bounded()
         let took = thread_cpu() - cpu0;
         if took > slowest.0 {
             slowest = (took, seed);
+        }
+        if seed % BINARY_EVERY == 0 {
+            binary_mismatches.extend(through_binary(seed, &text, outcome.as_ref().ok()));
         }
         match outcome {
             Ok(Outcome::Valid) => valid += 1,
@@ -267,9 +299,10 @@ fn seeded_mutations_of_the_shipped_configurations_never_panic_and_stay_bounded()
         slowest.0,
         slowest.1
     );
-    for line in absurd.iter().chain(&echoed).chain(&panics) {
+    for line in absurd.iter().chain(&echoed).chain(&panics).chain(&binary_mismatches) {
         println!("  {line}");
     }
+    assert!(binary_mismatches.is_empty(), "{}", binary_mismatches.join("\n"));
     assert!(panics.is_empty(), "{} panics:\n{}", panics.len(), panics.join("\n"));
     assert!(echoed.is_empty(), "{} messages too long:\n{}", echoed.len(), echoed.join("\n"));
     assert!(absurd.is_empty(), "{} absurd configurations accepted:\n{}", absurd.len(), absurd.join("\n"));
