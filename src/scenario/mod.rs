@@ -359,7 +359,8 @@ fn check_env(
             }
         }
         if let Err(e) = template.expand_with(&crate::config::Vars::default(), &mut Vec::new()) {
-            if let crate::config::TemplateError::File { .. } = e {
+            use crate::config::TemplateError;
+            if matches!(e, TemplateError::File { .. } | TemplateError::TooLarge { .. }) {
                 problems.push(format!("{field}: {e}"));
             }
         }
