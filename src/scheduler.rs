@@ -183,16 +183,27 @@ async fn probe_loop(
         // While the breaker is open or half-open, `open_interval` spares the service.
         let every = circuit.probe_interval();
         next += jittered(every, jitter);
-        let now = Instant::now();
-        let mut skipped = 0;
-        while next <= now {
-            next += every;
-            skipped += 1;
-        }
+        let skipped;
+        (next, skipped) = catch_up(next, Instant::now(), every);
         if skipped > 0 {
             recorder.skipped(prober.name(), skipped).await;
         }
     }
+}
+
+/// After an overrun: the first tick after `now` on the `every` grid through `next`, and how
+/// many ticks were missed on the way (0 when `next` is still ahead).
+/// Computed, not looped: a short interval after a long stall costs one step, not one per tick.
+fn catch_up(next: Instant, now: Instant, every: Duration) -> (Instant, u64) {
+    if next > now {
+        return (next, 0);
+    }
+    let every_ns = every.as_nanos().max(1);
+    let behind_ns = (now - next).as_nanos();
+    let skipped = u64::try_from(behind_ns / every_ns + 1).unwrap_or(u64::MAX);
+    // `every` is at most a day (validated), so what is left of it fits in u64 nanoseconds.
+    let to_tick = u64::try_from(every_ns - behind_ns % every_ns).unwrap_or(u64::MAX);
+    (crate::util::time::deadline(now, Duration::from_nanos(to_tick)), skipped)
 }
 
 /// A failure as the breaker's reason quotes it: `handshake_status in handshake (HTTP 404)`.
@@ -315,6 +326,23 @@ mod tests {
         let offsets: Vec<_> = (0..4).map(|k| initial_offset(i, k, 4)).collect();
         assert_eq!(offsets, [0, 5, 10, 15].map(Duration::from_secs));
         assert_eq!(initial_offset(i, 0, 1), Duration::ZERO);
+    }
+
+    #[test]
+    fn catching_up_costs_the_same_however_many_ticks_were_missed() {
+        let next = Instant::now();
+        let tick = Duration::from_millis(100);
+        assert_eq!(catch_up(next + tick, next, tick), (next + tick, 0));
+        assert_eq!(catch_up(next, next, tick), (next + tick, 1));
+        assert_eq!(catch_up(next, next + Duration::from_millis(250), tick), (next + 3 * tick, 3));
+        // An hour behind on a 1 ns grid: 3.6e12 ticks, which a loop would spin through.
+        let started = std::time::Instant::now();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            catch_up(next, next + hour, Duration::from_nanos(1)),
+            (next + hour + Duration::from_nanos(1), 3_600_000_000_001)
+        );
+        assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
     }
 
     #[test]

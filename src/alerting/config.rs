@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::credentials;
 use super::dispatch::{Format, Receiver, Retry};
-use crate::config::{HumanDuration, Template, Vars};
+use crate::config::{bounds, HumanDuration, Template, Vars};
 use crate::detect::DetectorConfig;
 use crate::util::redact::Redactor;
 
@@ -85,7 +85,10 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
     problems.extend(raw.detector.validate("alerting.detector"));
     if let Some(url) = &raw.external_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problems.push(format!("alerting.external_url: `{url}` must start with http:// or https://"));
+            problems.push(format!(
+                "alerting.external_url: `{}` must start with http:// or https://",
+                crate::config::shown(url)
+            ));
         }
     }
     let mut receivers = Vec::new();
@@ -98,7 +101,8 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             let name = r.name.clone().unwrap_or_else(|| format!("{kind}-{i}"));
             if !crate::config::is_valid_name(&name) {
                 problems.push(format!(
-                    "{at}.name: `{name}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`"
+                    "{at}.name: `{}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`",
+                    crate::config::shown(&name)
                 ));
             } else if !names.insert(name.clone()) {
                 problems.push(format!("{at}.name: `{name}` is already the name of another receiver"));
@@ -112,12 +116,15 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                 (_, None | Some("json")) => Format::Json,
                 (_, Some("slack")) => Format::Slack,
                 (_, Some(other)) => {
-                    problems.push(format!("{at}.format: `{other}` is not one of `json`, `slack`"));
+                    problems.push(format!(
+                        "{at}.format: `{}` is not one of `json`, `slack`",
+                        crate::config::shown(other)
+                    ));
                     Format::Json
                 }
             };
             let mut secrets = Vec::new();
-            let shown_source = credentials::shown(r.url.source());
+            let shown_source = crate::config::shown(&credentials::shown(r.url.source()));
             let url = match r.url.expand_with(&Vars::default(), &mut secrets) {
                 Ok(u) => {
                     let split = credentials::split(&u);
@@ -144,7 +151,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             for (h, v) in &r.headers {
                 match v.expand_with(&Vars::default(), &mut secrets) {
                     Ok(value) => headers.push((h.clone(), value)),
-                    Err(e) => problems.push(format!("{at}.headers.{h}: {e}")),
+                    Err(e) => problems.push(format!("{at}.headers.{}: {e}", crate::config::shown(h))),
                 }
             }
             let mut redactor = Redactor::new(&secrets);
@@ -166,10 +173,8 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                 }
                 uri
             });
+            bounds::check(&format!("{at}.timeout"), r.timeout, bounds::DEADLINE, problems);
             let timeout = r.timeout.map_or(Duration::from_secs(5), HumanDuration::get);
-            if timeout.is_zero() {
-                problems.push(format!("{at}.timeout: must be positive"));
-            }
             if let Some(url) = url {
                 receivers.push(Receiver { name, url, format, headers, timeout, redactor });
             }
@@ -179,6 +184,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
     if resend_interval.is_zero() {
         problems.push("alerting.resend_interval: must be positive".to_owned());
     }
+    bounds::check("alerting.resend_interval", raw.resend_interval, bounds::ALERT_DELAY, problems);
     Alerting {
         external_url: raw.external_url.clone(),
         runbook_url: raw.runbook_url.clone(),

@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::{HeaderName, Uri};
 
-use super::{is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS};
+use super::{
+    bounds, is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS,
+};
 use crate::breaker::{self, FailureRatio};
 use crate::scenario::{Matcher, RawMatcher};
 
@@ -174,7 +176,10 @@ pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
 /// Splits a dot path (`circuit_breakers.auth.state`, `items.0.id`).
 fn split_path(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!("`{path}` is not a valid path (write e.g. `version` or `build.git_commit`)"));
+        return Err(format!(
+            "`{}` is not a valid path (write e.g. `version` or `build.git_commit`)",
+            super::shown(path)
+        ));
     }
     Ok(path.split('.').map(str::to_owned).collect())
 }
@@ -185,11 +190,8 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
 /// Checks a `circuit_breaker` block where it is written.
 pub(super) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
     let at = format!("{at}.circuit_breaker");
-    for (name, value) in [("recovery_timeout", b.recovery_timeout), ("open_interval", b.open_interval)] {
-        if value.is_some_and(|v| v.get().is_zero()) {
-            problems.push(format!("{at}.{name}: must be positive"));
-        }
-    }
+    bounds::check(&format!("{at}.recovery_timeout"), b.recovery_timeout, bounds::DEADLINE, problems);
+    bounds::check(&format!("{at}.open_interval"), b.open_interval, bounds::INTERVAL, problems);
     if let Some(r) = &b.failure_ratio {
         if !(r.ratio > 0.0 && r.ratio <= 1.0) {
             problems.push(format!(
@@ -249,7 +251,7 @@ pub(super) fn resolve_checks(
         if !is_valid_name(&c.name) {
             problems.push(format!(
                 "{here}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                c.name.escape_debug()
+                super::shown(&c.name)
             ));
         } else if let Some(j) = raw[..i].iter().position(|o| o.name == c.name) {
             problems.push(format!("{here}.name: `{}` is already the name of health[{j}]", c.name));
@@ -267,8 +269,8 @@ pub(super) fn resolve_checks(
             .expect
             .as_ref()
             .and_then(|m| Matcher::compile(m).map_err(|e| problems.push(format!("{here}.expect: {e}"))).ok());
-        positive(&format!("{here}.timeout"), c.timeout, problems);
-        positive(&format!("{here}.interval"), c.interval, problems);
+        bounds::check(&format!("{here}.timeout"), c.timeout, bounds::DEADLINE, problems);
+        bounds::check(&format!("{here}.interval"), c.interval, bounds::INTERVAL, problems);
         let max_body_size = body_limit(&format!("{here}.max_body_size"), c.max_body_size, problems);
         let version_path = c
             .version_path
@@ -291,8 +293,10 @@ pub(super) fn resolve_checks(
             // Files may appear with the first deploy; variables are the environment's now.
             for name in expected.variables().filter(|v| !BUILTINS.contains(v)) {
                 if std::env::var_os(name).is_none() {
-                    problems
-                        .push(format!("{here}.expected_version: environment variable `{name}` is not set"));
+                    problems.push(format!(
+                        "{here}.expected_version: environment variable `{}` is not set",
+                        super::shown(name)
+                    ));
                 }
             }
         }
@@ -329,8 +333,8 @@ pub(super) fn resolve_remote(
     let before = problems.len();
     let url = check_url(&format!("{here}.url"), &r.url, problems);
     let headers = check_headers(&format!("{here}.headers"), &r.headers, problems);
-    positive(&format!("{here}.interval"), r.interval, problems);
-    positive(&format!("{here}.timeout"), r.timeout, problems);
+    bounds::check(&format!("{here}.interval"), r.interval, bounds::INTERVAL, problems);
+    bounds::check(&format!("{here}.timeout"), r.timeout, bounds::DEADLINE, problems);
     let max_body_size = body_limit(&format!("{here}.max_body_size"), r.max_body_size, problems);
     if r.paths.is_empty() {
         problems.push(format!(
@@ -339,15 +343,15 @@ pub(super) fn resolve_remote(
     }
     let mut paths = Vec::new();
     for (name, path) in &r.paths {
+        let shown_name = super::shown(name);
         if !is_valid_name(name) {
             problems.push(format!(
-                "{here}.paths.{name}: `{}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                name.escape_debug()
+                "{here}.paths.{shown_name}: `{shown_name}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)"
             ));
         }
         match split_path(path) {
             Ok(p) => paths.push((name.clone(), p)),
-            Err(e) => problems.push(format!("{here}.paths.{name}: {e}")),
+            Err(e) => problems.push(format!("{here}.paths.{shown_name}: {e}")),
         }
     }
     let tls = check_tls(&here, r.tls.as_ref(), url.as_ref(), tls, problems);
@@ -379,12 +383,6 @@ pub(super) fn check_drift_gate(
     }
 }
 
-fn positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<String>) {
-    if value.is_some_and(|v| v.get().is_zero()) {
-        problems.push(format!("{field}: must be positive"));
-    }
-}
-
 fn body_limit(field: &str, value: Option<ByteSize>, problems: &mut Vec<String>) -> usize {
     if value.is_some_and(|v| v.0 == 0) {
         problems.push(format!("{field}: must be at least 1B"));
@@ -399,11 +397,11 @@ fn check_url(field: &str, url: &Template, problems: &mut Vec<String>) -> Option<
             Ok(u) => Some(u),
             // A substituted value may be a secret: show the url as written.
             Err(why) if url.has_substitutions() => {
-                problems.push(format!("{field}: `{url}` {why}"));
+                problems.push(format!("{field}: `{}` {why}", super::shown(url.source())));
                 None
             }
             Err(why) => {
-                problems.push(format!("{field}: `{}` {why}", without_userinfo(&expanded)));
+                problems.push(format!("{field}: `{}` {why}", super::shown(&without_userinfo(&expanded))));
                 None
             }
         },
@@ -447,7 +445,10 @@ fn check_tls(
     }
     if let Some(name) = &own.server_name {
         if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-            problems.push(format!("{here}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
+            problems.push(format!(
+                "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
+                super::shown(name)
+            ));
         }
     }
     own.clone()

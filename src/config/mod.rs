@@ -6,7 +6,9 @@
 //! names, URLs, headers, files, substitutions. Every problem is reported, each naming the
 //! field it is about, before anything binds a port or opens a socket.
 
+pub mod bounds;
 mod health;
+pub mod input;
 mod template;
 pub mod units;
 
@@ -22,6 +24,8 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 
 pub use health::{parse_http_url, HealthCheck, HttpUrl, RemoteBreakers};
 pub use template::{redact, Template, TemplateError, Vars, BUILTINS};
+
+pub(crate) use input::shown;
 
 use crate::scenario::{self, Hooks, RawMatcher, RawRespond, RawStep, Step};
 pub use units::{ByteSize, HumanDuration, Percent};
@@ -220,14 +224,17 @@ const RESERVED_HEADERS: [&str; 6] =
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let fail = |problem: String| ConfigError { file: path.to_owned(), problems: vec![problem] };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = input::read(path).map_err(fail)?;
     parse(path, &text)
 }
 
 /// Parses and validates configuration text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_norway::from_str(text)
-        .map_err(|e| ConfigError { file: path.to_owned(), problems: vec![e.to_string()] })?;
+    input::check(text).map_err(|e| ConfigError { file: path.to_owned(), problems: vec![e] })?;
+    let raw: RawConfig = serde_norway::from_str(text).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        problems: vec![input::shorten_error(e.to_string())],
+    })?;
     resolve(path, raw)
 }
 
@@ -256,7 +263,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         if !valid {
             problems.push(format!(
                 "{at}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                t.name.escape_debug()
+                shown(&t.name)
             ));
         } else if let Some(first) = earlier {
             problems.push(format!(
@@ -268,6 +275,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             targets.push(target);
         }
     }
+    bounds::check("shutdown_grace", raw.shutdown_grace, bounds::GRACE, &mut problems);
     let alerting = raw.alerting.as_ref().map(|a| crate::alerting::config::resolve(a, &mut problems));
     if !problems.is_empty() {
         return Err(ConfigError { file: path.to_owned(), problems });
@@ -298,11 +306,11 @@ fn resolve_target(
         Ok(expanded) => match parse_ws_url(&expanded) {
             Ok(u) => Some(u),
             Err(why) if t.url.has_substitutions() => {
-                problems.push(format!("{at}.url: `{}` {why}", t.url));
+                problems.push(format!("{at}.url: `{}` {why}", shown(t.url.source())));
                 None
             }
             Err(why) => {
-                problems.push(format!("{at}.url: `{}` {why}", without_userinfo(&expanded)));
+                problems.push(format!("{at}.url: `{}` {why}", shown(&without_userinfo(&expanded))));
                 None
             }
         },
@@ -405,7 +413,7 @@ impl RawTarget {
 /// name; returns its valid headers.
 fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec<(HeaderName, Template)> {
     check_timeouts(&format!("{at}.timeouts"), s.timeouts, problems);
-    check_positive(&format!("{at}.interval"), s.interval, problems);
+    bounds::check(&format!("{at}.interval"), s.interval, bounds::INTERVAL, problems);
 
     let headers = check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
         RESERVED_HEADERS.contains(&header.as_str()).then(|| {
@@ -422,8 +430,9 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
         let field = format!("{at}.subprotocols[{j}]");
         match p.expand() {
             // Shown as written: the expanded token may be a secret.
-            Ok(v) if !is_token(&v) => problems
-                .push(format!("{field}: `{}` is not a valid subprotocol token", p.source().escape_debug())),
+            Ok(v) if !is_token(&v) => {
+                problems.push(format!("{field}: `{}` is not a valid subprotocol token", shown(p.source())))
+            }
             Ok(_) => {}
             Err(e) => problems.push(format!("{field}: {e}")),
         }
@@ -437,8 +446,10 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
         }
         if let Some(name) = &tls.server_name {
             if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-                problems
-                    .push(format!("{at}.tls.server_name: `{name}` is not a valid DNS name or IP address"));
+                problems.push(format!(
+                    "{at}.tls.server_name: `{}` is not a valid DNS name or IP address",
+                    shown(name)
+                ));
             }
         }
     }
@@ -449,18 +460,20 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
     headers
 }
 
+/// CA bundles are a few hundred KiB; this is the most read of one.
+const CA_FILE_LIMIT: ByteSize = input::MAX_CONFIG_SIZE;
+
 /// Reads a CA file the way the probe will, so a bad one fails here rather than at the
 /// first probe; the error completes "`tls.ca_file`: ...".
 fn check_ca_file(ca: &Path) -> Result<(), String> {
-    let pem = std::fs::read(ca).map_err(|e| format!("cannot read `{}`: {e}", ca.display()))?;
+    let shown_ca = shown(&ca.display().to_string());
+    let pem = input::read_capped(ca, CA_FILE_LIMIT).map_err(|e| format!("cannot read `{shown_ca}`: {e}"))?;
     let certs = crate::probe::tls::parse_ca_pem(&pem)
-        .map_err(|_| format!("`{}` holds no PEM certificate", ca.display()))?;
+        .map_err(|_| format!("`{shown_ca}` holds no PEM certificate"))?;
     let mut store = rustls::RootCertStore::empty();
     for cert in certs {
         // rustls calls every bad certificate a "peer certificate": say it plainly instead.
-        store
-            .add(cert)
-            .map_err(|_| format!("`{}` holds a certificate that is not valid X.509", ca.display()))?;
+        store.add(cert).map_err(|_| format!("`{shown_ca}` holds a certificate that is not valid X.509"))?;
     }
     Ok(())
 }
@@ -496,13 +509,7 @@ fn check_timeouts(at: &str, t: &RawTimeouts, problems: &mut Vec<String>) {
         ("probe", t.probe),
     ];
     for (name, value) in all {
-        check_positive(&format!("{at}.{name}"), value, problems);
-    }
-}
-
-fn check_positive(field: &str, value: Option<HumanDuration>, problems: &mut Vec<String>) {
-    if value.is_some_and(|v| v.get().is_zero()) {
-        problems.push(format!("{field}: must be positive"));
+        bounds::check(&format!("{at}.{name}"), value, bounds::DEADLINE, problems);
     }
 }
 
@@ -518,14 +525,16 @@ pub(crate) fn check_headers(
     let mut out: Vec<(HeaderName, Template)> = Vec::new();
     let mut written: Vec<(HeaderName, &String)> = Vec::new();
     for (name, value) in headers {
-        let here = format!("{field}.{name}");
+        let here = format!("{field}.{}", shown(name));
         let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
             problems.push(format!("{here}: not a valid HTTP header name"));
             continue;
         };
         if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
-            problems
-                .push(format!("{here}: `{first}` is the same header (header names are case-insensitive)"));
+            problems.push(format!(
+                "{here}: `{}` is the same header (header names are case-insensitive)",
+                shown(first)
+            ));
             continue;
         }
         written.push((header.clone(), name));

@@ -8,15 +8,24 @@
 //! - `$${` writes a literal `${`.
 //!
 //! Values are read again at every probe, so a rotated token is used without a reload.
+//! A file is read without blocking (a FIFO with no data is an error, not a wait) and at
+//! most [`MAX_FILE_SIZE`] of it, so a probe's expansion costs a few small reads whatever
+//! the path names (`/dev/zero`, a pipe nobody writes to).
 //! Environment and file values are secrets: templates display unexpanded, and every value
 //! they produced is collected so the probe can redact it from anything it reports.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
+
+use super::{shown, ByteSize};
+
+/// The most a `${file:...}` substitution reads: room for any token or key.
+pub const MAX_FILE_SIZE: ByteSize = ByteSize(64 << 10);
 
 /// Names expanded by wsprobe itself rather than the environment.
 pub const BUILTINS: [&str; 3] = ["uuid", "now_ms", "target"];
@@ -52,6 +61,8 @@ pub enum TemplateError {
     MissingEnv(String),
     #[error("cannot read `{path}`: {reason}")]
     File { path: String, reason: String },
+    #[error("`{path}` is larger than {MAX_FILE_SIZE}")]
+    TooLarge { path: String },
 }
 
 /// Values a template can refer to besides the environment: the target and captures.
@@ -126,10 +137,7 @@ impl Template {
                 }
                 Segment::Var(name, enc) => (lookup(name, vars, secrets)?, *enc),
                 Segment::File(path, enc) => {
-                    let text = std::fs::read_to_string(path).map_err(|e| TemplateError::File {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
+                    let text = read_file(path)?;
                     let value = text.trim_end_matches(['\r', '\n']).to_owned();
                     remember(secrets, &value);
                     (value, *enc)
@@ -148,6 +156,35 @@ impl Template {
     }
 }
 
+/// Reads a substituted file: at most [`MAX_FILE_SIZE`], never waiting for data.
+fn read_file(path: &Path) -> Result<String, TemplateError> {
+    let shown_path = || shown(&path.display().to_string());
+    let fail = |e: std::io::Error| TemplateError::File { path: shown_path(), reason: e.to_string() };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO for reading blocks until a writer comes, reading it until data does.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = options.open(path).map_err(fail)?.take(MAX_FILE_SIZE.0 + 1);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A pipe whose writer has said all it will for now.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !bytes.is_empty() => break,
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    if bytes.len() as u64 > MAX_FILE_SIZE.0 {
+        return Err(TemplateError::TooLarge { path: shown_path() });
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| TemplateError::File { path: shown_path(), reason: "not valid UTF-8 text".to_owned() })
+}
+
 fn lookup(name: &str, vars: &Vars, secrets: &mut Vec<String>) -> Result<String, TemplateError> {
     match name {
         "uuid" => return Ok(uuid_v4()),
@@ -163,7 +200,7 @@ fn lookup(name: &str, vars: &Vars, secrets: &mut Vec<String>) -> Result<String, 
     if let Some(v) = vars.captures.get(name) {
         return Ok(v.clone());
     }
-    let value = std::env::var(name).map_err(|_| TemplateError::MissingEnv(name.to_owned()))?;
+    let value = std::env::var(name).map_err(|_| TemplateError::MissingEnv(shown(name)))?;
     remember(secrets, &value);
     Ok(value)
 }
@@ -190,7 +227,7 @@ fn parse_reference(name: &str) -> Result<Segment, TemplateError> {
     };
     if let Some(path) = inner.strip_prefix("file:") {
         if path.is_empty() {
-            return Err(TemplateError::BadName(name.to_owned()));
+            return Err(TemplateError::BadName(shown(name)));
         }
         return Ok(Segment::File(PathBuf::from(path), encoding));
     }
@@ -200,7 +237,7 @@ fn parse_reference(name: &str) -> Result<Segment, TemplateError> {
     if valid {
         Ok(Segment::Var(inner.to_owned(), encoding))
     } else {
-        Err(TemplateError::BadName(name.to_owned()))
+        Err(TemplateError::BadName(shown(name)))
     }
 }
 
@@ -260,6 +297,32 @@ mod tests {
         );
         assert_eq!(Template::parse("${oops").unwrap_err(), TemplateError::Unterminated);
         assert!(matches!(Template::parse("${a-b}"), Err(TemplateError::BadName(_))));
+    }
+
+    #[test]
+    fn file_reads_are_capped_and_never_wait() {
+        let t = |path: &str| Template::parse(&format!("${{file:{path}}}")).unwrap();
+        // Before the cap this read until memory ran out.
+        assert_eq!(t("/dev/zero").expand().unwrap_err().to_string(), "`/dev/zero` is larger than 64KiB");
+        let dir = tempfile::tempdir().unwrap();
+        let exact = dir.path().join("exact");
+        std::fs::write(&exact, "a".repeat(64 << 10)).unwrap();
+        assert_eq!(t(exact.to_str().unwrap()).expand().unwrap().len(), 64 << 10);
+        std::fs::write(&exact, "a".repeat((64 << 10) + 1)).unwrap();
+        assert!(matches!(t(exact.to_str().unwrap()).expand(), Err(TemplateError::TooLarge { .. })));
+
+        // A FIFO nobody writes to: opening it alone used to block the thread for good.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let started = std::time::Instant::now();
+        let fifo_template = t(fifo.to_str().unwrap());
+        assert_eq!(fifo_template.expand().unwrap(), "", "no writer: end of file at once");
+        // A writer that holds the pipe open and says nothing: an error, not a wait.
+        let _writer = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        let err = fifo_template.expand().unwrap_err();
+        assert!(matches!(err, TemplateError::File { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::rules::{
     TimeoutConfig, DAY_SECONDS,
 };
 use super::window::Layout;
-use crate::config::HumanDuration;
+use crate::config::{bounds, HumanDuration};
 
 /// At most this many buckets per ring, so a window cannot be configured into unbounded
 /// memory (24 h in 1-minute buckets is 1440).
@@ -163,8 +163,34 @@ impl DetectorConfig {
             ("recent_bucket", self.recent_bucket),
             ("baseline_bucket", self.baseline_bucket),
         ] {
-            if d.get().is_zero() {
-                problem(field, "must be positive".to_owned());
+            if let Some(why) = bounds::problem(d, bounds::WINDOW) {
+                problem(field, why);
+            }
+        }
+        let span = bounds::Limit { min: std::time::Duration::ZERO, ..bounds::WINDOW };
+        if let Some(why) = bounds::problem(self.latency.time_of_day_span, span) {
+            problem("latency.time_of_day_span", why);
+        }
+        for (field, d) in
+            [("latency.margin", self.latency.margin), ("latency.resolve_margin", self.latency.resolve_margin)]
+        {
+            if let Some(why) = bounds::problem(d, bounds::LATENCY) {
+                problem(field, why);
+            }
+        }
+        // `for` and `resolve_after` of every alert kind: the rule's clock adds them to now.
+        let delays = [
+            ("probe_failing", self.probe_failing.for_, self.probe_failing.resolve_after),
+            ("latency", self.latency.for_, self.latency.resolve_after),
+            ("timeouts", self.timeouts.for_, self.timeouts.resolve_after),
+            ("circuit_open", self.circuit_open.for_, self.circuit_open.resolve_after),
+            ("deployment_drift", self.deployment_drift.for_, self.deployment_drift.resolve_after),
+        ];
+        for (kind, for_, resolve_after) in delays {
+            for (name, d) in [("for", for_), ("resolve_after", resolve_after)] {
+                if let Some(why) = bounds::problem(d, bounds::ALERT_DELAY) {
+                    problem(&format!("{kind}.{name}"), why);
+                }
             }
         }
         let windows = [

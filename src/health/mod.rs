@@ -554,10 +554,10 @@ async fn check_loop(
         let event = WatchEvent::Health { result: Box::new(result), deployment };
         state.send(Event::Watch { target: target.clone(), event }).await;
         // Overruns are not made up for: the next check is an interval after this one.
-        next += interval;
         let now = Instant::now();
+        next = crate::util::time::deadline(next, interval);
         if next <= now {
-            next = now + interval;
+            next = crate::util::time::deadline(now, interval);
         }
     }
 }

@@ -6,12 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
+/// The longest `text` pattern accepted: patterns are written by hand, and the regex
+/// parser's memory grows with the pattern (a 10 MB one took nearly 1 GB).
+pub const MAX_PATTERN_LEN: usize = 4096;
+/// What one compiled pattern, and each lazy DFA cache it builds, may take: 2 MiB.
+const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
 /// A matcher as written in the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -122,16 +127,12 @@ impl Matcher {
         }
         let mut json = Vec::new();
         for (path, value) in &raw.json {
-            let value = serde_json::to_value(value).map_err(|e| format!("json.{path}: {e}"))?;
+            let value = serde_json::to_value(value)
+                .map_err(|e| format!("json.{}: {e}", crate::config::shown(path)))?;
             json.push((split_path(path)?, value));
         }
         let exists = raw.json_exists.iter().map(|p| split_path(p)).collect::<Result<_, _>>()?;
-        let text = match &raw.text {
-            Some(re) => Some(Regex::new(re).map_err(|e| {
-                format!("text: `{re}` is not a valid regular expression ({})", regex_reason(&e))
-            })?),
-            None => None,
-        };
+        let text = raw.text.as_deref().map(compile_regex).transpose()?;
         Ok(Matcher::All { json, exists, text })
     }
 
@@ -155,6 +156,22 @@ impl Matcher {
     }
 }
 
+/// Compiles a `text` pattern within the length and size limits; the error completes
+/// "`<field>`: ...".
+fn compile_regex(re: &str) -> Result<Regex, String> {
+    let shown = crate::config::shown(re);
+    if re.len() > MAX_PATTERN_LEN {
+        return Err(format!(
+            "text: `{shown}` is longer than {MAX_PATTERN_LEN} bytes, the most a pattern may be"
+        ));
+    }
+    RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("text: `{shown}` is not a valid regular expression ({})", regex_reason(&e)))
+}
+
 /// The regex crate's error is a multi-line drawing; configuration errors are one line each.
 fn regex_reason(e: &regex::Error) -> String {
     let text = e.to_string();
@@ -164,7 +181,10 @@ fn regex_reason(e: &regex::Error) -> String {
 
 fn split_path(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!("`{path}` is not a valid path (write e.g. `data.event` or `items.0.id`)"));
+        return Err(format!(
+            "`{}` is not a valid path (write e.g. `data.event` or `items.0.id`)",
+            crate::config::shown(path)
+        ));
     }
     Ok(path.split('.').map(str::to_owned).collect())
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 pub use matcher::{lookup, Matcher, RawMatcher, Received};
 pub use payload::{Payload, RawPayload};
 
-use crate::config::{HumanDuration, Timeouts, BUILTINS};
+use crate::config::{bounds, HumanDuration, Timeouts, BUILTINS};
 use crate::probe::session::{fmt_duration, Session, Wait};
 use crate::probe::{Phase, ProbeError, Reason, StepResult, Stop};
 
@@ -181,7 +181,7 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
     for (i, r) in raw.iter().enumerate() {
         let position = i + 1;
         let here = match &r.name {
-            Some(n) => format!("{at} step {position} (`{n}`)"),
+            Some(n) => format!("{at} step {position} (`{}`)", crate::config::shown(n)),
             None => format!("{at} step {position}"),
         };
         let before = problems.len();
@@ -233,13 +233,19 @@ fn compile_kind(here: &str, r: &RawStep, problems: &mut Vec<String>) -> Option<S
             return None;
         }
     };
+    // Every step duration is a deadline, bounded so that the session's clock cannot overflow.
     let positive = |field: &str, v: Option<HumanDuration>, problems: &mut Vec<String>| -> Option<Duration> {
-        match v {
-            Some(d) if d.get().is_zero() => {
-                problems.push(format!("{here}: `{field}` must be positive"));
+        let v = v?;
+        match bounds::problem(v, bounds::DEADLINE) {
+            Some(why) if v.get().is_zero() => {
+                problems.push(format!("{here}: `{field}` {why}"));
                 None
             }
-            other => other.map(HumanDuration::get),
+            Some(why) => {
+                problems.push(format!("{here}: `{field}`: {why}"));
+                None
+            }
+            None => Some(v.get()),
         }
     };
     let within = positive("within", r.within, problems);
@@ -346,11 +352,15 @@ fn check_env(
                 None => {}
             }
             if std::env::var_os(var).is_none() {
-                problems.push(format!("{field}: environment variable `{var}` is not set"));
+                problems.push(format!(
+                    "{field}: environment variable `{}` is not set",
+                    crate::config::shown(var)
+                ));
             }
         }
         if let Err(e) = template.expand_with(&crate::config::Vars::default(), &mut Vec::new()) {
-            if let crate::config::TemplateError::File { .. } = e {
+            use crate::config::TemplateError;
+            if matches!(e, TemplateError::File { .. } | TemplateError::TooLarge { .. }) {
                 problems.push(format!("{field}: {e}"));
             }
         }
