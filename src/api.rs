@@ -40,7 +40,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
     let snap = s.snapshot.borrow().clone();
     let (probed, total) = (snap.probed(), snap.targets.len());
     // Not a reason to be unready (probes still run, late), but never to be missed either.
-    let exhausted = s.metrics.slots.exhausted.get();
+    let exhausted = s.metrics.target.slots.exhausted.get();
     let detail = if exhausted > 0 {
         format!(
             "warning: {exhausted} probes found every max_concurrent_probes slot busy and started late \

@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerting::AlertsView;
 use crate::config::{self, Config, Target};
-use crate::metrics::Metrics;
+use crate::daemon_metrics::Metrics;
 use crate::probe::Prober;
 use crate::scheduler::{self, Recorder};
 use crate::state::{self, Event, Snapshot, TargetInfo};
+use crate::target_metrics::TargetMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -161,7 +162,8 @@ pub async fn start_with(
         shutdown_grace: config.shutdown_grace,
         config,
         tasks: HashMap::new(),
-        recorder: Recorder { metrics: metrics.clone(), state, record, alerts },
+        recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
+        metrics: metrics.clone(),
         cancel: cancel.clone(),
     };
     supervisor.apply(probers).await;
@@ -204,6 +206,7 @@ struct Supervisor {
     shutdown_grace: Duration,
     tasks: HashMap<String, TargetTask>,
     recorder: Recorder,
+    metrics: Metrics,
     cancel: CancellationToken,
 }
 
@@ -241,7 +244,7 @@ impl Supervisor {
     }
 
     async fn reload(&mut self) -> Result<String, String> {
-        let metrics = self.recorder.metrics.clone();
+        let metrics = self.metrics.clone();
         let loaded = match &self.source {
             Source::Fixed => Err("this configuration is built in; there is no file to reload".to_owned()),
             Source::File(path) => config::load(path).map_err(|e| e.to_string()),
@@ -280,7 +283,7 @@ impl Supervisor {
 
     /// Starts, keeps or restarts target tasks so that exactly `probers` run.
     async fn apply(&mut self, probers: Vec<Prober>) {
-        let metrics = &self.recorder.metrics;
+        let metrics = &self.metrics;
         let count = probers.len();
         let infos = probers
             .iter()
@@ -301,15 +304,12 @@ impl Supervisor {
                     continue;
                 }
                 task.cancel.cancel();
-                let dropped: Vec<String> = step_names(&task.target)
-                    .filter(|s| !step_names(&prober.target).any(|n| n == *s))
-                    .collect();
-                metrics.remove_steps(&name, &dropped);
-                // Health checks and remote breakers it no longer has; the breaker restarts closed.
-                metrics.retain_watched(&prober.target);
+                // Steps, health checks and remote breakers it no longer has; the breaker
+                // restarts closed.
+                retain_series(&metrics.target, &prober.target);
                 tracing::info!(target_name = %name, "Target settings changed; restarting its probes.");
             } else {
-                metrics.add_target(&name);
+                metrics.target.add_target(&name);
             }
             let cancel = self.cancel.child_token();
             let offset = scheduler::initial_offset(prober.target.interval, index, count);
@@ -325,8 +325,7 @@ impl Supervisor {
         }
         for (name, task) in old {
             task.cancel.cancel();
-            let steps: Vec<String> = step_names(&task.target).collect();
-            metrics.remove_target(&name, &steps);
+            metrics.target.forget(&name);
             tracing::info!(target_name = %name, "Target removed from the configuration.");
         }
         metrics.targets.set(i64::try_from(self.tasks.len()).unwrap_or(i64::MAX));
@@ -336,8 +335,16 @@ impl Supervisor {
     }
 }
 
-fn step_names(target: &Target) -> impl Iterator<Item = String> + '_ {
-    target.steps.iter().map(|s| s.name.clone())
+/// Drops the series of the steps, health checks and remote breakers a restarted target's
+/// new settings no longer produce.
+fn retain_series(metrics: &TargetMetrics, target: &Target) {
+    let steps: Vec<&str> = target.steps.iter().map(|s| s.name.as_str()).collect();
+    metrics.probe.retain_steps(&target.name, &steps);
+    let checks: Vec<&str> = target.health.iter().map(|c| c.name.as_str()).collect();
+    let breakers: Vec<&str> =
+        target.remote_breakers.iter().flat_map(|r| r.paths.iter().map(|(n, _)| n.as_str())).collect();
+    let reports_version = target.health.iter().any(|c| c.version_path.is_some());
+    metrics.health.retain(&target.name, &checks, &breakers, reports_version);
 }
 
 fn unix_now() -> f64 {

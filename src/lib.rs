@@ -26,8 +26,10 @@ macro_rules! label_value {
 pub mod alerting;
 pub mod api;
 pub mod breaker;
+pub mod circuit_metrics;
 pub mod config;
 pub mod daemon;
+pub mod daemon_metrics;
 pub mod demo;
 pub mod detect;
 pub mod fdlimit;
@@ -42,4 +44,5 @@ pub mod scenario;
 pub mod scheduler;
 pub mod slots;
 pub mod state;
+pub mod target_metrics;
 pub mod util;

@@ -21,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::breaker::{self, Breaker, CircuitStatus, Transition};
-use crate::metrics::Metrics;
 use crate::probe::{ProbeResult, Prober};
 use crate::state::{Event, StateHandle, WatchEvent};
+use crate::target_metrics::TargetMetrics;
 
 /// Where results go: the log, the metrics and the state task, in that order.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    pub metrics: Metrics,
+    pub metrics: TargetMetrics,
     pub state: StateHandle,
     /// `--record FILE`: every result appended as a JSON line.
     pub record: Option<crate::record::RecordHandle>,
@@ -39,7 +39,7 @@ pub struct Recorder {
 impl Recorder {
     pub async fn record(&self, result: ProbeResult) {
         log_result(&result);
-        self.metrics.observe(&result);
+        self.metrics.probe.observe(&result);
         if let Some(r) = &self.record {
             r.record(&result);
         }
@@ -133,8 +133,13 @@ async fn target_loop(
         remote_breakers: t.remote_breakers.is_some(),
     };
     recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
-    let mut watchers =
-        prober.watchers.spawn(&t.name, &recorder.metrics, &recorder.state, recorder.alerts.as_ref(), &cancel);
+    let mut watchers = prober.watchers.spawn(
+        &t.name,
+        &recorder.metrics.health,
+        &recorder.state,
+        recorder.alerts.as_ref(),
+        &cancel,
+    );
     probe_loop(&prober, offset, &limit, &recorder, &cancel).await;
     // The probe loop ends on cancellation, which the watchers have seen too.
     watchers.shutdown().await;

@@ -11,9 +11,11 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::IntCounter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{Error, Registry, TargetCounter};
 
 /// The semaphore for a configured cap; without one, a semaphore that never runs out.
 pub fn pool(cap: Option<NonZeroUsize>) -> Arc<Semaphore> {
@@ -24,27 +26,24 @@ pub fn pool(cap: Option<NonZeroUsize>) -> Arc<Semaphore> {
 #[derive(Debug, Clone)]
 pub struct SlotMetrics {
     /// Per target: probes that started late because every slot was busy.
-    pub delayed: IntCounterVec,
+    pub delayed: TargetCounter,
     /// Every time a probe found all slots busy, across targets.
     pub exhausted: IntCounter,
 }
 
 impl SlotMetrics {
-    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let delayed = IntCounterVec::new(
-            Opts::new(
+    pub(crate) fn register(registry: &Registry) -> Result<Self, Error> {
+        Ok(Self {
+            delayed: registry.target_counter(
                 "wsprobe_probes_delayed_total",
                 "Probes that started late because every max_concurrent_probes slot was busy.",
-            ),
-            &["target"],
-        )?;
-        registry.register(Box::new(delayed.clone()))?;
-        let exhausted = IntCounter::new(
-            "wsprobe_probe_slots_exhausted_total",
-            "Times a due probe found every max_concurrent_probes slot busy.",
-        )?;
-        registry.register(Box::new(exhausted.clone()))?;
-        Ok(Self { delayed, exhausted })
+                &["target"],
+            )?,
+            exhausted: registry.counter(
+                "wsprobe_probe_slots_exhausted_total",
+                "Times a due probe found every max_concurrent_probes slot busy.",
+            )?,
+        })
     }
 }
 
@@ -83,7 +82,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_is_counted_and_waited_for() {
-        let registry = Registry::new();
+        let registry = Registry::new().unwrap_or_else(|e| panic!("{e}"));
         let metrics = SlotMetrics::register(&registry).unwrap_or_else(|e| panic!("{e}"));
         let limit = pool(NonZeroUsize::new(1));
         let cancel = CancellationToken::new();

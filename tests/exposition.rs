@@ -23,7 +23,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use wsprobe::daemon::{self, Source};
-use wsprobe::metrics::{Metrics, LATENCY_BUCKETS, REVISION, VERSION};
+use wsprobe::daemon_metrics::Metrics;
+use wsprobe::metrics::{LATENCY_BUCKETS, REVISION, VERSION};
 
 /// Bound on every wait for the daemon: startup, readiness, shutdown.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -234,7 +235,7 @@ fn promtool(args: &[&str], stdin: &str) -> std::process::Output {
 // ---------------------------------------------------------------------------------------
 // The dashboard.
 
-/// Metrics DESIGN.md announces that `src/metrics.rs` does not register yet. The dashboard
+/// Metrics DESIGN.md announces that wsprobe does not register yet. The dashboard
 /// may already chart them; each entry leaves this list when it lands.
 const ANNOUNCED_NOT_YET_REGISTERED: &[&str] = &[];
 
@@ -269,7 +270,7 @@ fn dashboard_queries_only_metrics_wsprobe_exports() {
         unknown.is_empty(),
         "dashboards/wsprobe.json queries metrics wsprobe does not export: {unknown:?}\n\
          registered: {registered:?}\n\
-         (a metric registered in src/metrics.rs but missing here needs a child in \
+         (a metric registered in a feature's metrics.rs but missing here needs a child in \
          `registered_metric_names`)"
     );
     // The allow-list must not outlive its reason.
@@ -346,25 +347,27 @@ fn base_name(name: &str, registered: &BTreeSet<String>) -> String {
 /// (`Registry::gather` leaves out vectors without one).
 fn registered_metric_names() -> BTreeSet<String> {
     let m = Metrics::new().expect("metrics register");
-    m.add_target("t");
-    m.probe_success.with_label_values(&["t"]).set(1.0);
-    m.probe_failures_total.with_label_values(&["t", "connect", "connect_refused"]).inc();
-    m.probe_duration.with_label_values(&["t"]).observe(0.1);
-    m.phase_duration.with_label_values(&["t", "connect"]).observe(0.1);
-    m.step_duration.with_label_values(&["t", "welcome"]).observe(0.1);
-    m.message_gap.with_label_values(&["t"]).observe(0.1);
-    m.last_success.with_label_values(&["t"]).set(1.0);
-    m.handshake_status.with_label_values(&["t"]).set(101);
-    m.tls_cert_expiry.with_label_values(&["t"]).set(1.0);
-    m.circuit.set("t", wsprobe::breaker::State::Closed, 1.0);
-    m.circuit.transition("t", wsprobe::breaker::State::Closed, wsprobe::breaker::State::Open);
-    m.set_deployment("t", Some("1.0.0"), Some((false, 0.0)));
-    m.set_remote_breaker("t", "auth", wsprobe::health::RemoteState::Closed);
-    m.remote_poll_failed("t", wsprobe::health::HealthReason::Timeout);
-    m.health.success.with_label_values(&["t", "c"]).set(1.0);
-    m.health.failures.with_label_values(&["t", "c", "timeout"]).inc();
-    m.health.http_status.with_label_values(&["t", "c"]).set(200);
-    m.health.duration.with_label_values(&["t", "c", "total"]).observe(0.1);
+    m.target.add_target("t");
+    let p = &m.target.probe;
+    p.success.with_label_values(&["t"]).set(1.0);
+    p.failures.with_label_values(&["t", "connect", "connect_refused"]).inc();
+    p.duration.with_label_values(&["t"]).observe(0.1);
+    p.phase_duration.with_label_values(&["t", "connect"]).observe(0.1);
+    p.step_duration.with_label_values(&["t", "welcome"]).observe(0.1);
+    p.message_gap.with_label_values(&["t"]).observe(0.1);
+    p.last_success.with_label_values(&["t"]).set(1.0);
+    p.handshake_status.with_label_values(&["t"]).set(101);
+    p.tls_cert_expiry.with_label_values(&["t"]).set(1.0);
+    m.target.circuit.set("t", wsprobe::breaker::State::Closed, 1.0);
+    m.target.circuit.transition("t", wsprobe::breaker::State::Closed, wsprobe::breaker::State::Open);
+    let h = &m.target.health;
+    h.set_deployment("t", Some("1.0.0"), Some((false, 0.0)));
+    h.set_remote_breaker("t", "auth", wsprobe::health::RemoteState::Closed);
+    h.remote_poll_failed("t", wsprobe::health::HealthReason::Timeout);
+    h.success.with_label_values(&["t", "c"]).set(1.0);
+    h.failures.with_label_values(&["t", "c", "timeout"]).inc();
+    h.http_status.with_label_values(&["t", "c"]).set(200);
+    h.duration.with_label_values(&["t", "c", "total"]).observe(0.1);
     m.render()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -16,7 +16,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use wsprobe::breaker::State;
-use wsprobe::metrics::{Metrics, LATENCY_BUCKETS};
+use wsprobe::daemon_metrics::Metrics;
+use wsprobe::metrics::LATENCY_BUCKETS;
 use wsprobe::probe::{Phase, PhaseTimings, ProbeResult, Reason, StepResult};
 
 const RULES: &str = "deploy/prometheus/alerts.yml";
@@ -26,7 +27,7 @@ const RUNBOOKS: &str = "deploy/prometheus/ALERTS.md";
 /// Where `runbook_url`s point: ALERTS.md in the placeholder repository named in alerts.yml.
 const RUNBOOK_BASE: &str = "https://github.com/wsprobe/wsprobe/blob/main/deploy/prometheus/ALERTS.md";
 
-/// Metrics announced to the rules' authors but not registered in `src/metrics.rs` yet.
+/// Metrics announced to the rules' authors but not registered by wsprobe yet.
 /// Rules may query them ahead of time; each entry leaves this list when it lands, with a
 /// comment saying what it is, e.g. `"wsprobe_example_state", // {target,state}, one-hot`.
 /// Empty since wsprobe_circuit_state, wsprobe_deployment_drift and
@@ -288,7 +289,7 @@ fn unit_test_series_use_real_metric_names_labels_and_values() {
 /// vector the rules query needs one here.
 fn exported_samples() -> BTreeMap<String, BTreeSet<String>> {
     let metrics = Metrics::new().expect("metrics register");
-    metrics.add_target("t");
+    metrics.target.add_target("t");
     let mut phases = PhaseTimings::default();
     phases.set(Phase::Connect, 0.002);
     phases.set(Phase::Handshake, 0.01);
@@ -316,13 +317,18 @@ fn exported_samples() -> BTreeMap<String, BTreeSet<String>> {
         phase: Some(Phase::Connect),
         ..ok.clone()
     };
-    metrics.observe(&ok);
-    metrics.observe(&failed);
+    metrics.target.probe.observe(&ok);
+    metrics.target.probe.observe(&failed);
     for state in State::ALL {
-        metrics.circuit.state.with_label_values(&["t", state.as_str()]).set(i64::from(state == State::Open));
+        metrics
+            .target
+            .circuit
+            .state
+            .with_label_values(&["t", state.as_str()])
+            .set(i64::from(state == State::Open));
     }
-    metrics.health.deployment_info.with_label_values(&["t", "1.4.1"]).set(1);
-    metrics.health.deployment_drift.with_label_values(&["t"]).set(1);
+    metrics.target.health.deployment_info.with_label_values(&["t", "1.4.1"]).set(1);
+    metrics.target.health.deployment_drift.with_label_values(&["t"]).set(1);
 
     let line = Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ").unwrap();
     let label = Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="#).unwrap();

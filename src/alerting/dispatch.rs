@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::http::{post_json, PostError};
+use super::metrics::AlertingMetrics;
 use super::receivers::{alertmanager_body, slack_body, webhook_body, Context};
 use crate::detect::Alert;
-use crate::metrics::AlertingMetrics;
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod credentials;
 pub mod dispatch;
 pub mod http;
+pub mod metrics;
 pub mod persist;
 pub mod receivers;
 
@@ -30,10 +31,10 @@ pub use alert::rfc3339_unix;
 pub use config::{Alerting, RawAlerting};
 
 use crate::detect::{Alert, AlertState, Detector, Signal, Transition};
-use crate::metrics::AlertingMetrics;
 use crate::probe::ProbeResult;
 use crate::util::text::escape_control;
 use dispatch::Dispatcher;
+use metrics::AlertingMetrics;
 use receivers::Context;
 
 /// Results waiting for the engine before new ones are dropped.

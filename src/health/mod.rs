@@ -13,6 +13,7 @@
 
 pub mod drift;
 pub mod http;
+pub mod metrics;
 pub mod remote;
 
 use std::sync::Arc;
@@ -34,11 +35,11 @@ pub use remote::{Poller, RemoteState, RemoteStatus};
 use crate::alerting::AlertsHandle;
 use crate::config::{HealthCheck, Target, Template, Vars};
 use crate::detect::Signal;
-use crate::metrics::Metrics;
 use crate::scenario::{lookup, Matcher, Received};
 use crate::state::{Event, StateHandle, WatchEvent};
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
+use metrics::HealthMetrics;
 
 /// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -488,7 +489,7 @@ impl Watchers {
     pub fn spawn(
         &self,
         target: &str,
-        metrics: &Metrics,
+        metrics: &HealthMetrics,
         state: &StateHandle,
         alerts: Option<&AlertsHandle>,
         cancel: &CancellationToken,
@@ -525,7 +526,7 @@ impl Watchers {
 async fn check_loop(
     checker: Arc<Checker>,
     target: String,
-    metrics: Metrics,
+    metrics: HealthMetrics,
     state: StateHandle,
     alerts: Option<AlertsHandle>,
     cancel: CancellationToken,
@@ -546,7 +547,7 @@ async fn check_loop(
             r = checker.run(&target) => r,
         };
         log_health(&result);
-        metrics.observe_health(&result);
+        metrics.observe(&result);
         let deployment = result.reports_version.then(|| {
             track_drift(&result, &mut drift, &mut expected_error, &metrics, alerts.as_ref());
             Deployment::of(&result.check, &drift)
@@ -567,7 +568,7 @@ fn track_drift(
     r: &HealthResult,
     drift: &mut Drift,
     expected_error: &mut Option<String>,
-    metrics: &Metrics,
+    metrics: &HealthMetrics,
     alerts: Option<&AlertsHandle>,
 ) {
     let now = SystemTime::now();

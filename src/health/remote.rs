@@ -14,9 +14,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::HealthMetrics;
 use super::{http, request_parts, unix, HealthReason};
 use crate::config::{redact, RemoteBreakers, Vars};
-use crate::metrics::Metrics;
 use crate::scenario::lookup;
 use crate::state::{Event, StateHandle, WatchEvent};
 
@@ -153,7 +153,7 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
 pub(super) async fn poll_loop(
     poller: Arc<Poller>,
     target: String,
-    metrics: Metrics,
+    metrics: HealthMetrics,
     state: StateHandle,
     cancel: CancellationToken,
 ) {

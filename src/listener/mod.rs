@@ -21,11 +21,12 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{Error, Registry};
 use conns::{Admit, Conn, Table};
 
 /// How long shutdown waits for open connections before dropping them.
@@ -89,21 +90,17 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
-    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let open = IntGauge::new(
+    pub(crate) fn register(registry: &Registry) -> Result<Self, Error> {
+        let open = registry.int_gauge(
             "wsprobe_http_connections",
             "Connections to /metrics and the API holding one of the listener's slots.",
         )?;
-        registry.register(Box::new(open.clone()))?;
-        let closed = IntCounterVec::new(
-            Opts::new(
-                "wsprobe_http_connections_closed_total",
-                "Connections to /metrics and the API closed by wsprobe: header_timeout, idle_timeout, \
-                 evicted (room made for a new client), refused (every slot serving a request).",
-            ),
+        let closed = registry.counter_vec(
+            "wsprobe_http_connections_closed_total",
+            "Connections to /metrics and the API closed by wsprobe: header_timeout, idle_timeout, \
+             evicted (room made for a new client), refused (every slot serving a request).",
             &["reason"],
         )?;
-        registry.register(Box::new(closed.clone()))?;
         for reason in ["header_timeout", "idle_timeout", "evicted", "refused"] {
             closed.with_label_values(&[reason]);
         }

@@ -8,6 +8,7 @@
 mod close;
 mod guard;
 mod interim;
+pub mod metrics;
 mod outcome;
 pub mod resolve;
 pub mod session;

@@ -1,0 +1,34 @@
+//! Metrics of alert evaluation and delivery.
+//!
+//! Neither is tracked per target: notifications are per receiver, and the engine itself
+//! removes an alert's series when it leaves the pending or firing state.
+
+use prometheus::{IntCounterVec, IntGaugeVec};
+
+use crate::metrics::{Error, Registry};
+
+#[derive(Debug, Clone)]
+pub struct AlertingMetrics {
+    /// Notifications by receiver and outcome: sent, retried, failed, dropped.
+    pub notifications: IntCounterVec,
+    /// 1 for each pending or firing alert, by its identity and state.
+    pub alerts: IntGaugeVec,
+}
+
+impl AlertingMetrics {
+    /// Registers the alerting metrics; call once per registry.
+    pub fn register(registry: &Registry) -> Result<Self, Error> {
+        Ok(Self {
+            notifications: registry.counter_vec(
+                "wsprobe_alert_notifications_total",
+                "Alert notifications by receiver and outcome (sent, retried, failed, dropped).",
+                &["receiver", "outcome"],
+            )?,
+            alerts: registry.int_gauge_vec(
+                "wsprobe_alerts",
+                "Pending and firing alerts: 1 per alert, labelled with its identity and state.",
+                &["alertname", "target", "scope", "severity", "state"],
+            )?,
+        })
+    }
+}

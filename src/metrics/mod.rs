@@ -1,0 +1,146 @@
+//! The metrics room: one registry per daemon, the helpers every feature registers its
+//! metrics through, the per-target series tracker, and the text exposition.
+//!
+//! It knows no feature. Each feature registers and records its own metrics in a
+//! `metrics.rs` beside its code: the probe (`probe/metrics.rs`), the circuit breaker
+//! (`circuit_metrics.rs`), health checks, drift and remote breakers (`health/metrics.rs`),
+//! alerting (`alerting/metrics.rs`), the target task (`target_metrics.rs`: skipped and
+//! in-flight probes, probe slots), the listener (`listener/mod.rs`) and the daemon
+//! (`daemon_metrics.rs`: targets, reloads). Label values come only from configured names
+//! and closed enums, so cardinality is bounded by the configuration.
+//!
+//! A per-target metric is registered with one of the `target_*` helpers: its first label
+//! is `target`, and every series made through it is noted by the [`Tracker`], so removing
+//! a target (or one of its steps, checks or breakers) is [`Tracker::forget`] or
+//! [`Tracker::forget_where`], never a list of what to remove. Adding a metric is
+//! therefore a change to one file, the feature's own `metrics.rs`:
+//!
+//! ```ignore
+//! // In the feature's `register`: the name, help and labels, once.
+//! let retries = registry.target_counter("wsprobe_probe_retries_total", "Probes retried.", &["target"])?;
+//! // Where it is recorded:
+//! self.retries.with_label_values(&[&r.target]).inc_by(r.retries);
+//! // Nothing else: when the target leaves, `tracker.forget(target)` takes this series too.
+//! ```
+
+mod tracker;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, TextEncoder,
+};
+
+pub use prometheus::Error;
+pub use tracker::{Series, Tracked, Tracker, Vector};
+
+/// One bucket set for every latency: 1 ms to 120 s (the longest default timeout).
+pub const LATENCY_BUCKETS: [f64; 17] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0];
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("WSPROBE_REVISION");
+
+/// A per-target counter, gauge, integer gauge and latency histogram.
+pub type TargetCounter = Tracked<IntCounterVec>;
+pub type TargetGauge = Tracked<GaugeVec>;
+pub type TargetIntGauge = Tracked<IntGaugeVec>;
+pub type TargetHistogram = Tracked<HistogramVec>;
+
+/// The daemon's registry and its series tracker. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: prometheus::Registry,
+    tracker: Tracker,
+}
+
+impl Registry {
+    /// An empty registry with `wsprobe_build_info`. Fails only on a programming error
+    /// (a bad name, a metric registered twice), as every register helper does.
+    pub fn new() -> Result<Self, Error> {
+        let r = Self { inner: prometheus::Registry::new(), tracker: Tracker::new() };
+        let build = r.int_gauge_vec(
+            "wsprobe_build_info",
+            "Always 1; labels carry the running build.",
+            &["version", "revision"],
+        )?;
+        build.with_label_values(&[VERSION, REVISION]).set(1);
+        Ok(r)
+    }
+
+    /// The tracker of every per-target series registered here.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    fn add<C: Collector + Clone + 'static>(&self, c: C) -> Result<C, Error> {
+        self.inner.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    pub fn counter(&self, name: &str, help: &str) -> Result<IntCounter, Error> {
+        self.add(IntCounter::new(name, help)?)
+    }
+
+    pub fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge, Error> {
+        self.add(IntGauge::new(name, help)?)
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> Result<Gauge, Error> {
+        self.add(Gauge::new(name, help)?)
+    }
+
+    /// A labelled counter whose series belong to no target (a receiver, a close reason).
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, Error> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// A labelled gauge whose series belong to no target, or whose owner removes them.
+    pub fn int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, Error> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    pub fn target_counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetCounter, Error> {
+        self.track(name, labels, IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    pub fn target_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetGauge, Error> {
+        self.track(name, labels, GaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    pub fn target_int_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetIntGauge, Error> {
+        self.track(name, labels, IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// A per-target histogram on [`LATENCY_BUCKETS`].
+    pub fn target_histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<TargetHistogram, Error> {
+        let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        self.track(name, labels, HistogramVec::new(opts, labels)?)
+    }
+
+    fn track<V: Vector + Collector>(&self, name: &str, labels: &[&str], vec: V) -> Result<Tracked<V>, Error> {
+        if labels.first() != Some(&"target") {
+            return Err(Error::Msg(format!(
+                "per-target metric `{name}` must have `target` as its first label"
+            )));
+        }
+        Ok(self.tracker.track(name, labels, self.add(vec)?))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.inner.gather(), &mut buf) {
+            tracing::error!(error = %e, "Could not encode metrics.");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

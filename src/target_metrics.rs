@@ -1,0 +1,56 @@
+//! The metrics a target task records: its probes', its breaker's, its health checks',
+//! its waits for a probe slot, and the scheduler's own (skipped and in-flight probes).
+//!
+//! Each feature registers its part itself; this only gathers them for the task and
+//! registers the scheduler's two. Removing a target is one [`TargetMetrics::forget`].
+
+use prometheus::IntGauge;
+
+use crate::circuit_metrics::CircuitMetrics;
+use crate::health::metrics::HealthMetrics;
+use crate::metrics::{Error, Registry, TargetCounter, Tracker};
+use crate::probe::metrics::ProbeMetrics;
+use crate::slots::SlotMetrics;
+
+#[derive(Debug, Clone)]
+pub struct TargetMetrics {
+    pub probe: ProbeMetrics,
+    pub circuit: CircuitMetrics,
+    pub health: HealthMetrics,
+    /// Probes that waited for a `max_concurrent_probes` slot.
+    pub slots: SlotMetrics,
+    pub probes_skipped: TargetCounter,
+    pub probes_in_flight: IntGauge,
+    tracker: Tracker,
+}
+
+impl TargetMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, Error> {
+        Ok(Self {
+            probe: ProbeMetrics::register(registry)?,
+            circuit: CircuitMetrics::register(registry)?,
+            health: HealthMetrics::register(registry)?,
+            slots: SlotMetrics::register(registry)?,
+            probes_skipped: registry.target_counter(
+                "wsprobe_probes_skipped_total",
+                "Scheduled probes skipped because the previous probe of the target was still running.",
+                &["target"],
+            )?,
+            probes_in_flight: registry.int_gauge("wsprobe_probes_in_flight", "Probes running now.")?,
+            tracker: registry.tracker().clone(),
+        })
+    }
+
+    /// Creates a target's always-present series, so `rate()` and `absent()` work from
+    /// the first scrape rather than from the first failure.
+    pub fn add_target(&self, target: &str) {
+        self.probe.add_target(target);
+        self.probes_skipped.with_label_values(&[target]);
+        self.slots.delayed.with_label_values(&[target]);
+    }
+
+    /// Removes every series of a target that left the configuration, of every metric.
+    pub fn forget(&self, target: &str) {
+        self.tracker.forget(target);
+    }
+}
