@@ -165,6 +165,40 @@ async fn reload_applies_a_valid_file_and_keeps_the_old_one_otherwise() {
 }
 
 #[tokio::test]
+async fn reload_drops_the_series_of_removed_steps_and_keeps_the_rest() {
+    let server = common::echo(ServerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let with_steps = |steps: &str| format!("{}    steps:\n{steps}", target("stepper", &server.url()));
+    let hello = "      - { name: hello, send: { text: hi } }\n";
+    let pause = "      - { name: pause, sleep: 10ms }\n";
+    write_config(&path, &with_steps(&format!("{hello}{pause}")));
+    let (running, cancel) = start(&path).await;
+    let addr = running.addr;
+    let step = |name: &'static str| [("target", "stepper"), ("step", name)];
+    eventually(Duration::from_secs(3), "both steps timed", || async {
+        let m = metrics(addr).await;
+        sample(&m, "wsprobe_step_duration_seconds_count", &step("hello")).is_some()
+            && sample(&m, "wsprobe_step_duration_seconds_count", &step("pause")).is_some()
+    })
+    .await;
+    let ok = [("target", "stepper"), ("result", "success")];
+    let before = sample(&metrics(addr).await, "wsprobe_probes_total", &ok).unwrap();
+
+    write_config(&path, &with_steps(hello));
+    let resp = request(addr, "POST", "/-/reload").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let m = metrics(addr).await;
+    assert!(!m.contains("step=\"pause\""), "series of a removed step remain:\n{m}");
+    assert!(sample(&m, "wsprobe_step_duration_seconds_count", &step("hello")).is_some(), "{m}");
+    // The restarted target keeps its other series: its counters go on from where they were.
+    assert!(sample(&m, "wsprobe_probes_total", &ok).unwrap() >= before, "{m}");
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(3), running.wait()).await.expect("stops within 3s");
+}
+
+#[tokio::test]
 async fn overrunning_probes_are_skipped_not_overlapped() {
     // Each probe holds the session 350 ms; the interval is 100 ms.
     let server = common::echo(ServerOpts::default()).await;
