@@ -116,7 +116,7 @@ impl Tracker {
     }
 
     /// Wraps `vec` (already registered; first label `target`) so its series are noted.
-    pub fn track<V: Vector>(&self, name: &str, labels: &[&str], vec: V) -> Tracked<V> {
+    pub(crate) fn track<V: Vector>(&self, name: &str, labels: &[&str], vec: V) -> Tracked<V> {
         let remover = vec.clone();
         let remove: Remover = Box::new(move |values| remover.remove(values));
         let mut inner = self.lock();
@@ -159,7 +159,8 @@ impl Tracker {
     }
 
     /// How many series are noted under `target`.
-    pub fn count(&self, target: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn count(&self, target: &str) -> usize {
         self.lock().targets.get(target).map_or(0, |s| s.values().map(Vec::len).sum())
     }
 }
