@@ -40,61 +40,26 @@ use crate::state::{Event, StateHandle, WatchEvent};
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
 
-/// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HealthReason {
-    DnsError,
-    ConnectRefused,
-    ConnectTimeout,
-    ConnectError,
-    TlsError,
-    TlsTimeout,
-    /// The check's `timeout` ran out after the connection was up.
-    Timeout,
-    /// A status not in `expect_status` (reported).
-    HttpStatus,
-    /// Not the expected body: `expect` failed, not JSON, wrong content type, no version.
-    BodyMismatch,
-    BodyTooLarge,
-    TooManyRedirects,
-    ProtocolError,
-}
-
-impl HealthReason {
-    pub const ALL: [HealthReason; 12] = [
-        HealthReason::DnsError,
-        HealthReason::ConnectRefused,
-        HealthReason::ConnectTimeout,
-        HealthReason::ConnectError,
-        HealthReason::TlsError,
-        HealthReason::TlsTimeout,
-        HealthReason::Timeout,
-        HealthReason::HttpStatus,
-        HealthReason::BodyMismatch,
-        HealthReason::BodyTooLarge,
-        HealthReason::TooManyRedirects,
-        HealthReason::ProtocolError,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            HealthReason::DnsError => "dns_error",
-            HealthReason::ConnectRefused => "connect_refused",
-            HealthReason::ConnectTimeout => "connect_timeout",
-            HealthReason::ConnectError => "connect_error",
-            HealthReason::TlsError => "tls_error",
-            HealthReason::TlsTimeout => "tls_timeout",
-            HealthReason::Timeout => "timeout",
-            HealthReason::HttpStatus => "http_status",
-            HealthReason::BodyMismatch => "body_mismatch",
-            HealthReason::BodyTooLarge => "body_too_large",
-            HealthReason::TooManyRedirects => "too_many_redirects",
-            HealthReason::ProtocolError => "protocol_error",
-        }
+crate::label_enum! {
+    /// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
+    pub enum HealthReason("reason") {
+        DnsError => "dns_error",
+        ConnectRefused => "connect_refused",
+        ConnectTimeout => "connect_timeout",
+        ConnectError => "connect_error",
+        TlsError => "tls_error",
+        TlsTimeout => "tls_timeout",
+        /// The check's `timeout` ran out after the connection was up.
+        Timeout => "timeout",
+        /// A status not in `expect_status` (reported).
+        HttpStatus => "http_status",
+        /// Not the expected body: `expect` failed, not JSON, wrong content type, no version.
+        BodyMismatch => "body_mismatch",
+        BodyTooLarge => "body_too_large",
+        TooManyRedirects => "too_many_redirects",
+        ProtocolError => "protocol_error",
     }
 }
-
-crate::label_value!(HealthReason);
 
 /// Phase labels of `wsprobe_health_duration_seconds`.
 pub const HEALTH_PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "total"];
