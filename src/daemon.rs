@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::scheduler::{self, Recorder};
 use crate::state::{self, Event, Snapshot, TargetInfo};
+use crate::util::time::unix_now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -338,10 +339,6 @@ impl Supervisor {
 
 fn step_names(target: &Target) -> impl Iterator<Item = String> + '_ {
     target.steps.iter().map(|s| s.name.clone())
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Resolves on SIGINT or SIGTERM.

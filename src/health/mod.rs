@@ -16,7 +16,7 @@ pub mod http;
 pub mod remote;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ClientConfig;
@@ -37,8 +37,10 @@ use crate::detect::Signal;
 use crate::metrics::Metrics;
 use crate::scenario::{lookup, Matcher, Received};
 use crate::state::{Event, StateHandle, WatchEvent};
+use crate::util::json::{round_micros, round_millis, ser_secs, values_equal};
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
+use crate::util::time::unix_seconds;
 
 crate::label_enum! {
     /// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
@@ -89,12 +91,8 @@ impl Serialize for http::Timings {
     }
 }
 
-fn round_micros(s: f64) -> f64 {
-    (s * 1e6).round() / 1e6
-}
-
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
+    round_millis(unix_seconds(t))
 }
 
 /// One health check's outcome, as logged, exported, shown in `/api/targets` and printed
@@ -127,10 +125,6 @@ pub struct HealthResult {
     /// Whether this check reads the deployed version.
     #[serde(skip)]
     pub reports_version: bool,
-}
-
-fn ser_secs<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round_micros(*v))
 }
 
 /// The deployed version of a target, as `/api/targets` and `wsprobe once` show it.
@@ -396,7 +390,7 @@ fn explain(m: &Matcher, body: &Received<'_>, redactor: &Redactor) -> String {
                 let shown = path.join(".");
                 match doc.and_then(|d| lookup(d, path)) {
                     None => return format!("`{shown}` is missing, expected {want}"),
-                    Some(got) if !same(got, want) => {
+                    Some(got) if !values_equal(got, want) => {
                         return format!(
                             "`{shown}` is {}, expected {want}",
                             redactor.excerpt(&got.to_string(), 80)
@@ -412,14 +406,6 @@ fn explain(m: &Matcher, body: &Received<'_>, redactor: &Redactor) -> String {
             }
             "it does not hold".to_owned()
         }
-    }
-}
-
-/// Equality where `1` and `1.0` are the same number, as the matcher has it.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
     }
 }
 

@@ -7,6 +7,8 @@ use serde::de::Deserializer;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::util::json::{round_micros, ser_secs};
+
 crate::label_enum! {
     /// The phases of a probe, in the order they happen.
     pub enum Phase("phase") {
@@ -170,12 +172,4 @@ pub struct ProbeResult {
     /// Seconds between consecutive data messages received; metrics only.
     #[serde(skip)]
     pub message_gaps: Vec<f64>,
-}
-
-fn round_micros(s: f64) -> f64 {
-    (s * 1e6).round() / 1e6
-}
-
-fn ser_secs<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round_micros(*v))
 }
