@@ -10,12 +10,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::alertmanager::Alertmanager;
 use common::daemon::start_yaml;
 use common::http::{get, sample};
 use common::poll::poll;
@@ -109,66 +109,6 @@ where
         async move { found.await.ok_or(()) }
     });
     waited.await.unwrap_or_else(|()| panic!("timed out after {within:?} waiting for {what}"))
-}
-
-/// A real Alertmanager on a loopback port, killed on drop.
-struct Alertmanager {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Alertmanager {
-    async fn start() -> Self {
-        let binary = which("prometheus-alertmanager")
-            .expect("prometheus-alertmanager is not installed: run scripts/install-deps.sh");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n",
-        )
-        .unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alertmanager");
-        let am = Self { child, addr, _dir: dir };
-        wait_for(Duration::from_secs(15), "Alertmanager to be ready", || async {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => (get(addr, "/-/ready").await.status == 200).then_some(()),
-                Err(_) => None,
-            }
-        })
-        .await;
-        am
-    }
-
-    async fn alerts(&self) -> Vec<serde_json::Value> {
-        let body = get(self.addr, "/api/v2/alerts").await.body;
-        serde_json::from_str(&body).unwrap_or_default()
-    }
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 fn find<'a>(alerts: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {

@@ -44,7 +44,7 @@ impl std::error::Error for UnknownLabel {}
 macro_rules! label_enum {
     (
         $(#[$meta:meta])*
-        $vis:vis enum $name:ident ($what:literal) {
+        $vis:vis enum $name:ident ($what:literal $(, $style:ident)?) {
             $($(#[$vmeta:meta])* $variant:ident => $label:literal),+ $(,)?
         }
     ) => {
@@ -53,26 +53,17 @@ macro_rules! label_enum {
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
                 let label = <::std::string::String as ::serde::Deserialize>::deserialize(d)?;
-                label.parse().map_err(<D::Error as ::serde::de::Error>::custom)
+                $crate::label_enum!(@unknown label D $($style)? [$($label),+])
             }
         }
     };
-    (
-        $(#[$meta:meta])*
-        $vis:vis enum $name:ident ($what:literal, serde) {
-            $($(#[$vmeta:meta])* $variant:ident => $label:literal),+ $(,)?
-        }
-    ) => {
-        $crate::label_enum!(@define [$(#[$meta])*] $vis $name $what [$($(#[$vmeta])* $variant => $label),+]);
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
-                let label = <::std::string::String as ::serde::Deserialize>::deserialize(d)?;
-                Self::from_label(&label).ok_or_else(|| {
-                    <D::Error as ::serde::de::Error>::unknown_variant(&label, &[$($label),+])
-                })
-            }
-        }
+    // What an unknown label gives: our `unknown reason `x``, or serde's own wording.
+    (@unknown $label:ident $d:ident [$($l:literal),+]) => {
+        $label.parse().map_err(<$d::Error as ::serde::de::Error>::custom)
+    };
+    (@unknown $label:ident $d:ident serde [$($l:literal),+]) => {
+        Self::from_label(&$label)
+            .ok_or_else(|| <$d::Error as ::serde::de::Error>::unknown_variant(&$label, &[$($l),+]))
     };
     (@unit $variant:ident) => {
         ()
