@@ -100,7 +100,7 @@ targets:
     assert_eq!(scrape.series("wsprobe_probes_total", &[("target", "greeter"), ("result", "failure")]), 0.0);
     assert_eq!(scrape.series("wsprobe_handshake_status", &greeter), 101.0);
     let last_success = scrape.series("wsprobe_last_success_timestamp_seconds", &greeter);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = wsprobe::util::time::unix_now();
     assert!(
         (now - 60.0..=now + 1.0).contains(&last_success),
         "wsprobe_last_success_timestamp_seconds is {last_success}, not a Unix time of the last minute (now {now})"

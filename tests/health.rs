@@ -549,7 +549,7 @@ async fn the_breaker_opens_backs_off_and_closes_again() {
     let opened_at = Instant::now();
     let failures_at_open = failed(&m);
     let since = sample(&m, "wsprobe_circuit_state_since_timestamp_seconds", &[("target", "flaky")]).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = wsprobe::util::time::unix_now();
     assert!((now - 5.0..=now + 0.1).contains(&since), "since {since}, now {now}");
     let api =
         until_api(addr, "the API shows it open", |a| target(a, "flaky")["circuit"]["state"] == "open").await;
