@@ -63,21 +63,30 @@ crate::label_enum! {
     }
 }
 
-/// Phase labels of `wsprobe_health_duration_seconds`.
-pub const HEALTH_PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "total"];
+crate::label_enum! {
+    /// Phase labels of `wsprobe_health_duration_seconds`.
+    pub enum HealthPhase("phase") {
+        Dns => "dns",
+        Connect => "connect",
+        Tls => "tls",
+        FirstByte => "first_byte",
+        /// The whole check.
+        Total => "total",
+    }
+}
 
 impl http::Timings {
     /// `(phase, seconds)` for every phase that ran, `total` last.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> {
         [
-            ("dns", self.dns),
-            ("connect", self.connect),
-            ("tls", self.tls),
-            ("first_byte", self.first_byte),
-            ("total", Some(self.total)),
+            (HealthPhase::Dns, self.dns),
+            (HealthPhase::Connect, self.connect),
+            (HealthPhase::Tls, self.tls),
+            (HealthPhase::FirstByte, self.first_byte),
+            (HealthPhase::Total, Some(self.total)),
         ]
         .into_iter()
-        .filter_map(|(p, s)| s.map(|s| (p, s)))
+        .filter_map(|(p, s)| s.map(|s| (p.as_str(), s)))
     }
 }
 
