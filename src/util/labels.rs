@@ -37,6 +37,8 @@ impl std::error::Error for UnknownLabel {}
 /// The enum derives `Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord` (order and
 /// discriminants follow the declaration) and gets `ALL` (every variant, in declaration
 /// order), `as_str`, `from_label`, `FromStr`, `Display`, `Serialize` and `Deserialize`.
+/// Every view is generated from the one list, so none can miss a variant, and two
+/// variants with the same label do not compile.
 /// An unknown value fails to deserialize with ``unknown phase `x` ``; written
 /// `("severity", serde)`, with serde's own ``unknown variant `x`, expected `a` or `b` ``
 /// instead, for enums that serde's derive used to read.
@@ -88,6 +90,8 @@ macro_rules! label_enum {
             }
 
             /// The variant whose label is `label`.
+            // Two variants with one label would make an arm unreachable: refused here.
+            #[deny(unreachable_patterns)]
             pub fn from_label(label: &str) -> ::std::option::Option<Self> {
                 match label {
                     $($label => ::std::option::Option::Some($name::$variant),)+
