@@ -473,22 +473,16 @@ fn probe(
     let reached_first_message = phases.get(Phase::FirstMessage).is_some()
         && !matches!(failure, Some((_, p)) if p <= Phase::FirstMessage);
     ProbeResult {
-        target: TARGET.to_owned(),
         success: failure.is_none(),
         reason,
         phase,
-        step: None,
         message: reason.map(|r| format!("{r} (generated)")),
         http_status: (reason == Some(Reason::HandshakeStatus)).then_some(503),
-        close_code: None,
         duration_seconds: total,
         phases,
-        steps: Vec::new(),
         messages_received: u64::from(reached_first_message),
-        messages_sent: 0,
-        tls_cert_expiry: None,
         started_at: t,
-        message_gaps: Vec::new(),
+        ..ProbeResult::new(TARGET)
     }
 }
 

@@ -21,27 +21,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// A breaker's state; `as_str` values are the `state` label values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum State {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl State {
-    pub const ALL: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half_open",
-        }
+crate::label_enum! {
+    /// A breaker's state; `as_str` values are the `state` label values.
+    pub enum State("state") {
+        Closed => "closed",
+        Open => "open",
+        HalfOpen => "half_open",
     }
 }
-
-crate::label_value!(State);
 
 /// Trip on a failure ratio over a sliding window of probes.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -24,6 +24,7 @@ use crate::probe::Prober;
 use crate::scheduler::{self, Recorder};
 use crate::state::{self, Event, Snapshot, TargetInfo};
 use crate::target_metrics::TargetMetrics;
+use crate::util::time::unix_now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -345,10 +346,6 @@ fn retain_series(metrics: &TargetMetrics, target: &Target) {
         target.remote_breakers.iter().flat_map(|r| r.paths.iter().map(|(n, _)| n.as_str())).collect();
     let reports_version = target.health.iter().any(|c| c.version_path.is_some());
     metrics.health.retain(&target.name, &checks, &breakers, reports_version);
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Resolves on SIGINT or SIGTERM.

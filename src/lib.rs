@@ -4,25 +4,6 @@
 //! drive the same code paths the daemon runs.
 #![forbid(unsafe_code)]
 
-/// Implements `Display` and `Serialize` for a closed enum through its `as_str`: the
-/// enums whose values are label values and JSON fields (phases, reasons, states).
-#[macro_export]
-macro_rules! label_value {
-    ($t:ty) => {
-        impl ::std::fmt::Display for $t {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::serde::Serialize for $t {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-    };
-}
-
 pub mod alerting;
 pub mod api;
 pub mod breaker;

@@ -27,7 +27,7 @@ struct Line<'a> {
 /// One trace line for `result`.
 pub fn line(result: &ProbeResult) -> String {
     let ts = result.started_at + result.duration_seconds;
-    serde_json::to_string(&Line { ts: (ts * 1000.0).round() / 1000.0, result }).unwrap_or_default()
+    serde_json::to_string(&Line { ts: crate::util::json::round_millis(ts), result }).unwrap_or_default()
 }
 
 /// The sending side, cloned into the recorder of every target.

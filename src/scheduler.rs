@@ -299,8 +299,8 @@ impl Circuit {
     /// Unix time the current state began (it may have begun before it was noticed).
     fn since_unix(&self) -> f64 {
         let ago = Instant::now().into_std().saturating_duration_since(self.breaker.since());
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        (now.saturating_sub(ago).as_secs_f64() * 1000.0).round() / 1000.0
+        let now = crate::util::time::since_epoch();
+        crate::util::json::round_millis(now.saturating_sub(ago).as_secs_f64())
     }
 
     async fn publish(&self, recorder: &Recorder) {

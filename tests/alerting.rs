@@ -10,16 +10,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::alertmanager::Alertmanager;
+use common::daemon::start_yaml;
 use common::http::{get, sample};
+use common::poll::poll;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use wsprobe::daemon::{self, Options, Running, Source};
+use wsprobe::daemon::Options;
 
 /// A WebSocket service whose upgrade delays the test sets: a pattern of delays that
 /// successive connections take in turn, so that which probes are slow does not depend on
@@ -98,88 +99,16 @@ alerting:
     )
 }
 
-async fn start_daemon(dir: &Path, text: &str, options: Options) -> (Running, CancellationToken) {
-    let path = dir.join("wsprobe.yaml");
-    std::fs::write(&path, text).unwrap();
-    let config = wsprobe::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let running = daemon::start_with(config, Source::File(path), cancel.clone(), options).await.unwrap();
-    (running, cancel)
-}
-
-async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut poll: F) -> T
+async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut found: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = poll().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A real Alertmanager on a loopback port, killed on drop.
-struct Alertmanager {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Alertmanager {
-    async fn start() -> Self {
-        let binary = which("prometheus-alertmanager")
-            .expect("prometheus-alertmanager is not installed: run scripts/install-deps.sh");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n",
-        )
-        .unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alertmanager");
-        let am = Self { child, addr, _dir: dir };
-        wait_for(Duration::from_secs(15), "Alertmanager to be ready", || async {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => (get(addr, "/-/ready").await.status == 200).then_some(()),
-                Err(_) => None,
-            }
-        })
-        .await;
-        am
-    }
-
-    async fn alerts(&self) -> Vec<serde_json::Value> {
-        let body = get(self.addr, "/api/v2/alerts").await.body;
-        serde_json::from_str(&body).unwrap_or_default()
-    }
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+    let waited = poll(within, Duration::from_millis(100), || {
+        let found = found();
+        async move { found.await.ok_or(()) }
+    });
+    waited.await.unwrap_or_else(|()| panic!("timed out after {within:?} waiting for {what}"))
 }
 
 fn find<'a>(alerts: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
@@ -193,7 +122,7 @@ async fn regression_reaches_a_real_alertmanager_and_resolves() {
     let dir = tempfile::tempdir().unwrap();
     let alerting = format!("    runbook_url: https://runbooks.example/wsprobe#{{alertname}}\n    alertmanagers: [ {{ url: 'http://{}' }} ]\n{FAST_DETECTOR}", am.addr);
     let text = config_text(&format!("ws://{}/ws", server.addr), &alerting);
-    let (running, cancel) = start_daemon(dir.path(), &text, Options::default()).await;
+    let (running, cancel) = start_yaml(dir.path(), &text, Options::default()).await;
 
     // Baseline: ~10 ms upgrades for a few seconds.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -295,7 +224,7 @@ async fn webhooks_get_json_and_slack_bodies_with_retries_and_a_dead_receiver_blo
     );
     // A hard outage: nothing listens, every probe fails at connect.
     let text = config_text(&format!("ws://{}/ws", common::refused_addr()), &alerting);
-    let (running, cancel) = start_daemon(dir.path(), &text, Options::default()).await;
+    let (running, cancel) = start_yaml(dir.path(), &text, Options::default()).await;
 
     let body = wait_for(Duration::from_secs(10), "the JSON webhook", || async {
         json_bodies.lock().unwrap().first().cloned()
@@ -343,7 +272,7 @@ async fn recorded_results_replay_into_the_same_alerts() {
     let trace = dir.path().join("trace.jsonl");
     let text = config_text(&format!("ws://{}/ws", common::refused_addr()), FAST_DETECTOR);
     let (running, cancel) =
-        start_daemon(dir.path(), &text, Options { record: Some(trace.clone()), ..Options::default() }).await;
+        start_yaml(dir.path(), &text, Options { record: Some(trace.clone()), ..Options::default() }).await;
     wait_for(Duration::from_secs(5), "a few failures", || async {
         let m = get(running.addr, "/metrics").await.body;
         sample(&m, "wsprobe_probes_total", &[("result", "failure")]).filter(|n| *n >= 5.0)
@@ -385,7 +314,7 @@ async fn detector_state_survives_a_restart_and_a_corrupt_file_is_set_aside() {
     let server = AdjustableServer::start(5).await;
     let alerting = format!("    state_dir: {}\n{FAST_DETECTOR}", state_dir.display());
     let text = config_text(&format!("ws://{}/ws", server.addr), &alerting);
-    let (running, cancel) = start_daemon(dir.path(), &text, Options::default()).await;
+    let (running, cancel) = start_yaml(dir.path(), &text, Options::default()).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     cancel.cancel();
     running.wait().await;
@@ -396,7 +325,7 @@ async fn detector_state_survives_a_restart_and_a_corrupt_file_is_set_aside() {
     assert!(saved.to_string().contains("staging-agent"), "the target's baseline was saved");
 
     std::fs::write(&state_file, "{ definitely not a detector state").unwrap();
-    let (running, cancel) = start_daemon(dir.path(), &text, Options::default()).await;
+    let (running, cancel) = start_yaml(dir.path(), &text, Options::default()).await;
     assert_eq!(get(running.addr, "/healthz").await.status, 200);
     assert!(state_dir.join("detector.json.corrupt").exists(), "the corrupt file was set aside");
     cancel.cancel();
@@ -412,7 +341,7 @@ async fn an_open_circuit_raises_circuit_open() {
         "    url: ws",
         "    circuit_breaker: { failure_threshold: 2, recovery_timeout: 10s }\n    url: ws",
     );
-    let (running, cancel) = start_daemon(dir.path(), &text, Options::default()).await;
+    let (running, cancel) = start_yaml(dir.path(), &text, Options::default()).await;
     let alert = wait_for(Duration::from_secs(5), "CircuitOpen in /api/alerts", || async {
         let api: serde_json::Value =
             serde_json::from_str(&get(running.addr, "/api/alerts").await.body).unwrap();

@@ -13,6 +13,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::http::{get, sample};
+use common::poll::poll;
 use common::process::{self, ChildGuard, Output};
 use common::ServerOpts;
 
@@ -117,14 +118,16 @@ async fn kill_9_loses_at_most_ten_seconds_of_state_and_no_record_lines() {
     // The restarted daemon goes on from the saved state rather than from nothing.
     let (_child, _addr, logs) = spawn(&config, &record);
     assert!(logs.iter().any(|l| l.contains("Alerting state restored.")), "no restore logged: {logs:?}");
-    let deadline = Instant::now() + Duration::from_secs(4);
-    loop {
-        let now = saved_successes(&state).unwrap();
+    let state = &state;
+    let written = poll(Duration::from_secs(4), Duration::from_millis(50), || async move {
+        let now = saved_successes(state).unwrap();
         if now > saved {
-            assert!(now < saved + 50, "counted on from {saved}: {now}");
-            break;
+            Ok(now)
+        } else {
+            Err(now)
         }
-        assert!(Instant::now() < deadline, "the restarted daemon did not write its state within 4 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    });
+    let now =
+        written.await.unwrap_or_else(|_| panic!("the restarted daemon did not write its state within 4 s"));
+    assert!(now < saved + 50, "counted on from {saved}: {now}");
 }

@@ -12,42 +12,16 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::daemon::{start, write_config};
 use common::http::{get, request, sample};
+use common::poll::eventually;
 use common::process::{self, ChildGuard, Output};
 use common::{Push, ServerOpts};
 use http_body_util::BodyExt;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use wsprobe::daemon::{self, Running, Source};
-
-fn write_config(path: &Path, targets: &str) {
-    let yaml = format!("listen: 127.0.0.1:0\nshutdown_grace: 2s\ndefaults:\n  interval: 100ms\n  jitter: 0%\ntargets:\n{targets}");
-    std::fs::write(path, yaml).expect("write config");
-}
 
 fn target(name: &str, url: &str) -> String {
     format!("  - name: {name}\n    url: {url}\n")
-}
-
-async fn start(path: &Path) -> (Running, CancellationToken) {
-    let config = wsprobe::config::load(path).expect("valid config");
-    let cancel = CancellationToken::new();
-    let running =
-        daemon::start(config, Source::File(path.to_owned()), cancel.clone()).await.expect("daemon starts");
-    (running, cancel)
-}
-
-/// Polls `check` every 20 ms until it holds, for at most `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn metrics(addr: SocketAddr) -> String {

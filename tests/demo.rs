@@ -6,9 +6,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::http::{get, sample};
+use common::poll::poll;
 use common::process::{self, Output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,17 +28,17 @@ async fn demo_runs_the_agent_scenario_and_stops_on_ctrl_c() {
     let addr = addr.unwrap_or_else(|| panic!("no metrics address printed:\n{}", printed.join("\n")));
     assert!(printed[0].starts_with("wsprobe demo"), "{printed:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let metrics = loop {
+    let round = poll(Duration::from_secs(15), Duration::from_millis(100), || async {
         let m = get(addr, "/metrics").await.body;
         let agent_ok = sample(&m, "wsprobe_probes_total", &[("target", "demo-agent"), ("result", "success")]);
         let flaky_done = sample(&m, "wsprobe_probe_success", &[("target", "demo-flaky")]);
         if agent_ok.is_some_and(|n| n >= 1.0) && flaky_done.is_some() {
-            break m;
+            Ok(m)
+        } else {
+            Err(m)
         }
-        assert!(Instant::now() < deadline, "the demo did not complete a round in 15s:\n{m}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    });
+    let metrics = round.await.unwrap_or_else(|m| panic!("the demo did not complete a round in 15s:\n{m}"));
     for step in ["welcome", "request", "agent_started", "agent_completed"] {
         let count = sample(
             &metrics,

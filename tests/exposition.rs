@@ -7,22 +7,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-use tokio::time::{sleep, timeout, Instant};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
+use common::http::get;
+use common::poll::poll;
+use common::ServerOpts;
+use tokio::time::timeout;
 
-use wsprobe::daemon::{self, Source};
 use wsprobe::daemon_metrics::Metrics;
 use wsprobe::metrics::{LATENCY_BUCKETS, REVISION, VERSION};
 
@@ -37,8 +35,8 @@ const PLAIN_PHASES: [&str; 6] = ["dns", "connect", "handshake", "first_message",
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_exposition_passes_promtool_and_keeps_the_metric_contract() {
-    let server = greeting_server().await;
-    let refused = refused_addr();
+    let server = common::echo(ServerOpts::default()).await;
+    let refused = common::refused_addr();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("wsprobe.yaml");
     std::fs::write(
@@ -61,12 +59,8 @@ targets:
     )
     .expect("write the configuration");
 
-    let config = wsprobe::config::load(&path).expect("the test configuration is valid");
-    let cancel = CancellationToken::new();
-    let running = timeout(PATIENCE, daemon::start(config, Source::File(path.clone()), cancel.clone()))
-        .await
-        .expect("the daemon starts in time")
-        .expect("the daemon starts");
+    let (running, cancel) =
+        timeout(PATIENCE, common::daemon::start(&path)).await.expect("the daemon starts in time");
     let addr = running.addr;
 
     wait_ready(addr).await;
@@ -107,7 +101,7 @@ targets:
     assert_eq!(scrape.series("wsprobe_probes_total", &[("target", "greeter"), ("result", "failure")]), 0.0);
     assert_eq!(scrape.series("wsprobe_handshake_status", &greeter), 101.0);
     let last_success = scrape.series("wsprobe_last_success_timestamp_seconds", &greeter);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = wsprobe::util::time::unix_now();
     assert!(
         (now - 60.0..=now + 1.0).contains(&last_success),
         "wsprobe_last_success_timestamp_seconds is {last_success}, not a Unix time of the last minute (now {now})"
@@ -167,34 +161,32 @@ targets:
 
 /// `/readyz` answers 200 within [`PATIENCE`].
 async fn wait_ready(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let last = http_get(addr, "/readyz").await;
+    let ready = poll(PATIENCE, Duration::from_millis(25), || async {
+        let last = get(addr, "/readyz").await;
         if last.status == 200 {
-            return;
+            Ok(())
+        } else {
+            Err(last)
         }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still answers {} after {PATIENCE:?}: {}",
-            last.status,
-            last.body.trim()
-        );
-        sleep(Duration::from_millis(25)).await;
-    }
+    });
+    ready.await.unwrap_or_else(|last| {
+        panic!("/readyz still answers {} after {PATIENCE:?}: {}", last.status, last.body.trim())
+    });
 }
 
 /// Scrapes until `done` holds or [`PATIENCE`] runs out; returns the last scrape either way.
 async fn scrape_until(addr: SocketAddr, done: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let response = http_get(addr, "/metrics").await;
+    let scraped = poll(PATIENCE, Duration::from_millis(50), || async {
+        let response = get(addr, "/metrics").await;
         assert_eq!(response.status, 200, "GET /metrics: {}", response.body);
         let scrape = Scrape::parse(&response.body, response.header("content-type"));
-        if done(&scrape) || Instant::now() >= deadline {
-            return scrape;
+        if done(&scrape) {
+            Ok(scrape)
+        } else {
+            Err(scrape)
         }
-        sleep(Duration::from_millis(50)).await;
-    }
+    });
+    scraped.await.unwrap_or_else(|last| last)
 }
 
 fn expected_bounds() -> Vec<String> {
@@ -422,95 +414,7 @@ fn assert_dashboard_shape(d: &serde_json::Value) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers: a WebSocket server, a refused port, an HTTP client, an exposition parser.
-
-/// A WebSocket server that aborts its accept loop when dropped.
-struct Greeter {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Greeter {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Speaks first with one text message, then reads until the client closes; tungstenite
-/// answers pings and the close handshake itself.
-async fn greeting_server() -> Greeter {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind a loopback port");
-    let addr = listener.local_addr().expect("bound address");
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
-                if ws.send(Message::text(r#"{"type":"welcome"}"#)).await.is_err() {
-                    return;
-                }
-                while let Some(Ok(_)) = ws.next().await {}
-            });
-        }
-    });
-    Greeter { addr, task }
-}
-
-/// A loopback address nothing listens on: the port was bound, then released.
-fn refused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
-    listener.local_addr().expect("bound address")
-}
-
-struct HttpResponse {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    }
-}
-
-/// A bare HTTP/1.1 GET; `Connection: close` makes the body end at EOF.
-async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect to the daemon");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send the request");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read the response");
-        raw
-    };
-    let raw =
-        timeout(PATIENCE, exchange).await.unwrap_or_else(|_| panic!("GET {path} took over {PATIENCE:?}"));
-    let text = String::from_utf8(raw).expect("a UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response head");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("an HTTP status line");
-    let mut response = HttpResponse { status, head: head.to_owned(), body: body.to_owned() };
-    if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        response.body = dechunk(body);
-    }
-    response
-}
-
-/// Decodes a chunked body (no trailers expected).
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).expect("hex size");
-        if size == 0 {
-            return body;
-        }
-        body.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-}
+// Helpers: an exposition parser.
 
 /// One sample line of the text exposition.
 #[derive(Debug, Clone, PartialEq)]

@@ -23,14 +23,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use common::daemon::{start, write_config};
 use common::http::{get as http_get, sample};
+use common::poll::poll;
 use common::process::{self, Output};
 use common::ServerOpts;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response as WsResponse};
-use tokio_util::sync::CancellationToken;
-use wsprobe::daemon::{self, Running, Source};
 
 // ---------------------------------------------------------------------------------------
 // The service under test.
@@ -179,33 +179,19 @@ async fn switchable_ws() -> (SocketAddr, Arc<AtomicBool>) {
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-fn write_config(path: &Path, targets: &str) {
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nshutdown_grace: 2s\ndefaults:\n  interval: 100ms\n  jitter: 0%\ntargets:\n{targets}"
-    );
-    std::fs::write(path, yaml).unwrap();
-}
-
-async fn start(path: &Path) -> (Running, CancellationToken) {
-    let config = wsprobe::config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let running = daemon::start(config, Source::File(path.to_owned()), cancel.clone()).await.unwrap();
-    (running, cancel)
-}
-
 /// Polls until `check` holds on a fresh scrape, for at most 5 s; every scrape on the way
 /// must keep `wsprobe_deployment_info` to at most one series per target.
 async fn until_metrics(addr: SocketAddr, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let scraped = poll(Duration::from_secs(5), Duration::from_millis(20), || async {
         let m = http_get(addr, "/metrics").await.body;
         assert_one_version_per_target(&m);
         if check(&m) {
-            return m;
+            Ok(m)
+        } else {
+            Err(m)
         }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}; last scrape:\n{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    });
+    scraped.await.unwrap_or_else(|m| panic!("timed out waiting until {what}; last scrape:\n{m}"))
 }
 
 async fn until_api(
@@ -223,16 +209,16 @@ async fn until_json(
     what: &str,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let answered = poll(Duration::from_secs(5), Duration::from_millis(20), || async {
         let body = http_get(addr, path).await.body;
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         if check(&json) {
-            return json;
+            Ok(json)
+        } else {
+            Err(json)
         }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}; last answer:\n{json:#}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    });
+    answered.await.unwrap_or_else(|json| panic!("timed out waiting until {what}; last answer:\n{json:#}"))
 }
 
 fn assert_one_version_per_target(m: &str) {
@@ -563,7 +549,7 @@ async fn the_breaker_opens_backs_off_and_closes_again() {
     let opened_at = Instant::now();
     let failures_at_open = failed(&m);
     let since = sample(&m, "wsprobe_circuit_state_since_timestamp_seconds", &[("target", "flaky")]).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = wsprobe::util::time::unix_now();
     assert!((now - 5.0..=now + 0.1).contains(&since), "since {since}, now {now}");
     let api =
         until_api(addr, "the API shows it open", |a| target(a, "flaky")["circuit"]["state"] == "open").await;

@@ -353,31 +353,26 @@ async fn once_reports_a_multibyte_close_reason_as_a_failure() {
 async fn the_daemon_keeps_probing_a_target_whose_close_reason_used_to_panic() {
     let server = hostile::after_upgrade(close_frame(1011, &multibyte_close_reason())).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wsprobe.yaml");
     let yaml = format!(
         "listen: 127.0.0.1:0\ndefaults:\n  interval: 50ms\n  jitter: 0%\ntargets:\n  - name: multibyte\n    url: {}\n",
         server.url()
     );
-    std::fs::write(&path, yaml).unwrap();
-    let config = wsprobe::config::load(&path).expect("valid config");
-    let cancel = CancellationToken::new();
-    let running = wsprobe::daemon::start(config, wsprobe::daemon::Source::File(path.clone()), cancel.clone())
-        .await
-        .expect("daemon starts");
+    let (running, cancel) = common::daemon::start_yaml(dir.path(), &yaml, Default::default()).await;
     let series = r#"wsprobe_probe_failures_total{phase="first_message",reason="unexpected_close",target="multibyte"} "#;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let count = loop {
+    let counted = common::poll::poll(Duration::from_secs(3), Duration::from_millis(20), || async {
         let body = common::http::get(running.addr, "/metrics").await.body;
         let count: u64 = body
             .lines()
             .find_map(|l| l.strip_prefix(series))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        if count >= 3 || Instant::now() >= deadline {
-            break count;
+        if count >= 3 {
+            Ok(count)
+        } else {
+            Err(count)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    });
+    let count = counted.await.unwrap_or_else(|count| count);
     assert!(count >= 3, "the target stopped being probed: {count} unexpected_close failures counted");
     assert!(server.connections() >= 3);
     cancel.cancel();

@@ -294,14 +294,7 @@ fn exported_samples() -> BTreeMap<String, BTreeSet<String>> {
     phases.set(Phase::Connect, 0.002);
     phases.set(Phase::Handshake, 0.01);
     let ok = ProbeResult {
-        target: "t".to_owned(),
-        success: true,
-        reason: None,
-        phase: None,
-        step: None,
-        message: None,
         http_status: Some(101),
-        close_code: None,
         duration_seconds: 0.05,
         phases,
         steps: vec![StepResult { name: "welcome".to_owned(), ok: true, duration_seconds: 0.004 }],
@@ -310,6 +303,7 @@ fn exported_samples() -> BTreeMap<String, BTreeSet<String>> {
         tls_cert_expiry: Some(1_800_000_000),
         started_at: 1_700_000_000.0,
         message_gaps: vec![0.01],
+        ..ProbeResult::new("t")
     };
     let failed = ProbeResult {
         success: false,

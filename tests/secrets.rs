@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::echoing::{self, Act, Seen};
 use common::http::get;
+use common::poll::poll;
 use common::process::{spawn, Output};
 
 const TOKEN: (&str, &str) = ("CANARY_TOKEN", "Zx\"q\\-canary-Tok3n-8f2kLm9PqR");
@@ -387,22 +388,22 @@ async fn alertmanager_with_credentials_in_its_url_gets_the_alerts() {
     let path = dir.path().join("am.yaml");
     std::fs::write(&path, yaml).unwrap();
     let (_child, lines) = spawn(&["run", "-c", path.to_str().unwrap()], &[PASS], Output::Stderr);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let (am, lines) = (&am, &lines);
+    let delivered = poll(Duration::from_secs(15), Duration::from_millis(200), || async move {
         let alerts = am.alerts().await;
         if alerts
             .iter()
             .any(|a| a["labels"]["alertname"] == "ProbeFailing" && a["labels"]["target"] == "down")
         {
-            break;
+            return Ok(());
         }
         let logs: Vec<String> = lines.try_iter().collect();
-        assert!(Instant::now() < deadline, "no alert reached Alertmanager; logs: {logs:?}");
         for l in &logs {
             assert!(!l.contains(PASS.1), "password in a log line: {l}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(logs)
+    });
+    delivered.await.unwrap_or_else(|logs| panic!("no alert reached Alertmanager; logs: {logs:?}"));
 }
 
 /// At `RUST_LOG=trace` the WebSocket library logs the upgrade request with its headers;

@@ -6,13 +6,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::daemon::start_yaml;
 use common::http::{get, sample};
+use common::poll::poll;
 use common::ServerOpts;
-use tokio_util::sync::CancellationToken;
-use wsprobe::daemon::{self, Running, Source};
+use wsprobe::daemon::Options;
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -27,15 +27,6 @@ fn config(hanging: usize, healthy: usize, blackhole: &str, echo: &str, extra: &s
         yaml.push_str(&format!("  - name: ok{i}\n    url: {echo}\n"));
     }
     yaml
-}
-
-async fn start(dir: &Path, yaml: &str) -> (Running, CancellationToken) {
-    let path = dir.join("wsprobe.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let config = wsprobe::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let cancel = CancellationToken::new();
-    let running = daemon::start(config, Source::File(path), cancel.clone()).await.expect("daemon starts");
-    (running, cancel)
 }
 
 /// Successful probes of the healthy targets `ok0..okN`, summed.
@@ -61,7 +52,7 @@ async fn hanging_targets_do_not_slow_healthy_ones() {
     let echo = common::echo(ServerOpts::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(HANGING, HEALTHY, &blackhole.url(), &echo.url(), "");
-    let (running, cancel) = start(dir.path(), &yaml).await;
+    let (running, cancel) = start_yaml(dir.path(), &yaml, Options::default()).await;
 
     // Let every hanging target get its first probe stuck, then measure.
     assert!(
@@ -95,20 +86,20 @@ async fn an_exhausted_cap_is_reported() {
     let echo = common::echo(ServerOpts::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(4, 2, &blackhole.url(), &echo.url(), "max_concurrent_probes: 4\n");
-    let (running, cancel) = start(dir.path(), &yaml).await;
+    let (running, cancel) = start_yaml(dir.path(), &yaml, Options::default()).await;
     let addr = running.addr;
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let delayed = loop {
+    let reported = poll(Duration::from_secs(5), Duration::from_millis(50), || async {
         let m = get(addr, "/metrics").await.body;
         let delayed = sample(&m, "wsprobe_probes_delayed_total", &[("target", "ok0")]).unwrap_or(0.0);
         let exhausted = sample(&m, "wsprobe_probe_slots_exhausted_total", &[]).unwrap_or(0.0);
         if delayed >= 1.0 && exhausted >= delayed {
-            break delayed;
+            Ok(delayed)
+        } else {
+            Err(m)
         }
-        assert!(Instant::now() < deadline, "no delay was reported:\n{m}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    });
+    let delayed = reported.await.unwrap_or_else(|m| panic!("no delay was reported:\n{m}"));
     assert!(delayed >= 1.0);
     let ready = get(addr, "/readyz").await.body;
     assert!(

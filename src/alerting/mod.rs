@@ -21,7 +21,7 @@ pub mod receivers;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -33,6 +33,7 @@ pub use config::{Alerting, RawAlerting};
 use crate::detect::{Alert, AlertState, Detector, Signal, Transition};
 use crate::probe::ProbeResult;
 use crate::util::text::escape_control;
+use crate::util::time::unix_now;
 use dispatch::Dispatcher;
 use metrics::AlertingMetrics;
 use receivers::Context;
@@ -130,10 +131,6 @@ struct Engine {
     view: watch::Sender<Arc<Vec<Alert>>>,
     state_file: Option<PathBuf>,
     resend_interval: Duration,
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Engine {

@@ -175,13 +175,7 @@ pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
 
 /// Splits a dot path (`circuit_breakers.auth.state`, `items.0.id`).
 fn split_path(path: &str) -> Result<Vec<String>, String> {
-    if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!(
-            "`{}` is not a valid path (write e.g. `version` or `build.git_commit`)",
-            super::shown(path)
-        ));
-    }
-    Ok(path.split('.').map(str::to_owned).collect())
+    crate::util::json::split_path(path, "`version` or `build.git_commit`")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -189,9 +189,7 @@ fn lookup(name: &str, vars: &Vars, secrets: &mut Vec<String>) -> Result<String, 
     match name {
         "uuid" => return Ok(uuid_v4()),
         "now_ms" => {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
+            let ms = crate::util::time::since_epoch().as_millis();
             return Ok(ms.to_string());
         }
         "target" => return Ok(vars.target.clone()),

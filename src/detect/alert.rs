@@ -8,59 +8,34 @@ use serde::{Deserialize, Serialize};
 use super::config::{RuleTiming, Severity};
 use crate::probe::Phase;
 
-/// What is wrong. `as_str` is the `alertname` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AlertKind {
-    /// Several probes in a row failed.
-    ProbeFailing,
-    /// A phase or step got slower than its baseline.
-    LatencyRegression,
-    /// Probes time out more often than in the baseline.
-    TimeoutRegression,
-    /// The circuit breaker to the target is open (an external signal).
-    CircuitOpen,
-    /// The target does not run the expected deployment (an external signal).
-    DeploymentDrift,
-}
-
-impl AlertKind {
-    pub const ALL: [AlertKind; 5] = [
-        AlertKind::ProbeFailing,
-        AlertKind::LatencyRegression,
-        AlertKind::TimeoutRegression,
-        AlertKind::CircuitOpen,
-        AlertKind::DeploymentDrift,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::ProbeFailing => "ProbeFailing",
-            AlertKind::LatencyRegression => "LatencyRegression",
-            AlertKind::TimeoutRegression => "TimeoutRegression",
-            AlertKind::CircuitOpen => "CircuitOpen",
-            AlertKind::DeploymentDrift => "DeploymentDrift",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+crate::label_enum! {
+    /// What is wrong. `as_str` is the `alertname` label.
+    pub enum AlertKind("alertname") {
+        /// Several probes in a row failed.
+        ProbeFailing => "ProbeFailing",
+        /// A phase or step got slower than its baseline.
+        LatencyRegression => "LatencyRegression",
+        /// Probes time out more often than in the baseline.
+        TimeoutRegression => "TimeoutRegression",
+        /// The circuit breaker to the target is open (an external signal).
+        CircuitOpen => "CircuitOpen",
+        /// The target does not run the expected deployment (an external signal).
+        DeploymentDrift => "DeploymentDrift",
     }
 }
 
-crate::label_value!(AlertKind);
-
-/// A condition the detector cannot see in probe results and is told about instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Signal {
-    /// Fed by the circuit breaker.
-    CircuitOpen,
-    /// Fed by the deployment check.
-    DeploymentDrift,
+crate::label_enum! {
+    /// A condition the detector cannot see in probe results and is told about instead;
+    /// its label is the alert's `alertname`.
+    pub enum Signal("condition") {
+        /// Fed by the circuit breaker.
+        CircuitOpen => "CircuitOpen",
+        /// Fed by the deployment check.
+        DeploymentDrift => "DeploymentDrift",
+    }
 }
 
 impl Signal {
-    pub(crate) const ALL: [Signal; 2] = [Signal::CircuitOpen, Signal::DeploymentDrift];
-
     pub(crate) const fn kind(self) -> AlertKind {
         match self {
             Signal::CircuitOpen => AlertKind::CircuitOpen,
@@ -102,7 +77,7 @@ impl Subject {
 
     pub(crate) fn from_key(key: &str) -> Option<Self> {
         match key.split_once(':')? {
-            ("phase", name) => Phase::ALL.into_iter().find(|p| p.as_str() == name).map(Subject::Phase),
+            ("phase", name) => Phase::from_label(name).map(Subject::Phase),
             ("step", name) => Some(Subject::Step(name.to_owned())),
             _ => None,
         }
@@ -354,6 +329,6 @@ mod tests {
             assert_eq!(Subject::from_key(&s.key()), Some(s));
         }
         assert_eq!(Subject::from_key("phase:teleport"), None);
-        assert_eq!(AlertKind::parse("CircuitOpen"), Some(AlertKind::CircuitOpen));
+        assert_eq!(AlertKind::from_label("CircuitOpen"), Some(AlertKind::CircuitOpen));
     }
 }

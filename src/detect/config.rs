@@ -15,9 +15,7 @@
 //!   deployment_drift: { for: 10m }
 //! ```
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::rules::{
     CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig,
@@ -30,28 +28,13 @@ use crate::config::{bounds, HumanDuration};
 /// memory (24 h in 1-minute buckets is 1440).
 pub(crate) const MAX_BUCKETS_PER_WINDOW: u64 = 1440;
 
-/// Where an alert is routed: the `severity` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Wake someone up.
-    Page,
-    /// Look at it during working hours.
-    Ticket,
-}
-
-impl Severity {
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Severity::Page => "page",
-            Severity::Ticket => "ticket",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::label_enum! {
+    /// Where an alert is routed: the `severity` label.
+    pub enum Severity("severity", serde) {
+        /// Wake someone up.
+        Page => "page",
+        /// Look at it during working hours.
+        Ticket => "ticket",
     }
 }
 

@@ -93,18 +93,6 @@ pub(crate) struct RestoreReport {
     pub notes: Vec<String>,
 }
 
-fn phase_named(s: &str) -> Option<Phase> {
-    Phase::ALL.into_iter().find(|p| p.as_str() == s)
-}
-
-fn reason_named(s: &str) -> Option<Reason> {
-    Reason::ALL.into_iter().find(|r| r.as_str() == s)
-}
-
-fn signal_named(s: &str) -> Option<Signal> {
-    Signal::ALL.into_iter().find(|x| x.kind().as_str() == s)
-}
-
 impl FailureSnapshot {
     fn of(f: &FailureInfo) -> Self {
         Self {
@@ -117,8 +105,8 @@ impl FailureSnapshot {
 
     fn info(&self) -> Option<FailureInfo> {
         Some(FailureInfo {
-            reason: reason_named(&self.reason)?,
-            phase: self.phase.as_deref().and_then(phase_named),
+            reason: Reason::from_label(&self.reason)?,
+            phase: self.phase.as_deref().and_then(Phase::from_label),
             step: self.step.clone(),
             http_status: self.http_status,
         })
@@ -216,7 +204,7 @@ impl Detector {
             t.last_failure = snap.last_failure.as_ref().and_then(FailureSnapshot::info);
             t.last_timeout = snap.last_timeout.as_ref().and_then(FailureSnapshot::info);
             for s in snap.signals {
-                match signal_named(&s.signal) {
+                match Signal::from_label(&s.signal) {
                     Some(signal) => {
                         t.signals.insert(signal, SignalState { active: s.active, detail: s.detail });
                     }
@@ -224,7 +212,7 @@ impl Detector {
                 }
             }
             for a in snap.alerts {
-                let kind = AlertKind::parse(&a.alertname);
+                let kind = AlertKind::from_label(&a.alertname);
                 let subject = a.subject.as_deref().map(Subject::from_key);
                 let key = match (kind, subject) {
                     (Some(AlertKind::LatencyRegression), Some(Some(s))) => {

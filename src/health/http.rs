@@ -175,9 +175,7 @@ fn short_url(u: &str) -> String {
     excerpt(path, 80)
 }
 
-pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    crate::util::text::excerpt(s, max)
-}
+pub(crate) use crate::util::text::excerpt;
 
 fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)

@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod remote;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ClientConfig;
@@ -37,81 +37,57 @@ use crate::config::{HealthCheck, Target, Template, Vars};
 use crate::detect::Signal;
 use crate::scenario::{lookup, Matcher, Received};
 use crate::state::{Event, StateHandle, WatchEvent};
+use crate::util::json::{round_micros, round_millis, ser_secs, values_equal};
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
+use crate::util::time::unix_seconds;
 use metrics::HealthMetrics;
 
-/// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HealthReason {
-    DnsError,
-    ConnectRefused,
-    ConnectTimeout,
-    ConnectError,
-    TlsError,
-    TlsTimeout,
-    /// The check's `timeout` ran out after the connection was up.
-    Timeout,
-    /// A status not in `expect_status` (reported).
-    HttpStatus,
-    /// Not the expected body: `expect` failed, not JSON, wrong content type, no version.
-    BodyMismatch,
-    BodyTooLarge,
-    TooManyRedirects,
-    ProtocolError,
-}
-
-impl HealthReason {
-    pub const ALL: [HealthReason; 12] = [
-        HealthReason::DnsError,
-        HealthReason::ConnectRefused,
-        HealthReason::ConnectTimeout,
-        HealthReason::ConnectError,
-        HealthReason::TlsError,
-        HealthReason::TlsTimeout,
-        HealthReason::Timeout,
-        HealthReason::HttpStatus,
-        HealthReason::BodyMismatch,
-        HealthReason::BodyTooLarge,
-        HealthReason::TooManyRedirects,
-        HealthReason::ProtocolError,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            HealthReason::DnsError => "dns_error",
-            HealthReason::ConnectRefused => "connect_refused",
-            HealthReason::ConnectTimeout => "connect_timeout",
-            HealthReason::ConnectError => "connect_error",
-            HealthReason::TlsError => "tls_error",
-            HealthReason::TlsTimeout => "tls_timeout",
-            HealthReason::Timeout => "timeout",
-            HealthReason::HttpStatus => "http_status",
-            HealthReason::BodyMismatch => "body_mismatch",
-            HealthReason::BodyTooLarge => "body_too_large",
-            HealthReason::TooManyRedirects => "too_many_redirects",
-            HealthReason::ProtocolError => "protocol_error",
-        }
+crate::label_enum! {
+    /// Why a health check (or a remote-breaker poll) failed: the `reason` label values.
+    pub enum HealthReason("reason") {
+        DnsError => "dns_error",
+        ConnectRefused => "connect_refused",
+        ConnectTimeout => "connect_timeout",
+        ConnectError => "connect_error",
+        TlsError => "tls_error",
+        TlsTimeout => "tls_timeout",
+        /// The check's `timeout` ran out after the connection was up.
+        Timeout => "timeout",
+        /// A status not in `expect_status` (reported).
+        HttpStatus => "http_status",
+        /// Not the expected body: `expect` failed, not JSON, wrong content type, no version.
+        BodyMismatch => "body_mismatch",
+        BodyTooLarge => "body_too_large",
+        TooManyRedirects => "too_many_redirects",
+        ProtocolError => "protocol_error",
     }
 }
 
-crate::label_value!(HealthReason);
-
-/// Phase labels of `wsprobe_health_duration_seconds`.
-pub const HEALTH_PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "total"];
+crate::label_enum! {
+    /// Phase labels of `wsprobe_health_duration_seconds`.
+    pub enum HealthPhase("phase") {
+        Dns => "dns",
+        Connect => "connect",
+        Tls => "tls",
+        FirstByte => "first_byte",
+        /// The whole check.
+        Total => "total",
+    }
+}
 
 impl http::Timings {
     /// `(phase, seconds)` for every phase that ran, `total` last.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> {
         [
-            ("dns", self.dns),
-            ("connect", self.connect),
-            ("tls", self.tls),
-            ("first_byte", self.first_byte),
-            ("total", Some(self.total)),
+            (HealthPhase::Dns, self.dns),
+            (HealthPhase::Connect, self.connect),
+            (HealthPhase::Tls, self.tls),
+            (HealthPhase::FirstByte, self.first_byte),
+            (HealthPhase::Total, Some(self.total)),
         ]
         .into_iter()
-        .filter_map(|(p, s)| s.map(|s| (p, s)))
+        .filter_map(|(p, s)| s.map(|s| (p.as_str(), s)))
     }
 }
 
@@ -125,12 +101,8 @@ impl Serialize for http::Timings {
     }
 }
 
-fn round_micros(s: f64) -> f64 {
-    (s * 1e6).round() / 1e6
-}
-
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
+    round_millis(unix_seconds(t))
 }
 
 /// One health check's outcome, as logged, exported, shown in `/api/targets` and printed
@@ -163,10 +135,6 @@ pub struct HealthResult {
     /// Whether this check reads the deployed version.
     #[serde(skip)]
     pub reports_version: bool,
-}
-
-fn ser_secs<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round_micros(*v))
 }
 
 /// The deployed version of a target, as `/api/targets` and `wsprobe once` show it.
@@ -432,7 +400,7 @@ fn explain(m: &Matcher, body: &Received<'_>, redactor: &Redactor) -> String {
                 let shown = path.join(".");
                 match doc.and_then(|d| lookup(d, path)) {
                     None => return format!("`{shown}` is missing, expected {want}"),
-                    Some(got) if !same(got, want) => {
+                    Some(got) if !values_equal(got, want) => {
                         return format!(
                             "`{shown}` is {}, expected {want}",
                             redactor.excerpt(&got.to_string(), 80)
@@ -448,14 +416,6 @@ fn explain(m: &Matcher, body: &Received<'_>, redactor: &Redactor) -> String {
             }
             "it does not hold".to_owned()
         }
-    }
-}
-
-/// Equality where `1` and `1.0` are the same number, as the matcher has it.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
     }
 }
 

@@ -20,28 +20,17 @@ use crate::config::{redact, RemoteBreakers, Vars};
 use crate::scenario::lookup;
 use crate::state::{Event, StateHandle, WatchEvent};
 
-/// A remote breaker's state as exported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RemoteState {
-    Closed,
-    Open,
-    HalfOpen,
-    Unknown,
+crate::label_enum! {
+    /// A remote breaker's state as exported.
+    pub enum RemoteState("state") {
+        Closed => "closed",
+        Open => "open",
+        HalfOpen => "half_open",
+        Unknown => "unknown",
+    }
 }
 
 impl RemoteState {
-    pub const ALL: [RemoteState; 4] =
-        [RemoteState::Closed, RemoteState::Open, RemoteState::HalfOpen, RemoteState::Unknown];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RemoteState::Closed => "closed",
-            RemoteState::Open => "open",
-            RemoteState::HalfOpen => "half_open",
-            RemoteState::Unknown => "unknown",
-        }
-    }
-
     /// Reads a state the way services write it: case-insensitive, `half-open`,
     /// `halfopen` and `half open` accepted; anything else is `unknown`.
     pub fn normalize(v: &Value) -> Self {
@@ -56,8 +45,6 @@ impl RemoteState {
         }
     }
 }
-
-crate::label_value!(RemoteState);
 
 /// The last poll, for `/api/targets`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

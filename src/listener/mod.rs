@@ -81,6 +81,20 @@ impl Settings {
     }
 }
 
+crate::label_enum! {
+    /// Why the listener closed a connection on its own: the `reason` label values.
+    pub enum CloseReason("reason") {
+        /// No complete request head within `header_read_timeout`.
+        HeaderTimeout => "header_timeout",
+        /// Idle for `idle_timeout` after a request.
+        IdleTimeout => "idle_timeout",
+        /// Room made for a new client.
+        Evicted => "evicted",
+        /// Every slot was serving a request.
+        Refused => "refused",
+    }
+}
+
 /// Connections open and connections the listener closed on its own.
 #[derive(Debug, Clone)]
 pub struct ListenerMetrics {
@@ -101,8 +115,8 @@ impl ListenerMetrics {
              evicted (room made for a new client), refused (every slot serving a request).",
             &["reason"],
         )?;
-        for reason in ["header_timeout", "idle_timeout", "evicted", "refused"] {
-            closed.with_label_values(&[reason]);
+        for reason in CloseReason::ALL {
+            closed.with_label_values(&[reason.as_str()]);
         }
         Ok(Self { open, closed })
     }
@@ -140,7 +154,7 @@ pub async fn serve(
         let slot = match table.admit() {
             Admit::Free(slot) => slot,
             Admit::Evicted(slot) => {
-                metrics.closed.with_label_values(&["evicted"]).inc();
+                metrics.closed.with_label_values(&[CloseReason::Evicted.as_str()]).inc();
                 shed.warn(|n| {
                     tracing::warn!(
                         max_connections = cap,
@@ -151,7 +165,7 @@ pub async fn serve(
                 slot
             }
             Admit::Full => {
-                metrics.closed.with_label_values(&["refused"]).inc();
+                metrics.closed.with_label_values(&[CloseReason::Refused.as_str()]).inc();
                 drop(stream);
                 continue;
             }
@@ -207,7 +221,7 @@ async fn connection(
             outcome = http.as_mut() => {
                 if let Err(e) = outcome {
                     if e.is_timeout() {
-                        metrics.closed.with_label_values(&["header_timeout"]).inc();
+                        metrics.closed.with_label_values(&[CloseReason::HeaderTimeout.as_str()]).inc();
                     } else {
                         tracing::debug!(error = %e, "An HTTP connection ended with an error.");
                     }
@@ -226,7 +240,7 @@ async fn connection(
                 if conn.idle_since().is_some_and(|t| t.elapsed() >= settings.idle_timeout) {
                     closing = true;
                     give_up = Some(crate::util::time::deadline(tokio::time::Instant::now(), settings.idle_timeout));
-                    metrics.closed.with_label_values(&["idle_timeout"]).inc();
+                    metrics.closed.with_label_values(&[CloseReason::IdleTimeout.as_str()]).inc();
                     http.as_mut().graceful_shutdown();
                 }
             }

@@ -350,24 +350,7 @@ pub fn missing_result(target: &str, why: &str) -> ProbeResult {
 }
 
 fn blank_result(target: &str, started_at: f64, duration: f64) -> ProbeResult {
-    ProbeResult {
-        target: target.to_owned(),
-        success: true,
-        reason: None,
-        phase: None,
-        step: None,
-        message: None,
-        http_status: None,
-        close_code: None,
-        duration_seconds: duration,
-        phases: PhaseTimings::default(),
-        steps: Vec::new(),
-        messages_received: 0,
-        messages_sent: 0,
-        tls_cert_expiry: None,
-        started_at,
-        message_gaps: Vec::new(),
-    }
+    ProbeResult { duration_seconds: duration, started_at, ..ProbeResult::new(target) }
 }
 
 /// Waits for the server's first data message.

@@ -3,143 +3,57 @@
 //! `Phase` and `Reason` are closed enums whose `as_str` values are the public `phase` and
 //! `reason` label values; nothing a server sends can add to them.
 
-use serde::de::{self, Deserializer};
+use serde::de::Deserializer;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-/// The phases of a probe, in the order they happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    Dns,
-    Connect,
-    Tls,
-    Handshake,
-    FirstMessage,
-    Step,
-    Ping,
-    Close,
-}
+use crate::util::json::{round_micros, ser_secs};
 
-impl Phase {
-    pub const ALL: [Phase; 8] = [
-        Phase::Dns,
-        Phase::Connect,
-        Phase::Tls,
-        Phase::Handshake,
-        Phase::FirstMessage,
-        Phase::Step,
-        Phase::Ping,
-        Phase::Close,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Phase::Dns => "dns",
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::Handshake => "handshake",
-            Phase::FirstMessage => "first_message",
-            Phase::Step => "step",
-            Phase::Ping => "ping",
-            Phase::Close => "close",
-        }
+crate::label_enum! {
+    /// The phases of a probe, in the order they happen.
+    pub enum Phase("phase") {
+        Dns => "dns",
+        Connect => "connect",
+        Tls => "tls",
+        Handshake => "handshake",
+        FirstMessage => "first_message",
+        Step => "step",
+        Ping => "ping",
+        Close => "close",
     }
 }
 
-crate::label_value!(Phase);
-
-impl<'de> Deserialize<'de> for Phase {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Phase::ALL
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or_else(|| de::Error::custom(format!("unknown phase `{name}`")))
+crate::label_enum! {
+    /// Why a probe failed: exactly one per failure, stable across releases.
+    pub enum Reason("reason") {
+        DnsError => "dns_error",
+        ConnectRefused => "connect_refused",
+        ConnectTimeout => "connect_timeout",
+        ConnectError => "connect_error",
+        TlsError => "tls_error",
+        TlsTimeout => "tls_timeout",
+        HandshakeTimeout => "handshake_timeout",
+        HandshakeStatus => "handshake_status",
+        HandshakeInvalid => "handshake_invalid",
+        FirstMessageTimeout => "first_message_timeout",
+        ExpectTimeout => "expect_timeout",
+        Stalled => "stalled",
+        UnexpectedClose => "unexpected_close",
+        ConnectionReset => "connection_reset",
+        PingTimeout => "ping_timeout",
+        CloseTimeout => "close_timeout",
+        ProtocolError => "protocol_error",
+        MessageTooLarge => "message_too_large",
+        ProbeTimeout => "probe_timeout",
+        SendError => "send_error",
+        /// A message matching the target's `fail_on` arrived.
+        ErrorMessage => "error_message",
+        /// A bug in wsprobe caught while probing: the probe fails, the target keeps running.
+        InternalError => "internal_error",
     }
-}
-
-/// Why a probe failed: exactly one per failure, stable across releases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    DnsError,
-    ConnectRefused,
-    ConnectTimeout,
-    ConnectError,
-    TlsError,
-    TlsTimeout,
-    HandshakeTimeout,
-    HandshakeStatus,
-    HandshakeInvalid,
-    FirstMessageTimeout,
-    ExpectTimeout,
-    Stalled,
-    UnexpectedClose,
-    ConnectionReset,
-    PingTimeout,
-    CloseTimeout,
-    ProtocolError,
-    MessageTooLarge,
-    ProbeTimeout,
-    SendError,
-    /// A message matching the target's `fail_on` arrived.
-    ErrorMessage,
-    /// A bug in wsprobe caught while probing: the probe fails, the target keeps running.
-    InternalError,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
-        Reason::DnsError,
-        Reason::ConnectRefused,
-        Reason::ConnectTimeout,
-        Reason::ConnectError,
-        Reason::TlsError,
-        Reason::TlsTimeout,
-        Reason::HandshakeTimeout,
-        Reason::HandshakeStatus,
-        Reason::HandshakeInvalid,
-        Reason::FirstMessageTimeout,
-        Reason::ExpectTimeout,
-        Reason::Stalled,
-        Reason::UnexpectedClose,
-        Reason::ConnectionReset,
-        Reason::PingTimeout,
-        Reason::CloseTimeout,
-        Reason::ProtocolError,
-        Reason::MessageTooLarge,
-        Reason::ProbeTimeout,
-        Reason::SendError,
-        Reason::ErrorMessage,
-        Reason::InternalError,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::DnsError => "dns_error",
-            Reason::ConnectRefused => "connect_refused",
-            Reason::ConnectTimeout => "connect_timeout",
-            Reason::ConnectError => "connect_error",
-            Reason::TlsError => "tls_error",
-            Reason::TlsTimeout => "tls_timeout",
-            Reason::HandshakeTimeout => "handshake_timeout",
-            Reason::HandshakeStatus => "handshake_status",
-            Reason::HandshakeInvalid => "handshake_invalid",
-            Reason::FirstMessageTimeout => "first_message_timeout",
-            Reason::ExpectTimeout => "expect_timeout",
-            Reason::Stalled => "stalled",
-            Reason::UnexpectedClose => "unexpected_close",
-            Reason::ConnectionReset => "connection_reset",
-            Reason::PingTimeout => "ping_timeout",
-            Reason::CloseTimeout => "close_timeout",
-            Reason::ProtocolError => "protocol_error",
-            Reason::MessageTooLarge => "message_too_large",
-            Reason::ProbeTimeout => "probe_timeout",
-            Reason::SendError => "send_error",
-            Reason::ErrorMessage => "error_message",
-            Reason::InternalError => "internal_error",
-        }
-    }
-
     /// Timeout-class reasons: the server was too slow rather than wrong.
     pub const fn is_timeout(self) -> bool {
         matches!(
@@ -154,18 +68,6 @@ impl Reason {
                 | Reason::CloseTimeout
                 | Reason::ProbeTimeout
         )
-    }
-}
-
-crate::label_value!(Reason);
-
-impl<'de> Deserialize<'de> for Reason {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Reason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == name)
-            .ok_or_else(|| de::Error::custom(format!("unknown reason `{name}`")))
     }
 }
 
@@ -272,10 +174,27 @@ pub struct ProbeResult {
     pub message_gaps: Vec<f64>,
 }
 
-fn round_micros(s: f64) -> f64 {
-    (s * 1e6).round() / 1e6
-}
-
-fn ser_secs<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round_micros(*v))
+impl ProbeResult {
+    /// A successful probe of `target` that took no time, started at Unix time 0 and
+    /// measured nothing: the start that real results and test results fill in.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            success: true,
+            reason: None,
+            phase: None,
+            step: None,
+            message: None,
+            http_status: None,
+            close_code: None,
+            duration_seconds: 0.0,
+            phases: PhaseTimings::default(),
+            steps: Vec::new(),
+            messages_received: 0,
+            messages_sent: 0,
+            tls_cert_expiry: None,
+            started_at: 0.0,
+            message_gaps: Vec::new(),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::util::json::values_equal;
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
 /// The longest `text` pattern accepted: patterns are written by hand, and the regex
@@ -180,13 +181,7 @@ fn regex_reason(e: &regex::Error) -> String {
 }
 
 fn split_path(path: &str) -> Result<Vec<String>, String> {
-    if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!(
-            "`{}` is not a valid path (write e.g. `data.event` or `items.0.id`)",
-            crate::config::shown(path)
-        ));
-    }
-    Ok(path.split('.').map(str::to_owned).collect())
+    crate::util::json::split_path(path, "`data.event` or `items.0.id`")
 }
 
 /// Follows a path through objects and arrays.
@@ -196,14 +191,6 @@ pub fn lookup<'v>(doc: &'v Value, path: &[String]) -> Option<&'v Value> {
         Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
         _ => None,
     })
-}
-
-/// Equality where `1` and `1.0` are the same number.
-fn values_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]

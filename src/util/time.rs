@@ -14,9 +14,19 @@ pub fn deadline(start: Instant, d: Duration) -> Instant {
     start.checked_add(d).unwrap_or(start)
 }
 
+/// Now, as the time since the Unix epoch (zero if the clock is before 1970).
+pub fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
 /// Now, as Unix seconds (0 if the clock is before 1970).
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    unix_seconds(SystemTime::now())
+}
+
+/// `t` as Unix seconds (0 if it is before 1970).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

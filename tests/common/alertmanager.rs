@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::http::get;
 
@@ -51,15 +51,17 @@ impl Alertmanager {
             .spawn()
             .expect("start alertmanager");
         let am = Self { child, addr, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() && get(addr, "/-/ready").await.status == 200
-            {
-                return am;
+        let ready = super::poll::poll(Duration::from_secs(15), Duration::from_millis(100), || async {
+            let up = tokio::net::TcpStream::connect(addr).await.is_ok()
+                && get(addr, "/-/ready").await.status == 200;
+            if up {
+                Ok(())
+            } else {
+                Err(())
             }
-            assert!(Instant::now() < deadline, "Alertmanager not ready within 15s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        });
+        ready.await.unwrap_or_else(|()| panic!("Alertmanager not ready within 15s"));
+        am
     }
 
     /// The alerts it holds, as its v2 API lists them.

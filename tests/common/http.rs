@@ -6,11 +6,22 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// An HTTP response: status and body.
+/// An HTTP response: status, head (status line and headers) and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    pub head: String,
     pub body: String,
+}
+
+impl Response {
+    /// The value of header `name` (any case), trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
 }
 
 /// Sends one request (`Connection: close`) and reads the whole response, within 5 s.
@@ -34,7 +45,7 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
     } else {
         body.to_owned()
     };
-    Response { status, body }
+    Response { status, head: head.to_owned(), body }
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Response {

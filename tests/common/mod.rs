@@ -12,9 +12,11 @@
 #![allow(clippy::expect_used)]
 
 pub mod alertmanager;
+pub mod daemon;
 pub mod echoing;
 pub mod hostile;
 pub mod http;
+pub mod poll;
 pub mod process;
 mod tls;
 mod wire;

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use super::state::{RestoreReport, STATE_VERSION};
 use super::window::{Aggregate, Counts, Sketch};
 use super::*;
-use crate::probe::{Phase, PhaseTimings, Reason, StepResult};
+use crate::probe::{Phase, Reason, StepResult};
 
 mod latency;
 mod probe_failing;
@@ -30,24 +30,7 @@ fn noisy(rng: &mut StdRng, median: f64, sigma: f64) -> f64 {
 }
 
 fn blank(success: bool) -> ProbeResult {
-    ProbeResult {
-        target: TARGET.to_owned(),
-        success,
-        reason: None,
-        phase: None,
-        step: None,
-        message: None,
-        http_status: None,
-        close_code: None,
-        duration_seconds: 0.0,
-        phases: PhaseTimings::default(),
-        steps: Vec::new(),
-        messages_received: 0,
-        messages_sent: 0,
-        tls_cert_expiry: None,
-        started_at: 0.0,
-        message_gaps: Vec::new(),
-    }
+    ProbeResult { success, ..ProbeResult::new(TARGET) }
 }
 
 /// A successful probe: every phase timed, two steps; `handshake` is the handshake median.
