@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use wsprobe::config::{self, Config, HumanDuration};
+use wsprobe::config::{self, Config};
 use wsprobe::daemon::{self, Source};
 use wsprobe::probe::Prober;
+use wsprobe::util::units::HumanDuration;
 use wsprobe::{demo, once};
 
 /// Continuous WebSocket synthetic monitoring.

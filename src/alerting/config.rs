@@ -9,9 +9,11 @@ use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::credentials;
 use super::dispatch::{Format, Receiver, Retry};
-use crate::config::{bounds, HumanDuration, Template, Vars};
 use crate::detect::DetectorConfig;
+use crate::util::bounds;
 use crate::util::redact::Redactor;
+use crate::util::template::{Template, Vars};
+use crate::util::units::HumanDuration;
 
 /// `alerting:` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -87,7 +89,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             problems.push(format!(
                 "alerting.external_url: `{}` must start with http:// or https://",
-                crate::config::shown(url)
+                crate::util::text::shown(url)
             ));
         }
     }
@@ -99,10 +101,10 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
         for (i, r) in list.iter().enumerate() {
             let at = format!("alerting.{field}[{i}]");
             let name = r.name.clone().unwrap_or_else(|| format!("{kind}-{i}"));
-            if !crate::config::is_valid_name(&name) {
+            if !crate::util::names::is_valid_name(&name) {
                 problems.push(format!(
                     "{at}.name: `{}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`",
-                    crate::config::shown(&name)
+                    crate::util::text::shown(&name)
                 ));
             } else if !names.insert(name.clone()) {
                 problems.push(format!("{at}.name: `{name}` is already the name of another receiver"));
@@ -118,13 +120,13 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                 (_, Some(other)) => {
                     problems.push(format!(
                         "{at}.format: `{}` is not one of `json`, `slack`",
-                        crate::config::shown(other)
+                        crate::util::text::shown(other)
                     ));
                     Format::Json
                 }
             };
             let mut secrets = Vec::new();
-            let shown_source = crate::config::shown(&credentials::shown(r.url.source()));
+            let shown_source = crate::util::text::shown(&credentials::shown(r.url.source()));
             let url = match r.url.expand_with(&Vars::default(), &mut secrets) {
                 Ok(u) => {
                     let split = credentials::split(&u);
@@ -151,7 +153,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             for (h, v) in &r.headers {
                 match v.expand_with(&Vars::default(), &mut secrets) {
                     Ok(value) => headers.push((h.clone(), value)),
-                    Err(e) => problems.push(format!("{at}.headers.{}: {e}", crate::config::shown(h))),
+                    Err(e) => problems.push(format!("{at}.headers.{}: {e}", crate::util::text::shown(h))),
                 }
             }
             let mut redactor = Redactor::new(&secrets);

@@ -5,8 +5,8 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use crate::config::ByteSize;
 use crate::detect::{Detector, DetectorState};
+use crate::util::units::ByteSize;
 
 /// The largest state file read back. A month of baselines for a few hundred targets is a
 /// few MiB; anything past this is not ours, and reading it whole could exhaust memory.

@@ -11,13 +11,17 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_tungstenite::tungstenite::http::{HeaderName, Uri};
+use tokio_tungstenite::tungstenite::http::HeaderName;
 
-use super::{
-    bounds, is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS,
-};
+use super::TlsSettings;
 use crate::breaker::{self, FailureRatio};
-use crate::scenario::{Matcher, RawMatcher};
+use crate::util::bounds;
+use crate::util::matcher::{Matcher, RawMatcher};
+use crate::util::names::is_valid_name;
+use crate::util::template::{Template, BUILTINS};
+use crate::util::text::shown;
+use crate::util::units::{ByteSize, HumanDuration};
+use crate::util::url::{parse_http_url, without_userinfo, HttpUrl};
 
 /// Per-check time limit unless `timeout` says otherwise.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,64 +125,12 @@ pub struct RemoteBreakers {
     pub paths: Vec<(String, Vec<String>)>,
 }
 
-/// An `http://` or `https://` URL taken apart for the probe's phases.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub secure: bool,
-    /// Host without brackets (IPv6 literals included).
-    pub host: String,
-    pub port: u16,
-    pub uri: Uri,
-}
-
-impl HttpUrl {
-    /// `scheme://host:port`, to tell whether a redirect leaves the origin.
-    pub fn origin(&self) -> (bool, &str, u16) {
-        (self.secure, &self.host, self.port)
-    }
-}
-
-/// Parses and checks an `http://` or `https://` URL; the error completes "`<url>` ...".
-pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
-    let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
-    let secure = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        Some(other) => return Err(format!("must use http:// or https://, not {other}://")),
-        None => return Err("must be an absolute http:// or https:// URL".to_owned()),
-    };
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    if authority.contains('@') {
-        return Err(
-            "has credentials before the host (`user@`), which are never sent; use a header".to_owned()
-        );
-    }
-    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
-    let port = match after_host.rsplit_once(':') {
-        None => {
-            if secure {
-                443
-            } else {
-                80
-            }
-        }
-        Some((_, port)) => match port.parse::<u16>() {
-            Ok(0) => return Err("has port 0".to_owned()),
-            Ok(n) => n,
-            Err(_) => return Err("has an invalid port (must be 1 to 65535)".to_owned()),
-        },
-    };
-    Ok(HttpUrl { secure, host, port, uri })
-}
-
 /// Splits a dot path (`circuit_breakers.auth.state`, `items.0.id`).
 fn split_path(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() || path.split('.').any(str::is_empty) {
         return Err(format!(
             "`{}` is not a valid path (write e.g. `version` or `build.git_commit`)",
-            super::shown(path)
+            shown(path)
         ));
     }
     Ok(path.split('.').map(str::to_owned).collect())
@@ -251,7 +203,7 @@ pub(super) fn resolve_checks(
         if !is_valid_name(&c.name) {
             problems.push(format!(
                 "{here}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                super::shown(&c.name)
+                shown(&c.name)
             ));
         } else if let Some(j) = raw[..i].iter().position(|o| o.name == c.name) {
             problems.push(format!("{here}.name: `{}` is already the name of health[{j}]", c.name));
@@ -295,7 +247,7 @@ pub(super) fn resolve_checks(
                 if std::env::var_os(name).is_none() {
                     problems.push(format!(
                         "{here}.expected_version: environment variable `{}` is not set",
-                        super::shown(name)
+                        shown(name)
                     ));
                 }
             }
@@ -343,7 +295,7 @@ pub(super) fn resolve_remote(
     }
     let mut paths = Vec::new();
     for (name, path) in &r.paths {
-        let shown_name = super::shown(name);
+        let shown_name = shown(name);
         if !is_valid_name(name) {
             problems.push(format!(
                 "{here}.paths.{shown_name}: `{shown_name}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)"
@@ -397,11 +349,11 @@ fn check_url(field: &str, url: &Template, problems: &mut Vec<String>) -> Option<
             Ok(u) => Some(u),
             // A substituted value may be a secret: show the url as written.
             Err(why) if url.has_substitutions() => {
-                problems.push(format!("{field}: `{}` {why}", super::shown(url.source())));
+                problems.push(format!("{field}: `{}` {why}", shown(url.source())));
                 None
             }
             Err(why) => {
-                problems.push(format!("{field}: `{}` {why}", super::shown(&without_userinfo(&expanded))));
+                problems.push(format!("{field}: `{}` {why}", shown(&without_userinfo(&expanded))));
                 None
             }
         },
@@ -447,7 +399,7 @@ fn check_tls(
         if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
             problems.push(format!(
                 "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
-                super::shown(name)
+                shown(name)
             ));
         }
     }

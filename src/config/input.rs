@@ -10,7 +10,7 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use super::ByteSize;
+use crate::util::units::ByteSize;
 
 /// The largest configuration file read: far beyond any real one (the example is 10 KiB).
 pub const MAX_CONFIG_SIZE: ByteSize = ByteSize::mib(4);
@@ -52,12 +52,6 @@ pub fn check(text: &str) -> Result<(), String> {
         Some(line) => Err(format!("nested more than {MAX_FLOW_DEPTH} levels deep at line {line}")),
         None => Ok(()),
     }
-}
-
-/// User input as a message shows it: at most 80 characters, control characters escaped,
-/// so a megabyte of YAML is not echoed back nor can it forge output lines.
-pub(crate) fn shown(s: &str) -> String {
-    crate::util::text::escape_control(&crate::util::text::excerpt(s, 80)).into_owned()
 }
 
 /// A serde error cut to a readable length, keeping where it happened (` at line N column M`).

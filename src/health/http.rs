@@ -21,9 +21,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::HealthReason;
-use crate::config::{parse_http_url, HttpUrl};
 use crate::probe::session::fmt_duration;
 use crate::probe::{resolve, tcp, tls, ProbeError, Reason};
+use crate::util::url::{parse_http_url, HttpUrl};
 
 /// Redirects followed before giving up with `too_many_redirects`.
 pub const MAX_REDIRECTS: usize = 5;
@@ -348,7 +348,7 @@ impl Hop<'_> {
 }
 
 fn too_large(status: StatusCode, limit: usize, declared: Option<u64>) -> GetError {
-    let limit = crate::config::ByteSize(limit as u64);
+    let limit = crate::util::units::ByteSize(limit as u64);
     let message = match declared {
         Some(len) => format!("the body is {len} bytes, more than max_body_size ({limit}); not read"),
         None => format!("the body is larger than max_body_size ({limit}); reading stopped there"),

@@ -32,12 +32,13 @@ pub use drift::{version_label, Drift};
 pub use remote::{Poller, RemoteState, RemoteStatus};
 
 use crate::alerting::AlertsHandle;
-use crate::config::{HealthCheck, Target, Template, Vars};
+use crate::config::{HealthCheck, Target};
 use crate::detect::Signal;
 use crate::metrics::Metrics;
-use crate::scenario::{lookup, Matcher, Received};
 use crate::state::{Event, StateHandle, WatchEvent};
+use crate::util::matcher::{lookup, Matcher, Received};
 use crate::util::redact::Redactor;
+use crate::util::template::{Template, Vars};
 use crate::util::text::escape_control;
 
 /// Why a health check (or a remote-breaker poll) failed: the `reason` label values.

@@ -15,10 +15,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{http, request_parts, unix, HealthReason};
-use crate::config::{redact, RemoteBreakers, Vars};
+use crate::config::RemoteBreakers;
 use crate::metrics::Metrics;
-use crate::scenario::lookup;
 use crate::state::{Event, StateHandle, WatchEvent};
+use crate::util::matcher::lookup;
+use crate::util::template::{redact, Vars};
 
 /// A remote breaker's state as exported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

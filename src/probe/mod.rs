@@ -30,10 +30,12 @@ use tokio_util::sync::CancellationToken;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{fmt_duration, Event, Session, Wait};
 
-use crate::config::{parse_ws_url, Target, Vars};
+use crate::config::Target;
 use crate::scenario::{self, Hooks, StepKind};
 use crate::util::redact::Redactor;
+use crate::util::template::Vars;
 use crate::util::time::{deadline, unix_now};
+use crate::util::url::parse_ws_url;
 
 /// Why a probe stopped early.
 #[derive(Debug)]

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::upgrade::Socket;
 use super::{ProbeError, Reason, Stop};
-use crate::config::Vars;
-use crate::scenario::{Hooks, Received};
+use crate::scenario::Hooks;
+use crate::util::matcher::Received;
 use crate::util::redact::Redactor;
+use crate::util::template::Vars;
 use crate::util::time::deadline;
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.

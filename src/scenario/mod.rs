@@ -7,7 +7,6 @@
 
 mod expect;
 mod hold;
-mod matcher;
 mod payload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,12 +15,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-pub use matcher::{lookup, Matcher, RawMatcher, Received};
 pub use payload::{Payload, RawPayload};
 
-use crate::config::{bounds, HumanDuration, Timeouts, BUILTINS};
+use crate::config::Timeouts;
 use crate::probe::session::{fmt_duration, Session, Wait};
 use crate::probe::{Phase, ProbeError, Reason, StepResult, Stop};
+use crate::util::bounds;
+use crate::util::matcher::{Matcher, RawMatcher};
+use crate::util::template::BUILTINS;
+use crate::util::units::HumanDuration;
 
 /// A step as written: exactly one kind key plus the options that kind takes.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -181,7 +183,7 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
     for (i, r) in raw.iter().enumerate() {
         let position = i + 1;
         let here = match &r.name {
-            Some(n) => format!("{at} step {position} (`{}`)", crate::config::shown(n)),
+            Some(n) => format!("{at} step {position} (`{}`)", crate::util::text::shown(n)),
             None => format!("{at} step {position}"),
         };
         let before = problems.len();
@@ -193,7 +195,7 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_{position}", kind.as_ref().map_or("step", |k| k.label())));
-        if !crate::config::is_valid_name(&name) {
+        if !crate::util::names::is_valid_name(&name) {
             problems.push(format!("{here}: `name` must be 1 to 63 characters from a-z, 0-9, `_` and `-` (it becomes the `step` label)"));
         } else if let Some(first) = names.insert(name.clone(), position) {
             problems.push(format!("{here}: duplicate step name (step {first} has it too)"));
@@ -354,12 +356,12 @@ fn check_env(
             if std::env::var_os(var).is_none() {
                 problems.push(format!(
                     "{field}: environment variable `{}` is not set",
-                    crate::config::shown(var)
+                    crate::util::text::shown(var)
                 ));
             }
         }
-        if let Err(e) = template.expand_with(&crate::config::Vars::default(), &mut Vec::new()) {
-            use crate::config::TemplateError;
+        if let Err(e) = template.expand_with(&crate::util::template::Vars::default(), &mut Vec::new()) {
+            use crate::util::template::TemplateError;
             if matches!(e, TemplateError::File { .. } | TemplateError::TooLarge { .. }) {
                 problems.push(format!("{field}: {e}"));
             }

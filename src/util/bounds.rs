@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::HumanDuration;
+use super::units::HumanDuration;
 
 /// The range a kind of duration must fall in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -128,7 +128,7 @@ impl Matcher {
         let mut json = Vec::new();
         for (path, value) in &raw.json {
             let value = serde_json::to_value(value)
-                .map_err(|e| format!("json.{}: {e}", crate::config::shown(path)))?;
+                .map_err(|e| format!("json.{}: {e}", crate::util::text::shown(path)))?;
             json.push((split_path(path)?, value));
         }
         let exists = raw.json_exists.iter().map(|p| split_path(p)).collect::<Result<_, _>>()?;
@@ -159,7 +159,7 @@ impl Matcher {
 /// Compiles a `text` pattern within the length and size limits; the error completes
 /// "`<field>`: ...".
 fn compile_regex(re: &str) -> Result<Regex, String> {
-    let shown = crate::config::shown(re);
+    let shown = crate::util::text::shown(re);
     if re.len() > MAX_PATTERN_LEN {
         return Err(format!(
             "text: `{shown}` is longer than {MAX_PATTERN_LEN} bytes, the most a pattern may be"
@@ -183,7 +183,7 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() || path.split('.').any(str::is_empty) {
         return Err(format!(
             "`{}` is not a valid path (write e.g. `data.event` or `items.0.id`)",
-            crate::config::shown(path)
+            crate::util::text::shown(path)
         ));
     }
     Ok(path.split('.').map(str::to_owned).collect())

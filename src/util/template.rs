@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
 
-use super::{shown, ByteSize};
+use super::text::shown;
+use super::units::ByteSize;
 
 /// The most a `${file:...}` substitution reads: room for any token or key.
 pub const MAX_FILE_SIZE: ByteSize = ByteSize(64 << 10);

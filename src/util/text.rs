@@ -53,6 +53,12 @@ pub fn escape_control(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// User input as a message shows it: at most 80 characters, control characters escaped,
+/// so a megabyte of YAML is not echoed back nor can it forge output lines.
+pub fn shown(s: &str) -> String {
+    escape_control(&excerpt(s, 80)).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
