@@ -38,7 +38,6 @@ pub mod once;
 pub mod probe;
 pub mod record;
 pub mod replay;
-pub mod scenario;
 pub mod scheduler;
 pub mod slots;
 pub mod state;

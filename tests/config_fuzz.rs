@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_norway::Value;
 use wsprobe::config::{self, Config};
+use wsprobe::probe::scenario::StepKind;
 use wsprobe::probe::Prober;
-use wsprobe::scenario::StepKind;
 
 /// Cases per base document; with four bases, 3000 cases.
 const CASES_PER_BASE: u64 = 750;

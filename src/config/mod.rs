@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 pub use health::{HealthCheck, RemoteBreakers};
 
-use crate::scenario::{self, Hooks, RawRespond, RawStep, Step};
+use crate::probe::scenario::{self, Hooks, RawRespond, RawStep, Step};
 use crate::util::bounds;
 use crate::util::matcher::RawMatcher;
 use crate::util::names::is_valid_name;

@@ -10,6 +10,7 @@ mod guard;
 mod interim;
 mod outcome;
 pub mod resolve;
+pub mod scenario;
 pub mod session;
 mod tap;
 pub mod tcp;
@@ -31,11 +32,11 @@ pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResu
 use session::{fmt_duration, Event, Session, Wait};
 
 use crate::config::Target;
-use crate::scenario::{self, Hooks, StepKind};
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;
 use crate::util::time::{deadline, unix_now};
 use crate::util::url::parse_ws_url;
+use scenario::{Hooks, StepKind};
 
 /// Why a probe stopped early.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::upgrade::Socket;
 use super::{ProbeError, Reason, Stop};
-use crate::scenario::Hooks;
+use crate::probe::scenario::Hooks;
 use crate::util::matcher::Received;
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;

@@ -4,6 +4,10 @@
 //! configuration; each kind runs in its own file (`expect`, `send`, `hold`), while `ping`
 //! and `close` reuse the session's own. A failing step reports phase `step` (or `ping`,
 //! `close`) and its name.
+//!
+//! A sub-room of `probe` rather than a module beside it: steps run on the probe's own
+//! session and report the probe's phases and reasons, while the probe runs the steps, so
+//! the two are one unit; keeping them apart would tie them in a circle.
 
 mod expect;
 mod hold;
