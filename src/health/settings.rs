@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
-use super::TlsSettings;
+use crate::probe::TlsSettings;
 use crate::breaker::{self, FailureRatio};
 use crate::util::bounds;
 use crate::util::matcher::{Matcher, RawMatcher};
