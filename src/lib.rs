@@ -24,7 +24,6 @@ macro_rules! label_value {
 }
 
 pub mod alerting;
-pub mod api;
 pub mod breaker;
 pub mod config;
 pub mod daemon;
@@ -38,7 +37,7 @@ pub mod once;
 pub mod probe;
 pub mod record;
 pub mod replay;
-pub mod scheduler;
 pub mod slots;
 pub mod state;
+pub mod target;
 pub mod util;

@@ -557,11 +557,16 @@ impl Metrics {
     }
 
     /// Drops the health and breaker series a target's new settings no longer produce.
-    pub fn retain_watched(&self, target: &crate::config::Target) {
-        let checks: Vec<&str> = target.health.iter().map(|c| c.name.as_str()).collect();
+    pub fn retain_watched(
+        &self,
+        target: &str,
+        health: &[crate::health::HealthCheck],
+        remote_breakers: Option<&crate::health::RemoteBreakers>,
+    ) {
+        let checks: Vec<&str> = health.iter().map(|c| c.name.as_str()).collect();
         let breakers: Vec<&str> =
-            target.remote_breakers.iter().flat_map(|r| r.paths.iter().map(|(n, _)| n.as_str())).collect();
-        let reports_version = target.health.iter().any(|c| c.version_path.is_some());
-        self.health.retain(&target.name, &checks, &breakers, reports_version);
+            remote_breakers.iter().flat_map(|r| r.paths.iter().map(|(n, _)| n.as_str())).collect();
+        let reports_version = health.iter().any(|c| c.version_path.is_some());
+        self.health.retain(target, &checks, &breakers, reports_version);
     }
 }

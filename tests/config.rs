@@ -29,7 +29,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use wsprobe::config::{self, Config, Timeouts};
+use wsprobe::config::{self, Config};
+use wsprobe::probe::Timeouts;
 use wsprobe::util::units::{ByteSize, HumanDuration, Percent};
 
 const FIXTURES: &str = "tests/fixtures/config";

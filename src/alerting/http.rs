@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::http::Uri;
 
-use crate::config::TlsSettings;
 use crate::probe::tls::{self, Conn};
+use crate::probe::TlsSettings;
 
 /// The most of a receiver's answer that is read (the status line is what matters).
 const MAX_RESPONSE: usize = 64 * 1024;

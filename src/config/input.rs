@@ -7,7 +7,6 @@
 //! indentation, so the size cap bounds it, and the deserializer's own depth limit
 //! applies. Aliases are bounded by the deserializer too (its repetition limit).
 
-use std::io::Read as _;
 use std::path::Path;
 
 use crate::util::units::ByteSize;
@@ -20,23 +19,11 @@ pub const MAX_FLOW_DEPTH: usize = 128;
 
 /// Reads at most [`MAX_CONFIG_SIZE`] of `path`; the error completes "`<file>`: ...".
 pub fn read(path: &Path) -> Result<String, String> {
-    let bytes = read_capped(path, MAX_CONFIG_SIZE).map_err(|e| match e.kind() {
+    let bytes = crate::util::files::read_capped(path, MAX_CONFIG_SIZE).map_err(|e| match e.kind() {
         std::io::ErrorKind::FileTooLarge => too_large(),
         _ => format!("cannot read: {e}"),
     })?;
     String::from_utf8(bytes).map_err(|_| "cannot read: stream did not contain valid UTF-8".to_owned())
-}
-
-/// Reads a file of at most `limit` bytes, never reading past the limit (a device such as
-/// `/dev/zero` ends there too); a larger one is an error that says the limit.
-pub fn read_capped(path: &Path, limit: ByteSize) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(limit.0.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit.0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, format!("larger than {limit}")));
-    }
-    Ok(bytes)
 }
 
 fn too_large() -> String {

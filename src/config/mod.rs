@@ -6,7 +6,6 @@
 //! names, URLs, headers, files, substitutions. Every problem is reported, each naming the
 //! field it is about, before anything binds a port or opens a socket.
 
-mod health;
 pub mod input;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::http::HeaderName;
 
-pub use health::{HealthCheck, RemoteBreakers};
+use crate::health::settings as health;
+use crate::health::{HealthCheck, RemoteBreakers};
 
 use crate::probe::scenario::{self, Hooks, RawRespond, RawStep, Step};
+use crate::probe::{ProbeSpec, Timeouts, TlsSettings};
 use crate::util::bounds;
 use crate::util::matcher::RawMatcher;
 use crate::util::names::is_valid_name;
@@ -96,49 +97,28 @@ pub struct Target {
     pub fail_on_drift: bool,
 }
 
-/// Per-phase time limits; `probe` bounds the whole probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub dns: Duration,
-    pub connect: Duration,
-    pub tls: Duration,
-    pub handshake: Duration,
-    pub first_message: Duration,
-    pub ping: Duration,
-    pub close: Duration,
-    pub idle: Duration,
-    pub probe: Duration,
-}
-
-impl Default for Timeouts {
-    /// The incident team's own limits: connect 10 s, handshake 15 s, ping 5 s, close 10 s,
-    /// heartbeat 45 s; probes as a whole are cut at 120 s like their longest test.
-    fn default() -> Self {
-        let s = Duration::from_secs;
-        Self {
-            dns: s(5),
-            connect: s(10),
-            tls: s(10),
-            handshake: s(15),
-            first_message: s(10),
-            ping: s(5),
-            close: s(10),
-            idle: s(45),
-            probe: s(120),
+impl Target {
+    /// The probe's part of this target.
+    pub fn probe_spec(&self) -> ProbeSpec {
+        ProbeSpec {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            subprotocols: self.subprotocols.clone(),
+            server_speaks_first: self.server_speaks_first,
+            tls: self.tls.clone(),
+            timeouts: self.timeouts,
+            max_message_size: self.max_message_size,
+            steps: self.steps.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// PEM file of CA certificates to trust instead of the system store.
-    pub ca_file: Option<PathBuf>,
-    /// Name to verify the certificate against (and send as SNI) instead of the URL's host.
-    pub server_name: Option<String>,
-    /// Accept any certificate. For test rigs only: the probe still measures TLS.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
+impl From<Target> for ProbeSpec {
+    fn from(t: Target) -> Self {
+        t.probe_spec()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -415,16 +395,17 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
     check_timeouts(&format!("{at}.timeouts"), s.timeouts, problems);
     bounds::check(&format!("{at}.interval"), s.interval, bounds::INTERVAL, problems);
 
-    let headers = check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
-        RESERVED_HEADERS.contains(&header.as_str()).then(|| {
-            let hint = if header == "sec-websocket-protocol" {
-                " (use `subprotocols` to offer subprotocols)"
-            } else {
-                ""
-            };
-            format!("set by the WebSocket handshake itself{hint}")
-        })
-    });
+    let headers =
+        crate::util::headers::check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
+            RESERVED_HEADERS.contains(&header.as_str()).then(|| {
+                let hint = if header == "sec-websocket-protocol" {
+                    " (use `subprotocols` to offer subprotocols)"
+                } else {
+                    ""
+                };
+                format!("set by the WebSocket handshake itself{hint}")
+            })
+        });
 
     for (j, p) in s.subprotocols.into_iter().flatten().enumerate() {
         let field = format!("{at}.subprotocols[{j}]");
@@ -440,7 +421,7 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
 
     if let Some(tls) = s.tls {
         if let Some(ca) = &tls.ca_file {
-            if let Err(why) = check_ca_file(ca) {
+            if let Err(why) = crate::probe::tls::check_ca_file(ca) {
                 problems.push(format!("{at}.tls.ca_file: {why}"));
             }
         }
@@ -458,24 +439,6 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
         problems.push(format!("{at}.max_message_size: must be at least 125B (a control frame's size)"));
     }
     headers
-}
-
-/// CA bundles are a few hundred KiB; this is the most read of one.
-const CA_FILE_LIMIT: ByteSize = input::MAX_CONFIG_SIZE;
-
-/// Reads a CA file the way the probe will, so a bad one fails here rather than at the
-/// first probe; the error completes "`tls.ca_file`: ...".
-fn check_ca_file(ca: &Path) -> Result<(), String> {
-    let shown_ca = shown(&ca.display().to_string());
-    let pem = input::read_capped(ca, CA_FILE_LIMIT).map_err(|e| format!("cannot read `{shown_ca}`: {e}"))?;
-    let certs = crate::probe::tls::parse_ca_pem(&pem)
-        .map_err(|_| format!("`{shown_ca}` holds no PEM certificate"))?;
-    let mut store = rustls::RootCertStore::empty();
-    for cert in certs {
-        // rustls calls every bad certificate a "peer certificate": say it plainly instead.
-        store.add(cert).map_err(|_| format!("`{shown_ca}` holds a certificate that is not valid X.509"))?;
-    }
-    Ok(())
 }
 
 fn merge_timeouts(t: &RawTimeouts, d: &RawTimeouts) -> Timeouts {
@@ -511,45 +474,6 @@ fn check_timeouts(at: &str, t: &RawTimeouts, problems: &mut Vec<String>) {
     for (name, value) in all {
         bounds::check(&format!("{at}.{name}"), value, bounds::DEADLINE, problems);
     }
-}
-
-/// Validates configured headers: valid names, no name given twice (case-insensitively),
-/// none that `reserved` claims (it returns why), values valid once expanded. A value may
-/// be a secret: problems say what is wrong without showing it.
-pub(crate) fn check_headers(
-    field: &str,
-    headers: &BTreeMap<String, Template>,
-    problems: &mut Vec<String>,
-    reserved: impl Fn(&HeaderName) -> Option<String>,
-) -> Vec<(HeaderName, Template)> {
-    let mut out: Vec<(HeaderName, Template)> = Vec::new();
-    let mut written: Vec<(HeaderName, &String)> = Vec::new();
-    for (name, value) in headers {
-        let here = format!("{field}.{}", shown(name));
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.push(format!("{here}: not a valid HTTP header name"));
-            continue;
-        };
-        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
-            problems.push(format!(
-                "{here}: `{}` is the same header (header names are case-insensitive)",
-                shown(first)
-            ));
-            continue;
-        }
-        written.push((header.clone(), name));
-        if let Some(why) = reserved(&header) {
-            problems.push(format!("{here}: {why}"));
-            continue;
-        }
-        match value.expand() {
-            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
-                .push(format!("{here}: the value is not a valid HTTP header value (control characters?)")),
-            Ok(_) => out.push((header, value.clone())),
-            Err(e) => problems.push(format!("{here}: {e}")),
-        }
-    }
-    out
 }
 
 /// An HTTP token (RFC 9110), as a subprotocol name must be.

@@ -6,6 +6,8 @@
 //! holds: in-flight probes send their close frames, and the daemon waits for them up to
 //! `shutdown_grace`.
 
+pub mod api;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::alerting::AlertsView;
 use crate::config::{self, Config, Target};
 use crate::metrics::Metrics;
-use crate::probe::Prober;
-use crate::scheduler::{self, Recorder};
 use crate::state::{self, Event, Snapshot, TargetInfo};
+use crate::target::scheduler::{self, Recorder};
+use crate::target::Prepared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -93,11 +95,13 @@ impl Running {
 }
 
 /// Builds every prober first, so a bad TLS file is reported before anything starts.
-fn probers(config: &Config) -> Result<Vec<Prober>, DaemonError> {
+fn probers(config: &Config) -> Result<Vec<Prepared>, DaemonError> {
     config
         .targets
         .iter()
-        .map(|t| Prober::new(t.clone()).map_err(|reason| DaemonError::Tls { target: t.name.clone(), reason }))
+        .map(|t| {
+            Prepared::new(t.clone()).map_err(|reason| DaemonError::Tls { target: t.name.clone(), reason })
+        })
         .collect()
 }
 
@@ -169,7 +173,7 @@ pub async fn start_with(
     metrics.reload_timestamp.set(unix_now());
     let supervisor = tokio::spawn(supervisor.run(reload_rx));
 
-    let app = crate::api::router(shared.clone());
+    let app = api::router(shared.clone());
     let server = tokio::spawn(crate::listener::serve(
         listener,
         app,
@@ -279,7 +283,7 @@ impl Supervisor {
     }
 
     /// Starts, keeps or restarts target tasks so that exactly `probers` run.
-    async fn apply(&mut self, probers: Vec<Prober>) {
+    async fn apply(&mut self, probers: Vec<Prepared>) {
         let metrics = &self.recorder.metrics;
         let count = probers.len();
         let infos = probers
@@ -306,7 +310,7 @@ impl Supervisor {
                     .collect();
                 metrics.remove_steps(&name, &dropped);
                 // Health checks and remote breakers it no longer has; the breaker restarts closed.
-                metrics.retain_watched(&prober.target);
+                metrics.retain_watched(&name, &prober.target.health, prober.target.remote_breakers.as_ref());
                 tracing::info!(target_name = %name, "Target settings changed; restarting its probes.");
             } else {
                 metrics.add_target(&name);

@@ -14,6 +14,8 @@
 pub mod drift;
 pub mod http;
 pub mod remote;
+mod report;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,12 +32,9 @@ use tracing::Instrument;
 
 pub use drift::{version_label, Drift};
 pub use remote::{Poller, RemoteState, RemoteStatus};
+pub use report::Report;
+pub use settings::{HealthCheck, RemoteBreakers};
 
-use crate::alerting::AlertsHandle;
-use crate::config::{HealthCheck, Target};
-use crate::detect::Signal;
-use crate::metrics::Metrics;
-use crate::state::{Event, StateHandle, WatchEvent};
 use crate::util::matcher::{lookup, Matcher, Received};
 use crate::util::redact::Redactor;
 use crate::util::template::{Template, Vars};
@@ -468,16 +467,15 @@ pub struct Watchers {
 }
 
 impl Watchers {
-    pub fn new(target: &Target) -> Result<Self, String> {
-        let checks = target
-            .health
+    pub fn new(health: &[HealthCheck], remote_breakers: Option<&RemoteBreakers>) -> Result<Self, String> {
+        let checks = health
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 Checker::new(c.clone()).map(Arc::new).map_err(|e| format!("health[{i}] (`{}`): {e}", c.name))
             })
             .collect::<Result<_, _>>()?;
-        let remote = match &target.remote_breakers {
+        let remote = match remote_breakers {
             Some(r) => Some(Arc::new(Poller::new(r.clone()).map_err(|e| format!("remote_breakers: {e}"))?)),
             None => None,
         };
@@ -486,36 +484,16 @@ impl Watchers {
 
     /// Starts one task per health check and one for the remote breakers; they stop when
     /// `cancel` fires.
-    pub fn spawn(
-        &self,
-        target: &str,
-        metrics: &Metrics,
-        state: &StateHandle,
-        alerts: Option<&AlertsHandle>,
-        cancel: &CancellationToken,
-    ) -> JoinSet<()> {
+    pub fn spawn<R: Report>(&self, target: &str, report: &R, cancel: &CancellationToken) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
         for checker in &self.checks {
             let span = tracing::info_span!("health", check = %checker.check.name);
-            let run = check_loop(
-                checker.clone(),
-                target.to_owned(),
-                metrics.clone(),
-                state.clone(),
-                alerts.cloned(),
-                cancel.clone(),
-            );
+            let run = check_loop(checker.clone(), target.to_owned(), report.clone(), cancel.clone());
             tasks.spawn(run.instrument(span));
         }
         if let Some(poller) = &self.remote {
             let span = tracing::info_span!("remote_breakers");
-            let run = remote::poll_loop(
-                poller.clone(),
-                target.to_owned(),
-                metrics.clone(),
-                state.clone(),
-                cancel.clone(),
-            );
+            let run = remote::poll_loop(poller.clone(), target.to_owned(), report.clone(), cancel.clone());
             tasks.spawn(run.instrument(span));
         }
         tasks
@@ -523,14 +501,7 @@ impl Watchers {
 }
 
 /// Runs one health check every `interval` until `cancel` fires.
-async fn check_loop(
-    checker: Arc<Checker>,
-    target: String,
-    metrics: Metrics,
-    state: StateHandle,
-    alerts: Option<AlertsHandle>,
-    cancel: CancellationToken,
-) {
+async fn check_loop<R: Report>(checker: Arc<Checker>, target: String, report: R, cancel: CancellationToken) {
     let interval = checker.check.interval;
     let mut drift = Drift::default();
     let mut expected_error: Option<String> = None;
@@ -547,13 +518,12 @@ async fn check_loop(
             r = checker.run(&target) => r,
         };
         log_health(&result);
-        metrics.observe_health(&result);
+        report.observed(&result);
         let deployment = result.reports_version.then(|| {
-            track_drift(&result, &mut drift, &mut expected_error, &metrics, alerts.as_ref());
+            track_drift(&result, &mut drift, &mut expected_error, &report);
             Deployment::of(&result.check, &drift)
         });
-        let event = WatchEvent::Health { result: Box::new(result), deployment };
-        state.send(Event::Watch { target: target.clone(), event }).await;
+        report.checked(&target, result, deployment).await;
         // Overruns are not made up for: the next check is an interval after this one.
         let now = Instant::now();
         next = crate::util::time::deadline(next, interval);
@@ -568,8 +538,7 @@ fn track_drift(
     r: &HealthResult,
     drift: &mut Drift,
     expected_error: &mut Option<String>,
-    metrics: &Metrics,
-    alerts: Option<&AlertsHandle>,
+    report: &impl Report,
 ) {
     let now = SystemTime::now();
     if r.expected_version_error != *expected_error {
@@ -597,7 +566,7 @@ fn track_drift(
         tracing::info!(target_name = %r.target, check = %r.check, expected, live, "Deployment drift ended.");
     }
     // The detector's DeploymentDrift alert follows the same condition.
-    if let (Some(alerts), true) = (alerts, changes.drift_started || changes.drift_ended) {
+    if changes.drift_started || changes.drift_ended {
         let detail = if changes.drift_started {
             format!("deployed {expected}, {} still serves {live}", r.target)
         } else if expected.is_empty() {
@@ -606,10 +575,10 @@ fn track_drift(
         } else {
             format!("{} serves the deployed build, {live}", r.target)
         };
-        alerts.set_condition(&r.target, Signal::DeploymentDrift, changes.drift_started, Some(detail));
+        report.drift_condition(&r.target, changes.drift_started, detail);
     }
     let gauge = drift.drifting().map(|d| (d, drift.seconds(now)));
-    metrics.set_deployment(&r.target, drift.live(), gauge);
+    report.deployment(&r.target, drift.live(), gauge);
 }
 
 /// One log line per health check, with the fields of the failure metric.

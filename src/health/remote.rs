@@ -14,10 +14,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::RemoteBreakers;
 use super::{http, request_parts, unix, HealthReason};
-use crate::config::RemoteBreakers;
-use crate::metrics::Metrics;
-use crate::state::{Event, StateHandle, WatchEvent};
 use crate::util::matcher::lookup;
 use crate::util::template::{redact, Vars};
 
@@ -151,11 +149,10 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
 }
 
 /// Polls every `interval` until `cancel` fires.
-pub(super) async fn poll_loop(
+pub(super) async fn poll_loop<R: super::Report>(
     poller: Arc<Poller>,
     target: String,
-    metrics: Metrics,
-    state: StateHandle,
+    report: R,
     cancel: CancellationToken,
 ) {
     let interval = poller.config.interval;
@@ -173,11 +170,11 @@ pub(super) async fn poll_loop(
             s = poller.poll(&target) => s,
         };
         if let (Some(reason), Some(error)) = (status.reason, &status.error) {
-            metrics.remote_poll_failed(&target, reason);
+            report.remote_poll_failed(&target, reason);
             tracing::warn!(target_name = %target, reason = reason.as_str(), detail = error.as_str(), "Could not read the remote circuit breakers; their states are unknown.");
         }
         for (name, state) in &status.breakers {
-            metrics.set_remote_breaker(&target, name, *state);
+            report.remote_breaker(&target, name, *state);
             let before = last.insert(name.clone(), *state);
             if before.is_some_and(|b| b == *state) {
                 continue;
@@ -189,7 +186,7 @@ pub(super) async fn poll_loop(
                 tracing::info!(target_name = %target, breaker = %name, from, to = state.as_str(), "A remote circuit breaker changed state.");
             }
         }
-        state.send(Event::Watch { target: target.clone(), event: WatchEvent::Remote(status) }).await;
+        report.polled(&target, status).await;
         next += interval;
         let now = Instant::now();
         if next <= now {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
-use crate::probe::TlsSettings;
 use crate::breaker::{self, FailureRatio};
+use crate::probe::TlsSettings;
 use crate::util::bounds;
 use crate::util::matcher::{Matcher, RawMatcher};
 use crate::util::names::is_valid_name;
@@ -39,7 +39,7 @@ const RESERVED_HTTP_HEADERS: [&str; 5] =
 /// `circuit_breaker` as written, under `defaults` or a target; merged key by key.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawBreaker {
+pub(crate) struct RawBreaker {
     failure_threshold: Option<NonZeroU32>,
     failure_ratio: Option<RawFailureRatio>,
     recovery_timeout: Option<HumanDuration>,
@@ -61,7 +61,7 @@ struct RawFailureRatio {
 /// One entry of a target's `health` list as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawHealthCheck {
+pub(crate) struct RawHealthCheck {
     name: String,
     url: Template,
     #[serde(default)]
@@ -79,7 +79,7 @@ pub(super) struct RawHealthCheck {
 /// A target's `remote_breakers` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawRemoteBreakers {
+pub(crate) struct RawRemoteBreakers {
     url: Template,
     #[serde(default)]
     headers: BTreeMap<String, Template>,
@@ -140,7 +140,7 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
 // circuit_breaker
 
 /// Checks a `circuit_breaker` block where it is written.
-pub(super) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
+pub(crate) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
     let at = format!("{at}.circuit_breaker");
     bounds::check(&format!("{at}.recovery_timeout"), b.recovery_timeout, bounds::DEADLINE, problems);
     bounds::check(&format!("{at}.open_interval"), b.open_interval, bounds::INTERVAL, problems);
@@ -161,7 +161,7 @@ pub(super) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>
 
 /// A target's breaker: its own keys, else those of `defaults`, else the built-ins;
 /// `open_interval` falls back to the target's interval.
-pub(super) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) -> breaker::Settings {
+pub(crate) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) -> breaker::Settings {
     let base = breaker::Settings::with_interval(interval);
     let ratio = t.failure_ratio.or(d.failure_ratio).map(|r| {
         let window = r.window.map_or(10, NonZeroUsize::get);
@@ -188,7 +188,7 @@ pub(super) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) 
 
 /// Resolves a target's `health` list; `tls` is the target's, inherited without its
 /// `server_name` (which names the WebSocket host).
-pub(super) fn resolve_checks(
+pub(crate) fn resolve_checks(
     at: &str,
     raw: &[RawHealthCheck],
     interval: Duration,
@@ -274,7 +274,7 @@ pub(super) fn resolve_checks(
 }
 
 /// Resolves a target's `remote_breakers`.
-pub(super) fn resolve_remote(
+pub(crate) fn resolve_remote(
     at: &str,
     raw: Option<&RawRemoteBreakers>,
     tls: &TlsSettings,
@@ -322,7 +322,7 @@ pub(super) fn resolve_remote(
 }
 
 /// `fail_on_drift` without an expected version could never fail: say so.
-pub(super) fn check_drift_gate(
+pub(crate) fn check_drift_gate(
     at: &str,
     fail_on_drift: bool,
     checks: &[HealthCheck],
@@ -369,7 +369,7 @@ fn check_headers(
     headers: &BTreeMap<String, Template>,
     problems: &mut Vec<String>,
 ) -> Vec<(HeaderName, Template)> {
-    super::check_headers(field, headers, problems, |header| {
+    crate::util::headers::check_headers(field, headers, problems, |header| {
         RESERVED_HTTP_HEADERS
             .contains(&header.as_str())
             .then(|| "set by the health-check client itself".to_owned())
@@ -391,7 +391,7 @@ fn check_tls(
         problems.push(format!("{here}.tls: TLS settings given but the url is http:// (use https://)"));
     }
     if let Some(ca) = &own.ca_file {
-        if let Err(why) = super::check_ca_file(ca) {
+        if let Err(why) = crate::probe::tls::check_ca_file(ca) {
             problems.push(format!("{here}.tls.ca_file: {why}"));
         }
     }

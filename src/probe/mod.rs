@@ -12,6 +12,7 @@ mod outcome;
 pub mod resolve;
 pub mod scenario;
 pub mod session;
+mod settings;
 mod tap;
 pub mod tcp;
 pub mod tls;
@@ -30,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{fmt_duration, Event, Session, Wait};
+pub use settings::{ProbeSpec, Timeouts};
+pub use tls::TlsSettings;
 
-use crate::config::Target;
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;
 use crate::util::time::{deadline, unix_now};
@@ -58,40 +60,39 @@ const ABANDON_LIMIT: Duration = Duration::from_millis(500);
 /// A target made ready to probe: its TLS configuration built once.
 #[derive(Debug, Clone)]
 pub struct Prober {
-    pub target: Arc<Target>,
+    pub spec: Arc<ProbeSpec>,
     hooks: Arc<Hooks>,
     tls: Option<Arc<ClientConfig>>,
-    /// Health checks and the remote-breaker poll, run beside the probes.
-    pub watchers: Arc<crate::health::Watchers>,
     /// Whether a panic was caught in this target's probes and logged already.
     panicked: Arc<AtomicBool>,
     resolver: Arc<dyn resolve::Resolve>,
 }
 
 impl Prober {
-    /// Prepares a target; fails if its TLS settings (or those of its health checks)
-    /// cannot be loaded.
-    pub fn new(target: Target) -> Result<Self, String> {
-        Self::with_resolver(target, Arc::new(resolve::System))
+    /// Prepares a target; fails if its TLS settings cannot be loaded.
+    pub fn new(spec: impl Into<ProbeSpec>) -> Result<Self, String> {
+        Self::with_resolver(spec, Arc::new(resolve::System))
     }
 
     /// Like [`Prober::new`], with host names resolved by `resolver` instead of the system.
-    pub fn with_resolver(target: Target, resolver: Arc<dyn resolve::Resolve>) -> Result<Self, String> {
-        let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
-        let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
-        let watchers = Arc::new(crate::health::Watchers::new(&target)?);
+    pub fn with_resolver(
+        spec: impl Into<ProbeSpec>,
+        resolver: Arc<dyn resolve::Resolve>,
+    ) -> Result<Self, String> {
+        let spec = spec.into();
+        let secure = spec.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
+        let tls = if secure { Some(tls::client_config(&spec.tls)?) } else { None };
         Ok(Self {
-            hooks: Arc::new(target.hooks.clone()),
-            target: Arc::new(target),
+            hooks: Arc::new(spec.hooks.clone()),
+            spec: Arc::new(spec),
             tls,
-            watchers,
             panicked: Arc::default(),
             resolver,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.target.name
+        &self.spec.name
     }
 
     /// Runs one probe. `None` when `cancel` fired first (the session was closed politely).
@@ -121,7 +122,7 @@ impl Prober {
     fn log_panic(&self, panic: &str) {
         if !self.panicked.swap(true, Ordering::Relaxed) {
             tracing::error!(
-                target_name = %self.target.name,
+                target_name = %self.spec.name,
                 detail = %guard::internal_error(panic).message,
                 "A bug in wsprobe was caught while probing this target: the probe fails with \
                  internal_error and the target keeps being probed. Later occurrences are not logged \
@@ -131,7 +132,7 @@ impl Prober {
     }
 
     fn blank_result(&self, started_at: f64, duration: f64) -> ProbeResult {
-        blank_result(&self.target.name, started_at, duration)
+        blank_result(&self.spec.name, started_at, duration)
     }
 
     async fn probe_unguarded(
@@ -141,7 +142,7 @@ impl Prober {
         started_at: f64,
     ) -> Option<ProbeResult> {
         let mut run = Run {
-            probe_deadline: deadline(started, self.target.timeouts.probe),
+            probe_deadline: deadline(started, self.spec.timeouts.probe),
             current: Phase::Dns,
             phases: PhaseTimings::default(),
             http_status: None,
@@ -218,7 +219,7 @@ impl Prober {
     }
 
     async fn flow(&self, run: &mut Run, session_slot: &mut Option<Session>) -> Result<(), Stop> {
-        let t = &*self.target;
+        let t = &*self.spec;
         let to = &t.timeouts;
         // Substitutions are expanded at every probe so rotated secrets are used at once.
         let vars = Vars { target: t.name.clone(), captures: Default::default() };

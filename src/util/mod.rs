@@ -1,6 +1,8 @@
 //! Leaf utilities: nothing here imports any other module of the crate.
 
 pub mod bounds;
+pub mod files;
+pub mod headers;
 pub mod matcher;
 pub mod names;
 pub mod redact;

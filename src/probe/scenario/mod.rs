@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 pub use payload::{Payload, RawPayload};
 
-use crate::config::Timeouts;
 use crate::probe::session::{fmt_duration, Session, Wait};
+use crate::probe::Timeouts;
 use crate::probe::{Phase, ProbeError, Reason, StepResult, Stop};
 use crate::util::bounds;
 use crate::util::matcher::{Matcher, RawMatcher};
