@@ -33,6 +33,7 @@ pub mod fdlimit;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod net;
 pub mod once;
 pub mod probe;
 pub mod record;

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::http::Uri;
 use super::credentials;
 use super::dispatch::{Format, Receiver, Retry};
 use crate::detect::DetectorConfig;
+use crate::net::tls::TlsSettings;
 use crate::util::bounds;
 use crate::util::redact::Redactor;
 use crate::util::template::{Template, Vars};
@@ -54,6 +55,8 @@ pub struct RawReceiver {
     pub headers: std::collections::BTreeMap<String, Template>,
     /// Per attempt (default 5s).
     pub timeout: Option<HumanDuration>,
+    /// How an https:// receiver's certificate is verified (default: the system store).
+    pub tls: Option<TlsSettings>,
 }
 
 /// `alerting:` resolved and validated.
@@ -71,8 +74,9 @@ pub struct Alerting {
 
 impl PartialEq for Alerting {
     fn eq(&self, other: &Self) -> bool {
-        let names =
-            |a: &Alerting| a.receivers.iter().map(|r| (r.name.clone(), r.url.clone())).collect::<Vec<_>>();
+        let names = |a: &Alerting| {
+            a.receivers.iter().map(|r| (r.name.clone(), r.url.clone(), r.tls.clone())).collect::<Vec<_>>()
+        };
         self.external_url == other.external_url
             && self.runbook_url == other.runbook_url
             && self.resend_interval == other.resend_interval
@@ -177,8 +181,16 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             });
             bounds::check(&format!("{at}.timeout"), r.timeout, bounds::DEADLINE, problems);
             let timeout = r.timeout.map_or(Duration::from_secs(5), HumanDuration::get);
+            if let Some(tls) = &r.tls {
+                if url.as_ref().is_some_and(|u| u.scheme_str() == Some("http")) {
+                    problems
+                        .push(format!("{at}.tls: TLS settings given but the url is http:// (use https://)"));
+                }
+                crate::net::tls::check_settings(&at, tls, problems);
+            }
+            let tls = r.tls.clone().unwrap_or_default();
             if let Some(url) = url {
-                receivers.push(Receiver { name, url, format, headers, timeout, redactor });
+                receivers.push(Receiver { name, url, format, headers, timeout, tls, redactor });
             }
         }
     }

@@ -21,8 +21,9 @@ use tokio_tungstenite::tungstenite::http::HeaderName;
 use crate::health::settings as health;
 use crate::health::{HealthCheck, RemoteBreakers};
 
+use crate::net::tls::TlsSettings;
 use crate::probe::scenario::{self, Hooks, RawRespond, RawStep, Step};
-use crate::probe::{ProbeSpec, Timeouts, TlsSettings};
+use crate::probe::{ProbeSpec, Timeouts};
 use crate::util::bounds;
 use crate::util::matcher::RawMatcher;
 use crate::util::names::is_valid_name;
@@ -421,7 +422,7 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
 
     if let Some(tls) = s.tls {
         if let Some(ca) = &tls.ca_file {
-            if let Err(why) = crate::probe::tls::check_ca_file(ca) {
+            if let Err(why) = crate::net::tls::check_ca_file(ca) {
                 problems.push(format!("{at}.tls.ca_file: {why}"));
             }
         }

@@ -213,7 +213,7 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(check: HealthCheck) -> Result<Self, String> {
-        let tls = crate::probe::tls::client_config(&check.tls)?;
+        let tls = crate::net::tls::client_config(&check.tls)?;
         Ok(Self { check, tls })
     }
 

@@ -79,7 +79,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new(config: RemoteBreakers) -> Result<Self, String> {
-        let tls = crate::probe::tls::client_config(&config.tls)?;
+        let tls = crate::net::tls::client_config(&config.tls)?;
         Ok(Self { config, tls })
     }
 

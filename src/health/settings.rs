@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
 use crate::breaker::{self, FailureRatio};
-use crate::probe::TlsSettings;
+use crate::net::tls::TlsSettings;
 use crate::util::bounds;
 use crate::util::matcher::{Matcher, RawMatcher};
 use crate::util::names::is_valid_name;
@@ -390,19 +390,7 @@ fn check_tls(
     if url.is_some_and(|u| !u.secure) {
         problems.push(format!("{here}.tls: TLS settings given but the url is http:// (use https://)"));
     }
-    if let Some(ca) = &own.ca_file {
-        if let Err(why) = crate::probe::tls::check_ca_file(ca) {
-            problems.push(format!("{here}.tls.ca_file: {why}"));
-        }
-    }
-    if let Some(name) = &own.server_name {
-        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-            problems.push(format!(
-                "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
-                shown(name)
-            ));
-        }
-    }
+    crate::net::tls::check_settings(here, own, problems);
     own.clone()
 }
 

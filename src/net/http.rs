@@ -1,36 +1,47 @@
-//! One HTTP(S) GET, phase by phase: the probe's own `resolve`, `tcp` and `tls`, then
-//! HTTP/1.1 (hyper's connection-level client), redirects followed, the body read up to a
-//! limit.
+//! The one HTTP(S) client: a request phase by phase over [`super::resolve`],
+//! [`super::tcp`] and [`super::tls`], then HTTP/1.1 (hyper's connection-level client).
+//!
+//! Two uses, one path: health checks and remote breakers GET, following redirects and
+//! failing on a body over the limit; alert receivers POST JSON, follow nothing and keep
+//! only the first bytes of the answer. Both verify TLS with the caller's settings.
 //!
 //! Each hop opens a new connection (`Connection: close`), so every check measures DNS,
 //! connect and TLS like a new client would. Phase times add up over the hops. One
-//! deadline (the check's `timeout`) bounds everything; when it runs out, the phase in
-//! progress names the reason (`connect_timeout`, `tls_timeout`, else `timeout`).
+//! deadline (the caller's `timeout`) bounds everything; when it runs out, the phase in
+//! progress names the kind (`ConnectTimeout`, `TlsTimeout`, else `Timeout`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::HealthReason;
-use crate::probe::session::fmt_duration;
-use crate::probe::{resolve, tcp, tls, ProbeError, Reason};
+use super::{resolve, tcp, tls, NetError, NetErrorKind};
+use crate::util::time::fmt_duration;
 use crate::util::url::{parse_http_url, HttpUrl};
 
 /// Redirects followed before giving up with `too_many_redirects`.
 pub const MAX_REDIRECTS: usize = 5;
 
-/// What one GET needs; `url` is already expanded.
+/// What is asked: a GET (redirects followed, a body over the limit is an error) or a
+/// POST of JSON (nothing followed, the answer cut at the limit).
+#[derive(Debug, Clone, Copy)]
+pub enum Method<'a> {
+    Get,
+    Post { json: &'a [u8] },
+}
+
+/// What one request needs; `url` is already expanded.
 #[derive(Debug)]
-pub struct Get<'a> {
+pub struct Request<'a> {
+    pub method: Method<'a>,
     pub url: &'a str,
     /// Sent to the first origin only: a redirect elsewhere does not get credentials.
     pub headers: &'a [(HeaderName, HeaderValue)],
@@ -65,32 +76,50 @@ fn add(slot: &mut Option<f64>, secs: f64) {
     *slot = Some(slot.unwrap_or(0.0) + secs);
 }
 
-/// A failed GET: one reason, a sentence, and the status if one came.
+/// What went wrong with a request; each caller names it with its own reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpErrorKind {
+    /// The URL cannot be requested (the sentence says why).
+    Url,
+    /// Resolving the host failed, or did not finish in time.
+    Dns,
+    Refused,
+    ConnectTimeout,
+    Connect,
+    Tls,
+    TlsTimeout,
+    /// The deadline passed after the connection was up.
+    Timeout,
+    BodyTooLarge,
+    TooManyRedirects,
+    /// Not valid HTTP/1.1, or a redirect to nowhere.
+    Protocol,
+}
+
+/// A failed request: its kind, a sentence, and the status if one came.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct GetError {
-    pub reason: HealthReason,
+#[error("{message}")]
+pub struct HttpError {
+    pub kind: HttpErrorKind,
     pub message: String,
     pub status: Option<u16>,
 }
 
-impl GetError {
-    pub fn new(reason: HealthReason, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into(), status: None }
+impl HttpError {
+    pub fn new(kind: HttpErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), status: None }
     }
 }
 
-impl From<ProbeError> for GetError {
-    fn from(e: ProbeError) -> Self {
-        let reason = match e.reason {
-            Reason::DnsError => HealthReason::DnsError,
-            Reason::ConnectRefused => HealthReason::ConnectRefused,
-            Reason::ConnectTimeout => HealthReason::ConnectTimeout,
-            Reason::TlsError => HealthReason::TlsError,
-            Reason::TlsTimeout => HealthReason::TlsTimeout,
-            _ => HealthReason::ConnectError,
+impl From<NetError> for HttpError {
+    fn from(e: NetError) -> Self {
+        let kind = match e.kind {
+            NetErrorKind::Dns => HttpErrorKind::Dns,
+            NetErrorKind::Refused => HttpErrorKind::Refused,
+            NetErrorKind::Connect => HttpErrorKind::Connect,
+            NetErrorKind::Tls => HttpErrorKind::Tls,
         };
-        GetError::new(reason, e.message)
+        HttpError::new(kind, e.message)
     }
 }
 
@@ -112,8 +141,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Performs the GET, following redirects; fills `timings` whatever the outcome.
-pub async fn get(req: &Get<'_>, timings: &mut Timings) -> Result<Answer, GetError> {
+/// Performs the request, following a GET's redirects; fills `timings` whatever the outcome.
+pub async fn request(req: &Request<'_>, timings: &mut Timings) -> Result<Answer, HttpError> {
     let started = Instant::now();
     let deadline = started + req.timeout;
     let out = follow(req, deadline, timings).await;
@@ -121,16 +150,23 @@ pub async fn get(req: &Get<'_>, timings: &mut Timings) -> Result<Answer, GetErro
     out
 }
 
-async fn follow(req: &Get<'_>, deadline: Instant, timings: &mut Timings) -> Result<Answer, GetError> {
+async fn follow(req: &Request<'_>, deadline: Instant, timings: &mut Timings) -> Result<Answer, HttpError> {
     let first = parse_http_url(req.url)
-        .map_err(|why| GetError::new(HealthReason::ConnectError, format!("the url {why}")))?;
+        .map_err(|why| HttpError::new(HttpErrorKind::Url, format!("the url {why}")))?;
     let mut url = first.clone();
     let mut visited = vec![url.uri.to_string()];
     loop {
         let same_origin = url.origin() == first.origin();
         let headers = if same_origin { req.headers } else { &[] };
         let server_name = if same_origin { req.server_name } else { None };
-        let hop = Hop { url: &url, headers, server_name, tls: req.tls, max_body_size: req.max_body_size };
+        let hop = Hop {
+            method: req.method,
+            url: &url,
+            headers,
+            server_name,
+            tls: req.tls,
+            max_body_size: req.max_body_size,
+        };
         let answer = hop.run(deadline, req.timeout, timings).await?;
         let Some(location) = answer.location.filter(|_| is_redirect(answer.status)) else {
             return Ok(Answer {
@@ -140,8 +176,8 @@ async fn follow(req: &Get<'_>, deadline: Instant, timings: &mut Timings) -> Resu
                 redirects: visited.len() - 1,
             });
         };
-        let next = resolve_location(&url, &location).map_err(|why| GetError {
-            reason: HealthReason::ProtocolError,
+        let next = resolve_location(&url, &location).map_err(|why| HttpError {
+            kind: HttpErrorKind::Protocol,
             message: format!(
                 "HTTP {} redirects to `{}`, which {why}",
                 answer.status,
@@ -159,8 +195,8 @@ async fn follow(req: &Get<'_>, deadline: Instant, timings: &mut Timings) -> Resu
             } else {
                 format!("more than {MAX_REDIRECTS} redirects: {chain}")
             };
-            return Err(GetError {
-                reason: HealthReason::TooManyRedirects,
+            return Err(HttpError {
+                kind: HttpErrorKind::TooManyRedirects,
                 message,
                 status: Some(answer.status),
             });
@@ -207,6 +243,7 @@ fn resolve_location(base: &HttpUrl, location: &str) -> Result<HttpUrl, String> {
 
 /// One request on one connection.
 struct Hop<'a> {
+    method: Method<'a>,
     url: &'a HttpUrl,
     headers: &'a [(HeaderName, HeaderValue)],
     server_name: Option<&'a str>,
@@ -227,27 +264,27 @@ async fn bounded<T>(
     step: Step,
     deadline: Instant,
     timeout: Duration,
-    fut: impl Future<Output = Result<T, GetError>>,
-) -> Result<T, GetError> {
+    fut: impl Future<Output = Result<T, HttpError>>,
+) -> Result<T, HttpError> {
     match tokio::time::timeout_at(deadline, fut).await {
         Ok(out) => out,
         Err(_) => {
             let within = fmt_duration(timeout);
             Err(match step {
-                Step::Dns => GetError::new(
-                    HealthReason::DnsError,
+                Step::Dns => HttpError::new(
+                    HttpErrorKind::Dns,
                     format!("DNS resolution did not finish within the check's {within} timeout"),
                 ),
-                Step::Connect => GetError::new(
-                    HealthReason::ConnectTimeout,
+                Step::Connect => HttpError::new(
+                    HttpErrorKind::ConnectTimeout,
                     format!("TCP connect did not finish within the check's {within} timeout"),
                 ),
-                Step::Tls => GetError::new(
-                    HealthReason::TlsTimeout,
+                Step::Tls => HttpError::new(
+                    HttpErrorKind::TlsTimeout,
                     format!("TLS handshake did not finish within the check's {within} timeout"),
                 ),
                 Step::Http => {
-                    GetError::new(HealthReason::Timeout, format!("no complete answer within {within}"))
+                    HttpError::new(HttpErrorKind::Timeout, format!("no complete answer within {within}"))
                 }
             })
         }
@@ -260,18 +297,18 @@ impl Hop<'_> {
         deadline: Instant,
         timeout: Duration,
         timings: &mut Timings,
-    ) -> Result<HopAnswer, GetError> {
+    ) -> Result<HopAnswer, HttpError> {
         let url = self.url;
         let t = Instant::now();
         let addrs = bounded(Step::Dns, deadline, timeout, async {
-            resolve::resolve(&url.host, url.port).await.map_err(GetError::from)
+            resolve::resolve(&url.host, url.port).await.map_err(HttpError::from)
         })
         .await?;
         add(&mut timings.dns, t.elapsed().as_secs_f64());
 
         let t = Instant::now();
         let tcp = bounded(Step::Connect, deadline, timeout, async {
-            tcp::connect(&addrs).await.map_err(GetError::from)
+            tcp::connect(&addrs).await.map_err(HttpError::from)
         })
         .await?;
         add(&mut timings.connect, t.elapsed().as_secs_f64());
@@ -280,7 +317,7 @@ impl Hop<'_> {
             let t = Instant::now();
             let name = self.server_name.unwrap_or(&url.host);
             let (conn, _expiry) = bounded(Step::Tls, deadline, timeout, async {
-                tls::handshake(self.tls.clone(), name, tcp).await.map_err(GetError::from)
+                tls::handshake(self.tls.clone(), name, tcp).await.map_err(HttpError::from)
             })
             .await?;
             add(&mut timings.tls, t.elapsed().as_secs_f64());
@@ -292,12 +329,17 @@ impl Hop<'_> {
         bounded(Step::Http, deadline, timeout, self.exchange(conn, timings)).await
     }
 
-    async fn exchange(&self, conn: tls::Conn, timings: &mut Timings) -> Result<HopAnswer, GetError> {
+    async fn exchange(&self, conn: tls::Conn, timings: &mut Timings) -> Result<HopAnswer, HttpError> {
         let url = self.url;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(conn))
-                .await
-                .map_err(|e| protocol_error("cannot start HTTP/1.1", &e))?;
+        // Receivers keep getting `Host`, `Content-Type`, ... spelled as they always were
+        // (header names are case-insensitive, but not every webhook endpoint knows it);
+        // health checks keep hyper's lower case.
+        let title_case = matches!(self.method, Method::Post { .. });
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .title_case_headers(title_case)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(conn))
+            .await
+            .map_err(|e| protocol_error("cannot start HTTP/1.1", &e))?;
         // The connection ends when the answer is read or dropped; the guard covers errors.
         let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
@@ -305,15 +347,24 @@ impl Hop<'_> {
 
         let target = url.uri.path_and_query().map_or("/", |p| p.as_str());
         let authority = url.uri.authority().map_or(url.host.as_str(), |a| a.as_str());
-        let mut request = Request::get(target)
+        // `Host` is `host:port` only: userinfo never goes on the wire in clear.
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let builder = match self.method {
+            Method::Get => hyper::Request::get(target).header(header::ACCEPT, "application/json, */*;q=0.5"),
+            Method::Post { .. } => {
+                hyper::Request::post(target).header(header::CONTENT_TYPE, "application/json")
+            }
+        };
+        let body = match self.method {
+            Method::Get => Bytes::new(),
+            Method::Post { json } => Bytes::copy_from_slice(json),
+        };
+        let mut request = builder
             .header(header::HOST, authority)
             .header(header::USER_AGENT, concat!("wsprobe/", env!("CARGO_PKG_VERSION")))
-            .header(header::ACCEPT, "application/json, */*;q=0.5")
             .header(header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| {
-                GetError::new(HealthReason::ConnectError, format!("cannot build the request: {e}"))
-            })?;
+            .body(Full::new(body))
+            .map_err(|e| HttpError::new(HttpErrorKind::Connect, format!("cannot build the request: {e}")))?;
         for (name, value) in self.headers {
             request.headers_mut().insert(name.clone(), value.clone());
         }
@@ -329,6 +380,15 @@ impl Hop<'_> {
         };
         let content_type = text(header::CONTENT_TYPE);
         let location = text(header::LOCATION);
+        let cut = matches!(self.method, Method::Post { .. });
+        if cut {
+            // A receiver's answer matters for its status; its body is kept for the log.
+            let body = read_cut(response.into_body(), self.max_body_size).await.map_err(|e| HttpError {
+                status: Some(status.as_u16()),
+                ..protocol_error("the body broke off", &e)
+            })?;
+            return Ok(HopAnswer { status: status.as_u16(), content_type, location: None, body });
+        }
         if is_redirect(status.as_u16()) && location.is_some() {
             return Ok(HopAnswer { status: status.as_u16(), content_type, location, body: Bytes::new() });
         }
@@ -340,31 +400,31 @@ impl Hop<'_> {
         let body = read_limited(response.into_body(), self.max_body_size).await.map_err(|e| match e {
             ReadError::TooLarge => too_large(status, self.max_body_size, None),
             ReadError::Http(e) => {
-                GetError { status: Some(status.as_u16()), ..protocol_error("the body broke off", &e) }
+                HttpError { status: Some(status.as_u16()), ..protocol_error("the body broke off", &e) }
             }
         })?;
         Ok(HopAnswer { status: status.as_u16(), content_type, location, body })
     }
 }
 
-fn too_large(status: StatusCode, limit: usize, declared: Option<u64>) -> GetError {
+fn too_large(status: StatusCode, limit: usize, declared: Option<u64>) -> HttpError {
     let limit = crate::util::units::ByteSize(limit as u64);
     let message = match declared {
         Some(len) => format!("the body is {len} bytes, more than max_body_size ({limit}); not read"),
         None => format!("the body is larger than max_body_size ({limit}); reading stopped there"),
     };
-    GetError { reason: HealthReason::BodyTooLarge, message, status: Some(status.as_u16()) }
+    HttpError { kind: HttpErrorKind::BodyTooLarge, message, status: Some(status.as_u16()) }
 }
 
 /// hyper's error with its causes, which say what actually went wrong.
-fn protocol_error(what: &str, e: &hyper::Error) -> GetError {
+fn protocol_error(what: &str, e: &hyper::Error) -> HttpError {
     let mut message = format!("{what}: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    GetError::new(HealthReason::ProtocolError, message)
+    HttpError::new(HttpErrorKind::Protocol, message)
 }
 
 enum ReadError {
@@ -382,6 +442,21 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, ReadErr
                 return Err(ReadError::TooLarge);
             }
             buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads at most `limit` bytes of a body and drops the rest.
+async fn read_cut(mut body: Incoming, limit: usize) -> Result<Bytes, hyper::Error> {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+            if buf.len() >= limit {
+                break;
+            }
         }
     }
     Ok(Bytes::from(buf))

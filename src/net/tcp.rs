@@ -1,4 +1,4 @@
-//! Phase `connect`: open a TCP connection to one of the host's addresses.
+//! TCP connect: open a connection to one of the host's addresses.
 //!
 //! With several addresses, attempts are staggered (RFC 8305, "Happy Eyeballs"): the next
 //! address is tried [`ATTEMPT_DELAY`] after the previous attempt started, or at once when
@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{ProbeError, Reason};
+use super::{NetError, NetErrorKind};
 use crate::util::time::deadline;
 
 /// RFC 8305's recommended "Connection Attempt Delay".
@@ -22,7 +22,7 @@ pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// Connects to the first address that accepts; the caller bounds the whole attempt with
 /// the connect timeout. When every attempt fails, the last failure is reported.
-pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
+pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, NetError> {
     let mut queue = interleave(addrs).into_iter();
     let mut attempts = JoinSet::new();
     let mut last: Option<(String, io::Error)> = None;
@@ -80,13 +80,13 @@ fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     }
 }
 
-fn failure(last: Option<(String, io::Error)>) -> ProbeError {
+fn failure(last: Option<(String, io::Error)>) -> NetError {
     match last {
         Some((addr, e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            ProbeError::new(Reason::ConnectRefused, format!("connection to {addr} refused"))
+            NetError::new(NetErrorKind::Refused, format!("connection to {addr} refused"))
         }
-        Some((addr, e)) => ProbeError::new(Reason::ConnectError, format!("cannot connect to {addr}: {e}")),
-        None => ProbeError::new(Reason::ConnectError, "no address to connect to"),
+        Some((addr, e)) => NetError::new(NetErrorKind::Connect, format!("cannot connect to {addr}: {e}")),
+        None => NetError::new(NetErrorKind::Connect, "no address to connect to"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Phase `tls`: the TLS handshake (rustls), and the certificate's expiry.
+//! TLS (rustls): the settings, the client configuration, the handshake and the
+//! certificate's expiry.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::{ProbeError, Reason};
+use super::{NetError, NetErrorKind};
 
 /// How a TLS connection is verified: `tls` of a target, health check or remote breaker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -28,6 +29,24 @@ pub struct TlsSettings {
     /// Accept any certificate. For test rigs only: the probe still measures TLS.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+}
+
+/// Checks `tls` settings the way they will be used, so a bad CA file or name fails at
+/// validation; each problem names `{here}.tls.<field>`.
+pub fn check_settings(here: &str, tls: &TlsSettings, problems: &mut Vec<String>) {
+    if let Some(ca) = &tls.ca_file {
+        if let Err(why) = check_ca_file(ca) {
+            problems.push(format!("{here}.tls.ca_file: {why}"));
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if ServerName::try_from(name.as_str()).is_err() {
+            problems.push(format!(
+                "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
+                crate::util::text::shown(name)
+            ));
+        }
+    }
 }
 
 /// The largest CA file read: the bound of a configuration file, far above any bundle.
@@ -154,14 +173,14 @@ pub async fn handshake(
     config: Arc<ClientConfig>,
     server_name: &str,
     tcp: TcpStream,
-) -> Result<(Conn, Option<i64>), ProbeError> {
+) -> Result<(Conn, Option<i64>), NetError> {
     let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
-        ProbeError::new(Reason::TlsError, format!("invalid TLS server name `{server_name}`: {e}"))
+        NetError::new(NetErrorKind::Tls, format!("invalid TLS server name `{server_name}`: {e}"))
     })?;
     let stream = TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| ProbeError::new(Reason::TlsError, format!("TLS handshake failed: {}", tls_cause(&e))))?;
+        .map_err(|e| NetError::new(NetErrorKind::Tls, format!("TLS handshake failed: {}", tls_cause(&e))))?;
     let expiry = stream
         .get_ref()
         .1

@@ -15,7 +15,6 @@ pub mod session;
 mod settings;
 mod tap;
 pub mod tcp;
-pub mod tls;
 pub mod upgrade;
 
 use std::future::Future;
@@ -30,13 +29,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
-use session::{fmt_duration, Event, Session, Wait};
+use session::{Event, Session, Wait};
 pub use settings::{ProbeSpec, Timeouts};
-pub use tls::TlsSettings;
 
+use crate::net::tls;
+use crate::net::{NetError, NetErrorKind};
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;
-use crate::util::time::{deadline, unix_now};
+use crate::util::time::{deadline, fmt_duration, unix_now};
 use crate::util::url::parse_ws_url;
 use scenario::{Hooks, StepKind};
 
@@ -46,6 +46,19 @@ pub enum Stop {
     Failed(ProbeError),
     /// Shutdown or reload: not a result, nothing is recorded.
     Cancelled,
+}
+
+/// The probe's reason for a failed resolve, connect or handshake; the sentence is kept.
+impl From<NetError> for ProbeError {
+    fn from(e: NetError) -> Self {
+        let reason = match e.kind {
+            NetErrorKind::Dns => Reason::DnsError,
+            NetErrorKind::Refused => Reason::ConnectRefused,
+            NetErrorKind::Connect => Reason::ConnectError,
+            NetErrorKind::Tls => Reason::TlsError,
+        };
+        ProbeError::new(reason, e.message)
+    }
 }
 
 impl From<ProbeError> for Stop {
@@ -273,13 +286,9 @@ impl Prober {
             Some(config) if url.secure => {
                 let name = t.tls.server_name.as_deref().unwrap_or(&url.host);
                 let (conn, expiry) = run
-                    .phase(
-                        Phase::Tls,
-                        to.tls,
-                        Reason::TlsTimeout,
-                        "TLS handshake did not finish",
-                        tls::handshake(config.clone(), name, tcp),
-                    )
+                    .phase(Phase::Tls, to.tls, Reason::TlsTimeout, "TLS handshake did not finish", async {
+                        tls::handshake(config.clone(), name, tcp).await.map_err(ProbeError::from)
+                    })
                     .await?;
                 run.cert_expiry = expiry;
                 conn

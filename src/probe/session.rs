@@ -23,7 +23,7 @@ use crate::probe::scenario::Hooks;
 use crate::util::matcher::Received;
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;
-use crate::util::time::deadline;
+use crate::util::time::{deadline, fmt_duration};
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.
 const MAX_GAPS: usize = 4096;
@@ -406,10 +406,4 @@ fn read_error(e: WsError) -> ProbeError {
             ProbeError::new(Reason::ProtocolError, format!("server broke the WebSocket protocol: {other}"))
         }
     }
-}
-
-/// `1.5s`, `250ms`: durations as users write them in the configuration.
-pub fn fmt_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64))
-        .to_string()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
 use super::scenario::{Hooks, Step};
-use super::tls::TlsSettings;
+use crate::net::tls::TlsSettings;
 use crate::util::template::Template;
 
 /// The probe's part of a target, every setting resolved.

@@ -19,6 +19,12 @@ pub fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// `1.5s`, `250ms`: durations as users write them in the configuration.
+pub fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64))
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,12 +21,13 @@ use tokio::time::Instant;
 
 pub use payload::{Payload, RawPayload};
 
-use crate::probe::session::{fmt_duration, Session, Wait};
+use crate::probe::session::{Session, Wait};
 use crate::probe::Timeouts;
 use crate::probe::{Phase, ProbeError, Reason, StepResult, Stop};
 use crate::util::bounds;
 use crate::util::matcher::{Matcher, RawMatcher};
 use crate::util::template::BUILTINS;
+use crate::util::time::fmt_duration;
 use crate::util::units::HumanDuration;
 
 /// A step as written: exactly one kind key plus the options that kind takes.
