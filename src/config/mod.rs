@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
+use crate::breaker;
 use crate::health::settings as health;
 use crate::health::{HealthCheck, RemoteBreakers};
 
@@ -154,7 +155,7 @@ struct RawSettings {
     fail_on: Option<Vec<RawMatcher>>,
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
-    circuit_breaker: health::RawBreaker,
+    circuit_breaker: breaker::RawBreaker,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -191,7 +192,7 @@ struct RawTarget {
     #[serde(default)]
     steps: Vec<RawStep>,
     #[serde(default)]
-    circuit_breaker: health::RawBreaker,
+    circuit_breaker: breaker::RawBreaker,
     #[serde(default)]
     health: Vec<health::RawHealthCheck>,
     remote_breakers: Option<health::RawRemoteBreakers>,
@@ -224,7 +225,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let defaults = &raw.defaults;
     // Checked once under `defaults`, not once per inheriting target under the target's name.
     let default_headers = check_settings("defaults", &defaults.settings(), &mut problems);
-    health::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
+    breaker::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
     if raw.targets.is_empty() {
         problems.push("targets: at least one target is required".to_owned());
     }
@@ -325,8 +326,8 @@ fn resolve_target(
     let respond = t.respond.as_ref().or(d.respond.as_ref()).map_or(&[][..], Vec::as_slice);
     let hooks = scenario::compile_hooks(at, fail_on, respond, problems);
     let interval = t.interval.or(d.interval).map_or(Duration::from_secs(30), HumanDuration::get);
-    health::check_breaker(at, &t.circuit_breaker, problems);
-    let circuit_breaker = health::merge_breaker(&t.circuit_breaker, &d.circuit_breaker, interval);
+    breaker::check_breaker(at, &t.circuit_breaker, problems);
+    let circuit_breaker = breaker::merge_breaker(&t.circuit_breaker, &d.circuit_breaker, interval);
     let health = health::resolve_checks(at, &t.health, interval, &tls, problems);
     let remote_breakers = health::resolve_remote(at, t.remote_breakers.as_ref(), &tls, problems);
     let fail_on_drift = t.fail_on_drift.unwrap_or(false);

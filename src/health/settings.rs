@@ -1,19 +1,16 @@
-//! Configuration of what wsprobe watches around a target's WebSocket: its circuit breaker
-//! (`circuit_breaker`), HTTP health checks and the deployed version they read (`health`),
-//! the service's own breakers (`remote_breakers`) and the post-deploy gate
-//! (`fail_on_drift`).
+//! Configuration of what wsprobe watches around a target's WebSocket: HTTP health checks
+//! and the deployed version they read (`health`), the service's own breakers
+//! (`remote_breakers`) and the post-deploy gate (`fail_on_drift`).
 //!
 //! Same two steps as the rest of the file: serde reads the raw form, then everything is
 //! checked and every problem reported with the field it is about.
 
 use std::collections::BTreeMap;
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
-use crate::breaker::{self, FailureRatio};
 use crate::net::tls::TlsSettings;
 use crate::util::bounds;
 use crate::util::matcher::{Matcher, RawMatcher};
@@ -35,28 +32,6 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Headers the health-check client sets itself.
 const RESERVED_HTTP_HEADERS: [&str; 5] =
     ["host", "connection", "content-length", "transfer-encoding", "upgrade"];
-
-/// `circuit_breaker` as written, under `defaults` or a target; merged key by key.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawBreaker {
-    failure_threshold: Option<NonZeroU32>,
-    failure_ratio: Option<RawFailureRatio>,
-    recovery_timeout: Option<HumanDuration>,
-    success_threshold: Option<NonZeroU32>,
-    open_interval: Option<HumanDuration>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFailureRatio {
-    /// Fraction of failed probes in the window that opens the breaker, in (0, 1].
-    ratio: f64,
-    /// Probes considered (default 10).
-    window: Option<NonZeroUsize>,
-    /// Fewest probes in the window before the ratio counts (default 5, at most `window`).
-    min_probes: Option<NonZeroUsize>,
-}
 
 /// One entry of a target's `health` list as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -134,53 +109,6 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(path.split('.').map(str::to_owned).collect())
-}
-
-// ---------------------------------------------------------------------------------------
-// circuit_breaker
-
-/// Checks a `circuit_breaker` block where it is written.
-pub(crate) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
-    let at = format!("{at}.circuit_breaker");
-    bounds::check(&format!("{at}.recovery_timeout"), b.recovery_timeout, bounds::DEADLINE, problems);
-    bounds::check(&format!("{at}.open_interval"), b.open_interval, bounds::INTERVAL, problems);
-    if let Some(r) = &b.failure_ratio {
-        if !(r.ratio > 0.0 && r.ratio <= 1.0) {
-            problems.push(format!(
-                "{at}.failure_ratio.ratio: must be above 0 and at most 1 (0.5: half of the window failed)"
-            ));
-        }
-        let window = r.window.map_or(10, NonZeroUsize::get);
-        if let Some(min) = r.min_probes.filter(|m| m.get() > window) {
-            problems.push(format!(
-                "{at}.failure_ratio.min_probes: {min} is more than the window of {window} probes"
-            ));
-        }
-    }
-}
-
-/// A target's breaker: its own keys, else those of `defaults`, else the built-ins;
-/// `open_interval` falls back to the target's interval.
-pub(crate) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) -> breaker::Settings {
-    let base = breaker::Settings::with_interval(interval);
-    let ratio = t.failure_ratio.or(d.failure_ratio).map(|r| {
-        let window = r.window.map_or(10, NonZeroUsize::get);
-        FailureRatio {
-            ratio: r.ratio,
-            window,
-            min_probes: r.min_probes.map_or(5, NonZeroUsize::get).min(window),
-        }
-    });
-    breaker::Settings {
-        failure_threshold: t.failure_threshold.or(d.failure_threshold).unwrap_or(base.failure_threshold),
-        failure_ratio: ratio,
-        recovery_timeout: t
-            .recovery_timeout
-            .or(d.recovery_timeout)
-            .map_or(base.recovery_timeout, HumanDuration::get),
-        success_threshold: t.success_threshold.or(d.success_threshold).unwrap_or(base.success_threshold),
-        open_interval: t.open_interval.or(d.open_interval).map_or(base.open_interval, HumanDuration::get),
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -398,19 +326,6 @@ fn check_tls(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_urls_are_taken_apart() {
-        let u = parse_http_url("https://[::1]:8443/health?x=1").unwrap();
-        assert!(u.secure);
-        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
-        assert_eq!(parse_http_url("http://example.test/").unwrap().port, 80);
-        assert_eq!(parse_http_url("https://example.test").unwrap().port, 443);
-        assert_eq!(parse_http_url("ws://x/").unwrap_err(), "must use http:// or https://, not ws://");
-        assert!(parse_http_url("http://u:p@x/").unwrap_err().contains("credentials"));
-        assert!(parse_http_url("http://x:0/").unwrap_err().contains("port 0"));
-        assert!(parse_http_url("/relative").unwrap_err().contains("absolute"));
-    }
 
     #[test]
     fn paths_need_every_segment() {

@@ -130,4 +130,17 @@ mod tests {
         assert!(parse_ws_url("ws://x/#f").unwrap_err().contains("fragment"));
         assert_eq!(without_userinfo("wss://u:p@x/a@b"), "wss://***@x/a@b");
     }
+
+    #[test]
+    fn http_urls_are_taken_apart() {
+        let u = parse_http_url("https://[::1]:8443/health?x=1").unwrap();
+        assert!(u.secure);
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
+        assert_eq!(parse_http_url("http://example.test/").unwrap().port, 80);
+        assert_eq!(parse_http_url("https://example.test").unwrap().port, 443);
+        assert_eq!(parse_http_url("ws://x/").unwrap_err(), "must use http:// or https://, not ws://");
+        assert!(parse_http_url("http://u:p@x/").unwrap_err().contains("credentials"));
+        assert!(parse_http_url("http://x:0/").unwrap_err().contains("port 0"));
+        assert!(parse_http_url("/relative").unwrap_err().contains("absolute"));
+    }
 }
