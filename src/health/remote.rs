@@ -136,7 +136,7 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
         return fail(HealthReason::HttpStatus, format!("HTTP {}, expected 2xx", answer.status));
     }
     let text = String::from_utf8_lossy(&answer.body);
-    if let Some(ct) = answer.content_type.as_deref().filter(|ct| !super::is_json_type(ct)) {
+    if let Some(ct) = answer.content_type.as_deref().filter(|ct| !super::check::is_json_type(ct)) {
         let message = format!("expected a JSON body, got content type `{}`", http::excerpt(ct, 60));
         return fail(HealthReason::BodyMismatch, message);
     }
