@@ -71,7 +71,7 @@ struct Handle {
 
 /// Fans notifications out to every receiver without ever blocking the caller.
 #[derive(Debug)]
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     handles: Vec<Handle>,
     tasks: Vec<JoinHandle<()>>,
     metrics: AlertingMetrics,

@@ -48,7 +48,7 @@ impl State {
 crate::label_value!(State);
 
 /// The time between probes of a target whose breaker is in `state`.
-pub fn probe_interval(state: State, interval: Duration, open_interval: Duration) -> Duration {
+pub(crate) fn probe_interval(state: State, interval: Duration, open_interval: Duration) -> Duration {
     match state {
         State::Closed => interval,
         State::Open | State::HalfOpen => open_interval,
@@ -73,7 +73,7 @@ pub enum Outcome<'a> {
 
 /// One target's breaker.
 #[derive(Clone, Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     settings: Settings,
     state: State,
     since: Instant,

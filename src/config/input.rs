@@ -12,10 +12,10 @@ use std::path::Path;
 use crate::util::units::ByteSize;
 
 /// The largest configuration file read: far beyond any real one (the example is 10 KiB).
-pub const MAX_CONFIG_SIZE: ByteSize = ByteSize::mib(4);
+pub(crate) const MAX_CONFIG_SIZE: ByteSize = ByteSize::mib(4);
 
 /// The deepest flow nesting accepted, the same depth the deserializer stops at.
-pub const MAX_FLOW_DEPTH: usize = 128;
+pub(crate) const MAX_FLOW_DEPTH: usize = 128;
 
 /// Reads at most [`MAX_CONFIG_SIZE`] of `path`; the error completes "`<file>`: ...".
 pub fn read(path: &Path) -> Result<String, String> {

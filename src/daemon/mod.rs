@@ -49,7 +49,7 @@ pub enum Source {
 }
 
 /// A reload request from the API or SIGHUP; the answer says what happened.
-pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+pub(crate) type ReloadReply = oneshot::Sender<Result<String, String>>;
 
 /// What the HTTP API needs from the daemon.
 #[derive(Debug, Clone)]
@@ -394,7 +394,7 @@ pub fn reload_on_sighup(reload: mpsc::Sender<ReloadReply>, cancel: CancellationT
 }
 
 /// Requests a reload and waits for its outcome.
-pub async fn request_reload(reload: &mpsc::Sender<ReloadReply>) -> Result<String, String> {
+pub(crate) async fn request_reload(reload: &mpsc::Sender<ReloadReply>) -> Result<String, String> {
     let (tx, rx) = oneshot::channel();
     reload.send(tx).await.map_err(|_| "the daemon is shutting down".to_owned())?;
     rx.await.map_err(|_| "the daemon is shutting down".to_owned())?

@@ -90,9 +90,6 @@ impl HealthReason {
 
 crate::label_value!(HealthReason);
 
-/// Phase labels of `wsprobe_health_duration_seconds`.
-pub const HEALTH_PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "total"];
-
 impl http::Timings {
     /// `(phase, seconds)` for every phase that ran, `total` last.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> {

@@ -21,13 +21,13 @@ use crate::util::units::{ByteSize, HumanDuration};
 use crate::util::url::{parse_http_url, without_userinfo, HttpUrl};
 
 /// Per-check time limit unless `timeout` says otherwise.
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest body a health check or remote-breaker poll reads unless `max_body_size` says otherwise.
-pub const DEFAULT_MAX_BODY_SIZE: ByteSize = ByteSize::mib(1);
+pub(crate) const DEFAULT_MAX_BODY_SIZE: ByteSize = ByteSize::mib(1);
 /// How often remote breakers are polled unless `interval` says otherwise.
-pub const DEFAULT_REMOTE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REMOTE_INTERVAL: Duration = Duration::from_secs(30);
 /// Per-poll time limit of remote breakers unless `timeout` says otherwise.
-pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers the health-check client sets itself.
 const RESERVED_HTTP_HEADERS: [&str; 5] =

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use conns::{Admit, Conn, Table};
 
 /// How long shutdown waits for open connections before dropping them.
-pub const DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN: Duration = Duration::from_secs(2);
 /// At most one WARN per this long about shed connections or accept errors.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 

@@ -28,7 +28,7 @@ use crate::util::time::fmt_duration;
 use crate::util::url::{parse_http_url, HttpUrl};
 
 /// Redirects followed before giving up with `too_many_redirects`.
-pub const MAX_REDIRECTS: usize = 5;
+pub(crate) const MAX_REDIRECTS: usize = 5;
 
 /// What is asked: a GET (redirects followed, a body over the limit is an error) or a
 /// POST of JSON (nothing followed, the answer cut at the limit).

@@ -33,7 +33,7 @@ pub struct TlsSettings {
 
 /// Checks `tls` settings the way they will be used, so a bad CA file or name fails at
 /// validation; each problem names `{here}.tls.<field>`.
-pub fn check_settings(here: &str, tls: &TlsSettings, problems: &mut Vec<String>) {
+pub(crate) fn check_settings(here: &str, tls: &TlsSettings, problems: &mut Vec<String>) {
     if let Some(ca) = &tls.ca_file {
         if let Err(why) = check_ca_file(ca) {
             problems.push(format!("{here}.tls.ca_file: {why}"));
@@ -54,7 +54,7 @@ const CA_FILE_LIMIT: crate::util::units::ByteSize = crate::util::units::ByteSize
 
 /// Reads a CA file the way the probe will, so a bad one fails here rather than at the
 /// first probe; the error completes "`tls.ca_file`: ...".
-pub fn check_ca_file(ca: &Path) -> Result<(), String> {
+pub(crate) fn check_ca_file(ca: &Path) -> Result<(), String> {
     let shown_ca = crate::util::text::shown(&ca.display().to_string());
     let pem = crate::util::files::read_capped(ca, CA_FILE_LIMIT)
         .map_err(|e| format!("cannot read `{shown_ca}`: {e}"))?;
@@ -105,7 +105,7 @@ impl AsyncWrite for Conn {
 }
 
 /// Parses a PEM bundle into certificates; an error when it holds none.
-pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()

@@ -351,7 +351,7 @@ impl Prober {
 
 /// A result for a target that got none: the probe's task ended without one (a bug in
 /// wsprobe). Failed, with the reason `internal_error` and no phase.
-pub fn missing_result(target: &str, why: &str) -> ProbeResult {
+pub(crate) fn missing_result(target: &str, why: &str) -> ProbeResult {
     let e = guard::internal_error(why);
     ProbeResult {
         success: false,

@@ -16,7 +16,7 @@ pub trait Resolve: Send + Sync + std::fmt::Debug {
 
 /// The system resolver, through [`crate::net::resolve::resolve`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct System;
+pub(crate) struct System;
 
 impl Resolve for System {
     fn resolve<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Vec<SocketAddr>, ProbeError>> {

@@ -381,7 +381,7 @@ fn is_reset(e: &WsError) -> bool {
 }
 
 /// I/O errors that mean the peer went away.
-pub fn io_reason(e: &io::Error) -> Option<Reason> {
+pub(crate) fn io_reason(e: &io::Error) -> Option<Reason> {
     use io::ErrorKind::*;
     matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected)
         .then_some(Reason::ConnectionReset)

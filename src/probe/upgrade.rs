@@ -21,7 +21,7 @@ use super::{ProbeError, Reason};
 use crate::net::tls::Conn;
 
 /// The open socket, with the tap that watches what the server sends.
-pub type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
+pub(crate) type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
 
 /// Sends the upgrade request and checks the answer; returns the open socket.
 pub async fn upgrade(

@@ -29,7 +29,7 @@ use crate::state::{Event, StateHandle, WatchEvent};
 
 /// Where results go: the log, the metrics and the state task, in that order.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub metrics: Metrics,
     pub state: StateHandle,
     /// `--record FILE`: every result appended as a JSON line.
@@ -93,7 +93,7 @@ pub fn log_result(r: &ProbeResult) {
 }
 
 /// The delay before a target's first probe: its share of one interval.
-pub fn initial_offset(interval: Duration, index: usize, count: usize) -> Duration {
+pub(crate) fn initial_offset(interval: Duration, index: usize, count: usize) -> Duration {
     if count <= 1 {
         return Duration::ZERO;
     }
@@ -101,7 +101,7 @@ pub fn initial_offset(interval: Duration, index: usize, count: usize) -> Duratio
 }
 
 /// One interval with jitter applied: uniformly within `interval × (1 ± jitter)`.
-pub fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
+pub(crate) fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
     if jitter_fraction <= 0.0 {
         return interval;
     }
@@ -110,7 +110,7 @@ pub fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
 }
 
 /// Starts the task that probes one target until `cancel` fires.
-pub fn spawn_target(
+pub(crate) fn spawn_target(
     prepared: Prepared,
     offset: Duration,
     limit: Arc<Semaphore>,

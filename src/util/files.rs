@@ -7,7 +7,7 @@ use super::units::ByteSize;
 
 /// Reads a file of at most `limit` bytes, never reading past the limit (a device such as
 /// `/dev/zero` ends there too); a larger one is an error that says the limit.
-pub fn read_capped(path: &Path, limit: ByteSize) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_capped(path: &Path, limit: ByteSize) -> std::io::Result<Vec<u8>> {
     let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
     file.take(limit.0.saturating_add(1)).read_to_end(&mut bytes)?;

@@ -10,7 +10,7 @@ use super::text::shown;
 /// Validates configured headers: valid names, no name given twice (case-insensitively),
 /// none that `reserved` claims (it returns why), values valid once expanded. A value may
 /// be a secret: problems say what is wrong without showing it.
-pub fn check_headers(
+pub(crate) fn check_headers(
     field: &str,
     headers: &BTreeMap<String, Template>,
     problems: &mut Vec<String>,

@@ -14,7 +14,7 @@ use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
 /// The longest `text` pattern accepted: patterns are written by hand, and the regex
 /// parser's memory grows with the pattern (a 10 MB one took nearly 1 GB).
-pub const MAX_PATTERN_LEN: usize = 4096;
+pub(crate) const MAX_PATTERN_LEN: usize = 4096;
 /// What one compiled pattern, and each lazy DFA cache it builds, may take: 2 MiB.
 const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
@@ -190,7 +190,7 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
 }
 
 /// Follows a path through objects and arrays.
-pub fn lookup<'v>(doc: &'v Value, path: &[String]) -> Option<&'v Value> {
+pub(crate) fn lookup<'v>(doc: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(doc, |node, key| match node {
         Value::Object(map) => map.get(key),
         Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),

@@ -5,7 +5,7 @@ pub mod files;
 pub mod headers;
 pub mod matcher;
 pub mod names;
-pub mod redact;
+pub(crate) mod redact;
 pub mod template;
 pub mod text;
 pub mod time;

@@ -1,7 +1,7 @@
 //! Names that become label values and path segments: targets, steps, breakers, receivers.
 
 /// Target names become the `target` label: short, lowercase, no surprises in a URL path.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }

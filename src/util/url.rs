@@ -5,7 +5,7 @@
 use tokio_tungstenite::tungstenite::http::Uri;
 
 /// The url with any `user:password@` shown as `***@`, for messages.
-pub fn without_userinfo(url: &str) -> String {
+pub(crate) fn without_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     match authority.rfind('@') {
@@ -16,7 +16,7 @@ pub fn without_userinfo(url: &str) -> String {
 
 /// A WebSocket URL taken apart for the probe's phases.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WsUrl {
+pub(crate) struct WsUrl {
     pub secure: bool,
     /// Host without brackets (IPv6 literals included).
     pub host: String,
@@ -25,7 +25,7 @@ pub struct WsUrl {
 }
 
 /// Parses and checks a `ws://` or `wss://` URL; the error completes "`<url>` ...".
-pub fn parse_ws_url(s: &str) -> Result<WsUrl, String> {
+pub(crate) fn parse_ws_url(s: &str) -> Result<WsUrl, String> {
     let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
     let secure = match uri.scheme_str() {
         Some("ws") => false,
@@ -62,7 +62,7 @@ pub fn parse_ws_url(s: &str) -> Result<WsUrl, String> {
 
 /// An `http://` or `https://` URL taken apart for the probe's phases.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
+pub(crate) struct HttpUrl {
     pub secure: bool,
     /// Host without brackets (IPv6 literals included).
     pub host: String,
@@ -78,7 +78,7 @@ impl HttpUrl {
 }
 
 /// Parses and checks an `http://` or `https://` URL; the error completes "`<url>` ...".
-pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
+pub(crate) fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
     let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
     let secure = match uri.scheme_str() {
         Some("http") => false,

@@ -35,7 +35,7 @@ impl Ignored {
 }
 
 /// Waits for the first message matching; stores the captures from it.
-pub async fn expect_one(
+pub(crate) async fn expect_one(
     session: &mut Session,
     matcher: &Matcher,
     within: Duration,

@@ -33,7 +33,7 @@ use crate::util::units::HumanDuration;
 /// A step as written: exactly one kind key plus the options that kind takes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStep {
+pub(crate) struct RawStep {
     /// Used as the `step` label and in messages; default `<kind>_<position>`.
     pub name: Option<String>,
     pub send: Option<RawPayload>,
@@ -54,14 +54,14 @@ pub struct RawStep {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPing {
+pub(crate) struct RawPing {
     /// Defaults to `timeouts.ping`.
     pub timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawClose {
+pub(crate) struct RawClose {
     /// Close code sent (default 1000).
     pub code: Option<u16>,
     /// Close reason sent (default empty).
@@ -73,7 +73,7 @@ pub struct RawClose {
 /// An automatic reply: when a message matches `when`, send `send`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRespond {
+pub(crate) struct RawRespond {
     pub when: RawMatcher,
     pub send: RawPayload,
 }
@@ -147,7 +147,7 @@ impl Hooks {
 }
 
 /// Compiles `fail_on` and `respond`, pushing each problem with its field path.
-pub fn compile_hooks(
+pub(crate) fn compile_hooks(
     at: &str,
     fail_on: &[RawMatcher],
     respond: &[RawRespond],
@@ -175,7 +175,7 @@ pub fn compile_hooks(
 }
 
 /// Compiles the steps of one target, pushing each problem with the step it is about.
-pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> Vec<Step> {
+pub(crate) fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> Vec<Step> {
     // Where each capture is defined, so later sends may use it and earlier ones may not.
     let mut captured_at: HashMap<String, usize> = HashMap::new();
     for (i, step) in raw.iter().enumerate() {
