@@ -20,14 +20,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::watch::WatchReport;
 use super::Prepared;
 use crate::breaker::{self, Breaker, CircuitStatus, Transition};
 use crate::metrics::Metrics;
 use crate::probe::ProbeResult;
 use crate::state::{Event, StateHandle, WatchEvent};
 
-/// Where results go: the log, the metrics and the state task, in that order.
+/// The target task's one sink. Probe results go to the log, the metrics, the record
+/// file, the alert engine and the state task, in that order; breaker transitions and
+/// health readings (as [`crate::health::Report`]) to the same places.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorder {
     pub metrics: Metrics,
@@ -135,12 +136,7 @@ async fn target_loop(
         remote_breakers: t.remote_breakers.is_some(),
     };
     recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
-    let report = WatchReport {
-        metrics: recorder.metrics.clone(),
-        state: recorder.state.clone(),
-        alerts: recorder.alerts.clone(),
-    };
-    let mut watchers = prepared.watchers.spawn(&t.name, &report, &cancel);
+    let mut watchers = prepared.watchers.spawn(&t.name, &recorder, &cancel);
     probe_loop(&prepared, offset, &limit, &recorder, &cancel).await;
     // The probe loop ends on cancellation, which the watchers have seen too.
     watchers.shutdown().await;

@@ -1,21 +1,13 @@
-//! Where a target's health readings land: the metrics, the alert engine (deployment
-//! drift) and the state snapshot, in that order.
+//! Where a target's health readings land: the same sink as its probe results
+//! ([`Recorder`]), here the metrics, the alert engine (deployment drift) and the state
+//! snapshot, in that order.
 
-use crate::alerting::AlertsHandle;
+use super::scheduler::Recorder;
 use crate::detect::Signal;
 use crate::health::{Deployment, HealthReason, HealthResult, RemoteState, RemoteStatus, Report};
-use crate::metrics::Metrics;
-use crate::state::{Event, StateHandle, WatchEvent};
+use crate::state::{Event, WatchEvent};
 
-/// The [`Report`] of a running target task.
-#[derive(Debug, Clone)]
-pub(crate) struct WatchReport {
-    pub metrics: Metrics,
-    pub state: StateHandle,
-    pub alerts: Option<AlertsHandle>,
-}
-
-impl Report for WatchReport {
+impl Report for Recorder {
     fn observed(&self, result: &HealthResult) {
         self.metrics.observe_health(result);
     }
