@@ -29,7 +29,6 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod detect;
-pub mod fdlimit;
 pub mod health;
 pub mod listener;
 pub mod metrics;

@@ -7,6 +7,7 @@
 //! `shutdown_grace`.
 
 pub mod api;
+mod fdlimit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -126,8 +127,8 @@ pub async fn start_with(
         Some(s) => s,
         None => crate::listener::Settings::from_env().map_err(DaemonError::Listener)?,
     };
-    let fd_limit = crate::fdlimit::raise();
-    let max_connections = crate::fdlimit::listener_cap(listener_settings.max_connections, fd_limit);
+    let fd_limit = fdlimit::raise();
+    let max_connections = fdlimit::listener_cap(listener_settings.max_connections, fd_limit);
     let metrics = Metrics::new()?;
     let listener = TcpListener::bind(config.listen)
         .await
