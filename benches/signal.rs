@@ -55,9 +55,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use wsprobe::config::HumanDuration;
 use wsprobe::detect::{AlertKind, AlertState, DetectorConfig, LatencyBaseline, Subject, Transition};
 use wsprobe::probe::{Phase, PhaseTimings, ProbeResult, Reason};
+use wsprobe::util::units::HumanDuration;
 
 use support::{clk_tck, env_or, machine_table, percentile, stat_ticks, today};
 

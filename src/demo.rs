@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// What `/flaky` does on its n-th connection, cycling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlakyMode {
+pub(crate) enum FlakyMode {
     Healthy,
     SlowUpgrade(Duration),
     Stall,
@@ -29,7 +29,7 @@ pub enum FlakyMode {
 }
 
 /// The misbehaviour cycle of `/flaky`: mostly healthy, each failure kind once.
-pub const FLAKY_CYCLE: [FlakyMode; 6] = [
+pub(crate) const FLAKY_CYCLE: [FlakyMode; 6] = [
     FlakyMode::Healthy,
     FlakyMode::SlowUpgrade(Duration::from_millis(800)),
     FlakyMode::Stall,
@@ -39,7 +39,7 @@ pub const FLAKY_CYCLE: [FlakyMode; 6] = [
 ];
 
 /// The agent events streamed after an `execute_agent` request, with the gap before each.
-pub const AGENT_EVENTS: [(&str, u64); 5] = [
+pub(crate) const AGENT_EVENTS: [(&str, u64); 5] = [
     ("agent_started", 50),
     ("agent_thinking", 300),
     ("tool_executing", 200),

@@ -5,25 +5,20 @@
 #![forbid(unsafe_code)]
 
 pub mod alerting;
-pub mod api;
 pub mod breaker;
-pub mod circuit_metrics;
 pub mod config;
 pub mod daemon;
-pub mod daemon_metrics;
 pub mod demo;
 pub mod detect;
-pub mod fdlimit;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod net;
 pub mod once;
 pub mod probe;
 pub mod record;
 pub mod replay;
-pub mod scenario;
-pub mod scheduler;
 pub mod slots;
 pub mod state;
-pub mod target_metrics;
+pub mod target;
 pub mod util;

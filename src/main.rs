@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use wsprobe::config::{self, Config, HumanDuration};
+use wsprobe::config::{self, Config};
 use wsprobe::daemon::{self, Source};
-use wsprobe::probe::Prober;
+use wsprobe::target::Prepared;
+use wsprobe::util::units::HumanDuration;
 use wsprobe::{demo, once};
 
 /// Continuous WebSocket synthetic monitoring.
@@ -176,7 +177,7 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let probers: Result<Vec<_>, _> = c.targets.iter().map(|t| Prober::new(t.clone())).collect();
+    let probers: Result<Vec<_>, _> = c.targets.iter().map(|t| Prepared::new(t.clone())).collect();
     if let Err(e) = probers {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(2);
@@ -283,7 +284,7 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
     }
     let mut probers = Vec::new();
     for t in config.targets.iter().filter(|t| names.is_empty() || names.contains(&t.name)) {
-        match Prober::new(t.clone()) {
+        match Prepared::new(t.clone()) {
             Ok(p) => probers.push(p),
             Err(e) => {
                 eprintln!("{}: target `{}`: {e}", config.file.display(), t.name);
@@ -303,7 +304,7 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
         }
     };
     for r in &results {
-        wsprobe::scheduler::log_result(r);
+        wsprobe::target::scheduler::log_result(r);
     }
     for h in health.iter().flat_map(|t| &t.results) {
         wsprobe::health::log_health(h);

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::health::{Deployment, HealthResult};
-use crate::probe::{missing_result, ProbeResult, Prober};
+use crate::probe::{missing_result, ProbeResult};
+use crate::target::Prepared;
 use crate::util::text::escape_control;
 
 /// Probes each target once, concurrently up to the configured limit; results in
@@ -18,7 +19,7 @@ use crate::util::text::escape_control;
 /// without a result (its task failed) gets a failed `internal_error` result: a gate never
 /// passes on a target it did not check.
 pub async fn probe_all(
-    probers: Vec<Prober>,
+    probers: Vec<Prepared>,
     config: &Config,
     cancel: &CancellationToken,
 ) -> Vec<ProbeResult> {
@@ -33,7 +34,7 @@ pub async fn probe_all(
                 name,
                 tokio::spawn(async move {
                     let _permit = limit.acquire_owned().await.ok()?;
-                    p.probe(&cancel).await
+                    p.prober.probe(&cancel).await
                 }),
             )
         })
@@ -151,7 +152,7 @@ impl TargetHealth {
 
 /// Runs every health check of every target once, concurrently; targets in the given
 /// order, checks in configuration order. Targets without checks are left out.
-pub async fn check_all(probers: &[Prober]) -> Vec<TargetHealth> {
+pub async fn check_all(probers: &[Prepared]) -> Vec<TargetHealth> {
     let tasks: Vec<_> = probers
         .iter()
         .filter(|p| !p.watchers.checks.is_empty())

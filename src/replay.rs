@@ -30,7 +30,7 @@ pub struct Replay {
 }
 
 /// Parses one trace line into its time and result.
-pub fn parse_line(text: &str) -> Result<(f64, ProbeResult), String> {
+pub(crate) fn parse_line(text: &str) -> Result<(f64, ProbeResult), String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let ts = value.get("ts").and_then(serde_json::Value::as_f64).ok_or("no numeric `ts` (Unix seconds)")?;
     let result: ProbeResult =

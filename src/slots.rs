@@ -49,7 +49,7 @@ impl SlotMetrics {
 
 /// Takes a slot for one probe of `target`, waiting (loudly) when none is free. `None`
 /// when `cancel` fires first or the pool is closed.
-pub async fn acquire(
+pub(crate) async fn acquire(
     limit: &Arc<Semaphore>,
     target: &str,
     metrics: &SlotMetrics,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::probe::{Phase, ProbeResult, Reason};
 
 /// Failures kept per target for `/api/targets`.
-pub const RECENT_FAILURES: usize = 10;
+pub(crate) const RECENT_FAILURES: usize = 10;
 
 /// A target as configured, for display.
 #[derive(Debug, Clone, PartialEq, Serialize)]

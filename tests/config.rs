@@ -29,7 +29,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use wsprobe::config::{self, ByteSize, Config, HumanDuration, Percent, Timeouts};
+use wsprobe::config::{self, Config};
+use wsprobe::probe::Timeouts;
+use wsprobe::util::units::{ByteSize, HumanDuration, Percent};
 
 const FIXTURES: &str = "tests/fixtures/config";
 const EXAMPLE: &str = "config/example.yaml";

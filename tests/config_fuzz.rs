@@ -1,6 +1,6 @@
 //! Deterministic configuration fuzzing: thousands of seeded mutations of the shipped
 //! configurations (`config/*.yaml` and the demo's) through `wsprobe check`'s code path,
-//! `config::parse` then `Prober::new` for every target.
+//! `config::parse` then `Prepared::new` for every target.
 //!
 //! Mutations work on the parsed document (keys deleted, values swapped for other types,
 //! huge, negative and zero numbers, absurd durations, control and bidirectional
@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_norway::Value;
 use wsprobe::config::{self, Config};
-use wsprobe::probe::Prober;
-use wsprobe::scenario::StepKind;
+use wsprobe::probe::scenario::StepKind;
+use wsprobe::target::Prepared;
 
 /// Cases per base document; with four bases, 3000 cases.
 const CASES_PER_BASE: u64 = 750;
@@ -102,7 +102,7 @@ fn check(text: &str) -> Outcome {
     if let Some(why) = absurd_duration(&c) {
         return Outcome::Absurd(why);
     }
-    let built: Result<Vec<_>, _> = c.targets.iter().map(|t| Prober::new(t.clone())).collect();
+    let built: Result<Vec<_>, _> = c.targets.iter().map(|t| Prepared::new(t.clone())).collect();
     match built {
         Ok(_) => Outcome::Valid,
         Err(_) => Outcome::Invalid,

@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_norway::Value;
-use wsprobe::config::{self, HumanDuration};
+use wsprobe::config;
+use wsprobe::util::units::HumanDuration;
 
 /// A configuration that writes every duration field the file format has.
 const EVERY_DURATION: &str = r#"

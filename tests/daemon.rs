@@ -40,7 +40,7 @@ async fn ready_after_the_first_round_and_targets_are_listed() {
     let (running, cancel) = start(&path).await;
     let addr = running.addr;
 
-    let app = wsprobe::api::router(running.shared.clone());
+    let app = wsprobe::daemon::api::router(running.shared.clone());
     let health = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 

@@ -21,7 +21,7 @@ use common::poll::poll;
 use common::ServerOpts;
 use tokio::time::timeout;
 
-use wsprobe::daemon_metrics::Metrics;
+use wsprobe::daemon::metrics::Metrics;
 use wsprobe::metrics::{LATENCY_BUCKETS, REVISION, VERSION};
 
 /// Bound on every wait for the daemon: startup, readiness, shutdown.

@@ -16,7 +16,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use wsprobe::breaker::State;
-use wsprobe::daemon_metrics::Metrics;
+use wsprobe::daemon::metrics::Metrics;
 use wsprobe::metrics::LATENCY_BUCKETS;
 use wsprobe::probe::{Phase, PhaseTimings, ProbeResult, Reason, StepResult};
 

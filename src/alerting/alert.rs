@@ -8,7 +8,7 @@ pub fn at(unix: f64) -> SystemTime {
 }
 
 /// RFC 3339 with milliseconds, as Alertmanager's API expects.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 

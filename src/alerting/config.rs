@@ -9,9 +9,12 @@ use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::credentials;
 use super::dispatch::{Format, Receiver, Retry};
-use crate::config::{bounds, HumanDuration, Template, Vars};
 use crate::detect::DetectorConfig;
+use crate::net::tls::TlsSettings;
+use crate::util::bounds;
 use crate::util::redact::Redactor;
+use crate::util::template::{Template, Vars};
+use crate::util::units::HumanDuration;
 
 /// `alerting:` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -52,6 +55,8 @@ pub struct RawReceiver {
     pub headers: std::collections::BTreeMap<String, Template>,
     /// Per attempt (default 5s).
     pub timeout: Option<HumanDuration>,
+    /// How an https:// receiver's certificate is verified (default: the system store).
+    pub tls: Option<TlsSettings>,
 }
 
 /// `alerting:` resolved and validated.
@@ -69,8 +74,9 @@ pub struct Alerting {
 
 impl PartialEq for Alerting {
     fn eq(&self, other: &Self) -> bool {
-        let names =
-            |a: &Alerting| a.receivers.iter().map(|r| (r.name.clone(), r.url.clone())).collect::<Vec<_>>();
+        let names = |a: &Alerting| {
+            a.receivers.iter().map(|r| (r.name.clone(), r.url.clone(), r.tls.clone())).collect::<Vec<_>>()
+        };
         self.external_url == other.external_url
             && self.runbook_url == other.runbook_url
             && self.resend_interval == other.resend_interval
@@ -87,7 +93,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             problems.push(format!(
                 "alerting.external_url: `{}` must start with http:// or https://",
-                crate::config::shown(url)
+                crate::util::text::shown(url)
             ));
         }
     }
@@ -99,10 +105,10 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
         for (i, r) in list.iter().enumerate() {
             let at = format!("alerting.{field}[{i}]");
             let name = r.name.clone().unwrap_or_else(|| format!("{kind}-{i}"));
-            if !crate::config::is_valid_name(&name) {
+            if !crate::util::names::is_valid_name(&name) {
                 problems.push(format!(
                     "{at}.name: `{}` must be 1 to 63 characters from a-z, 0-9, `_` and `-`",
-                    crate::config::shown(&name)
+                    crate::util::text::shown(&name)
                 ));
             } else if !names.insert(name.clone()) {
                 problems.push(format!("{at}.name: `{name}` is already the name of another receiver"));
@@ -118,13 +124,13 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
                 (_, Some(other)) => {
                     problems.push(format!(
                         "{at}.format: `{}` is not one of `json`, `slack`",
-                        crate::config::shown(other)
+                        crate::util::text::shown(other)
                     ));
                     Format::Json
                 }
             };
             let mut secrets = Vec::new();
-            let shown_source = crate::config::shown(&credentials::shown(r.url.source()));
+            let shown_source = crate::util::text::shown(&credentials::shown(r.url.source()));
             let url = match r.url.expand_with(&Vars::default(), &mut secrets) {
                 Ok(u) => {
                     let split = credentials::split(&u);
@@ -151,7 +157,7 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             for (h, v) in &r.headers {
                 match v.expand_with(&Vars::default(), &mut secrets) {
                     Ok(value) => headers.push((h.clone(), value)),
-                    Err(e) => problems.push(format!("{at}.headers.{}: {e}", crate::config::shown(h))),
+                    Err(e) => problems.push(format!("{at}.headers.{}: {e}", crate::util::text::shown(h))),
                 }
             }
             let mut redactor = Redactor::new(&secrets);
@@ -175,8 +181,16 @@ pub fn resolve(raw: &RawAlerting, problems: &mut Vec<String>) -> Alerting {
             });
             bounds::check(&format!("{at}.timeout"), r.timeout, bounds::DEADLINE, problems);
             let timeout = r.timeout.map_or(Duration::from_secs(5), HumanDuration::get);
+            if let Some(tls) = &r.tls {
+                if url.as_ref().is_some_and(|u| u.scheme_str() == Some("http")) {
+                    problems
+                        .push(format!("{at}.tls: TLS settings given but the url is http:// (use https://)"));
+                }
+                crate::net::tls::check_settings(&at, tls, problems);
+            }
+            let tls = r.tls.clone().unwrap_or_default();
             if let Some(url) = url {
-                receivers.push(Receiver { name, url, format, headers, timeout, redactor });
+                receivers.push(Receiver { name, url, format, headers, timeout, tls, redactor });
             }
         }
     }

@@ -18,6 +18,7 @@ use super::http::{post_json, PostError};
 use super::metrics::AlertingMetrics;
 use super::receivers::{alertmanager_body, slack_body, webhook_body, Context};
 use crate::detect::Alert;
+use crate::net::tls::TlsSettings;
 use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
 
@@ -38,6 +39,8 @@ pub struct Receiver {
     pub format: Format,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    /// How an https:// receiver's certificate is verified.
+    pub tls: TlsSettings,
     /// The receiver's credentials (URL and header secrets), kept out of every log line.
     pub redactor: Redactor,
 }
@@ -68,7 +71,7 @@ struct Handle {
 
 /// Fans notifications out to every receiver without ever blocking the caller.
 #[derive(Debug)]
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     handles: Vec<Handle>,
     tasks: Vec<JoinHandle<()>>,
     metrics: AlertingMetrics,
@@ -142,7 +145,7 @@ async fn deliver_loop(
         };
         let mut backoff = retry.first_backoff;
         for attempt in 1..=retry.max_attempts {
-            match post_json(&url, &r.headers, &body, r.timeout).await {
+            match post_json(&url, &r.headers, &body, r.timeout, &r.tls).await {
                 Ok(_) => {
                     metrics.notifications.with_label_values(&[&r.name, "sent"]).inc();
                     tracing::debug!(alerts = alerts.len(), attempt, "Notification delivered.");

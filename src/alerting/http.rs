@@ -1,17 +1,13 @@
-//! A small HTTP/1.1 client for sending notifications: one POST per connection, bounded
-//! in time and in how much of the answer it reads.
-//!
-//! Notifications are a few kilobytes to a handful of receivers; a full client library
-//! would add more than it saves. http:// and https:// (system trust store) are supported.
+//! Sending notifications: one POST of JSON per connection through the one client in
+//! [`crate::net::http`], bounded in time and in how much of the answer it reads, over
+//! TLS verified with the receiver's `tls` settings.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 
-use crate::config::TlsSettings;
-use crate::probe::tls::{self, Conn};
+use crate::net::http::{self as client, HttpErrorKind, Method, Timings};
+use crate::net::tls::{self, TlsSettings};
 
 /// The most of a receiver's answer that is read (the status line is what matters).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -47,67 +43,46 @@ pub async fn post_json(
     headers: &[(String, String)],
     body: &[u8],
     timeout: Duration,
+    tls_settings: &TlsSettings,
 ) -> Result<u16, PostError> {
-    tokio::time::timeout(timeout, post(url, headers, body)).await.map_err(|_| PostError::Timeout(timeout))?
-}
-
-async fn post(url: &Uri, headers: &[(String, String)], body: &[u8]) -> Result<u16, PostError> {
-    let secure = match url.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(PostError::Url(format!("`{url}` must be http:// or https://"))),
-    };
-    let host = url.host().ok_or_else(|| PostError::Url(format!("`{url}` has no host")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = url.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp =
-        TcpStream::connect((host, port)).await.map_err(|e| PostError::Connect(format!("connect: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let mut conn = if secure {
-        let config = tls::client_config(&TlsSettings::default()).map_err(PostError::Connect)?;
-        tls::handshake(config, host, tcp).await.map_err(|e| PostError::Connect(e.message))?.0
-    } else {
-        Conn::Plain(tcp)
-    };
-    let path = url.path_and_query().map_or("/", |p| p.as_str());
-    // `Host` is `host:port` only: userinfo never goes on the wire in clear.
-    let authority = url.authority().map_or(host, |a| a.as_str());
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: wsprobe/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
+    let mut parsed = Vec::with_capacity(headers.len());
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let io = |e: std::io::Error| PostError::Connect(format!("connection failed: {e}"));
-    conn.write_all(head.as_bytes()).await.map_err(io)?;
-    conn.write_all(body).await.map_err(io)?;
-    conn.flush().await.map_err(io)?;
-
-    let mut answer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = conn.read(&mut chunk).await.map_err(io)?;
-        if n == 0 || answer.len() + n > MAX_RESPONSE {
-            answer.extend_from_slice(&chunk[..n.min(MAX_RESPONSE.saturating_sub(answer.len()))]);
-            break;
-        }
-        answer.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&answer);
-    let status_line = text.lines().next().unwrap_or_default();
-    let status: u16 =
-        status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
-            PostError::Malformed(format!("status line {:?}", crate::util::text::excerpt(status_line, 60)))
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| PostError::Url(format!("`{name}` is not a valid HTTP header name")))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            PostError::Url(format!("the value of header `{name}` is not a valid HTTP header value"))
         })?;
-    if (200..300).contains(&status) {
-        Ok(status)
+        parsed.push((name, value));
+    }
+    // Built per delivery, as before: a rotated CA file is picked up without a restart.
+    let tls = tls::client_config(tls_settings).map_err(PostError::Connect)?;
+    let url_text = url.to_string();
+    let request = client::Request {
+        method: Method::Post { json: body },
+        url: &url_text,
+        headers: &parsed,
+        timeout,
+        max_body_size: MAX_RESPONSE,
+        tls: &tls,
+        server_name: tls_settings.server_name.as_deref(),
+    };
+    let answer = client::request(&request, &mut Timings::default()).await.map_err(|e| match e.kind {
+        HttpErrorKind::Url => PostError::Url(e.message),
+        HttpErrorKind::ConnectTimeout | HttpErrorKind::TlsTimeout | HttpErrorKind::Timeout => {
+            PostError::Timeout(timeout)
+        }
+        HttpErrorKind::Protocol | HttpErrorKind::BodyTooLarge | HttpErrorKind::TooManyRedirects => {
+            PostError::Malformed(e.message)
+        }
+        HttpErrorKind::Dns | HttpErrorKind::Refused | HttpErrorKind::Connect | HttpErrorKind::Tls => {
+            PostError::Connect(e.message)
+        }
+    })?;
+    if (200..300).contains(&answer.status) {
+        Ok(answer.status)
     } else {
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
         // Kept whole (within MAX_RESPONSE): the dispatcher redacts it before cutting it.
-        Err(PostError::Status { status, body: body.to_owned() })
+        let body = String::from_utf8_lossy(&answer.body).trim().to_owned();
+        Err(PostError::Status { status: answer.status, body })
     }
 }

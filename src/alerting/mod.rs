@@ -15,7 +15,7 @@ pub mod credentials;
 pub mod dispatch;
 pub mod http;
 pub mod metrics;
-pub mod persist;
+pub(crate) mod persist;
 pub mod receivers;
 
 use std::net::SocketAddr;
@@ -46,7 +46,7 @@ const QUEUE: usize = 4096;
 pub const PERSIST_EVERY: Duration = Duration::from_secs(10);
 
 /// The current pending and firing alerts, for `/api/alerts`.
-pub type AlertsView = watch::Receiver<Arc<Vec<Alert>>>;
+pub(crate) type AlertsView = watch::Receiver<Arc<Vec<Alert>>>;
 
 #[derive(Debug)]
 enum Input {
@@ -81,7 +81,7 @@ impl AlertsHandle {
 }
 
 /// A view of no alerts, for a daemon without `alerting:`.
-pub fn no_alerts() -> AlertsView {
+pub(crate) fn no_alerts() -> AlertsView {
     watch::channel(Arc::new(Vec::new())).1
 }
 

@@ -5,12 +5,12 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use crate::config::ByteSize;
 use crate::detect::{Detector, DetectorState};
+use crate::util::units::ByteSize;
 
 /// The largest state file read back. A month of baselines for a few hundred targets is a
 /// few MiB; anything past this is not ours, and reading it whole could exhaust memory.
-pub const MAX_STATE_SIZE: ByteSize = ByteSize::mib(64);
+pub(crate) const MAX_STATE_SIZE: ByteSize = ByteSize::mib(64);
 
 pub fn load(path: &Path, detector: &mut Detector) {
     let text = match read_capped(path) {
@@ -64,7 +64,7 @@ fn set_aside(path: &Path, why: &str) {
 
 /// Writes serialized state: a temporary file, then a rename over the old one, so a crash
 /// mid-write never leaves a truncated state behind.
-pub async fn save(path: &Path, json: &[u8]) {
+pub(crate) async fn save(path: &Path, json: &[u8]) {
     let result = async {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;

@@ -65,7 +65,7 @@ struct AmAlert {
 /// The body of `POST /api/v2/alerts`: firing alerts with an `endsAt` 4 resend intervals
 /// ahead (so Alertmanager resolves them itself if wsprobe disappears), resolved ones with
 /// their real end. Pending alerts are never sent.
-pub fn alertmanager_body(ctx: &Context, alerts: &[Alert], now: SystemTime) -> Vec<u8> {
+pub(crate) fn alertmanager_body(ctx: &Context, alerts: &[Alert], now: SystemTime) -> Vec<u8> {
     let body: Vec<AmAlert> = alerts
         .iter()
         .filter(|a| a.state != AlertState::Pending)
@@ -85,7 +85,7 @@ pub fn alertmanager_body(ctx: &Context, alerts: &[Alert], now: SystemTime) -> Ve
 }
 
 /// A generic webhook: one JSON document per delivery with every alert in it.
-pub fn webhook_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
+pub(crate) fn webhook_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
     let list: Vec<_> = alerts
         .iter()
         .filter(|a| a.state != AlertState::Pending)
@@ -110,7 +110,7 @@ fn slack_text(s: &str) -> String {
 }
 
 /// A Slack-compatible incoming-webhook body: one line per alert.
-pub fn slack_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
+pub(crate) fn slack_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
     let lines: Vec<String> = alerts
         .iter()
         .filter(|a| a.state != AlertState::Pending)

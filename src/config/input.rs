@@ -7,36 +7,23 @@
 //! indentation, so the size cap bounds it, and the deserializer's own depth limit
 //! applies. Aliases are bounded by the deserializer too (its repetition limit).
 
-use std::io::Read as _;
 use std::path::Path;
 
-use super::ByteSize;
+use crate::util::units::ByteSize;
 
 /// The largest configuration file read: far beyond any real one (the example is 10 KiB).
-pub const MAX_CONFIG_SIZE: ByteSize = ByteSize::mib(4);
+pub(crate) const MAX_CONFIG_SIZE: ByteSize = ByteSize::mib(4);
 
 /// The deepest flow nesting accepted, the same depth the deserializer stops at.
-pub const MAX_FLOW_DEPTH: usize = 128;
+pub(crate) const MAX_FLOW_DEPTH: usize = 128;
 
 /// Reads at most [`MAX_CONFIG_SIZE`] of `path`; the error completes "`<file>`: ...".
 pub fn read(path: &Path) -> Result<String, String> {
-    let bytes = read_capped(path, MAX_CONFIG_SIZE).map_err(|e| match e.kind() {
+    let bytes = crate::util::files::read_capped(path, MAX_CONFIG_SIZE).map_err(|e| match e.kind() {
         std::io::ErrorKind::FileTooLarge => too_large(),
         _ => format!("cannot read: {e}"),
     })?;
     String::from_utf8(bytes).map_err(|_| "cannot read: stream did not contain valid UTF-8".to_owned())
-}
-
-/// Reads a file of at most `limit` bytes, never reading past the limit (a device such as
-/// `/dev/zero` ends there too); a larger one is an error that says the limit.
-pub fn read_capped(path: &Path, limit: ByteSize) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(limit.0.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit.0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, format!("larger than {limit}")));
-    }
-    Ok(bytes)
 }
 
 fn too_large() -> String {
@@ -52,12 +39,6 @@ pub fn check(text: &str) -> Result<(), String> {
         Some(line) => Err(format!("nested more than {MAX_FLOW_DEPTH} levels deep at line {line}")),
         None => Ok(()),
     }
-}
-
-/// User input as a message shows it: at most 80 characters, control characters escaped,
-/// so a megabyte of YAML is not echoed back nor can it forge output lines.
-pub(crate) fn shown(s: &str) -> String {
-    crate::util::text::escape_control(&crate::util::text::excerpt(s, 80)).into_owned()
 }
 
 /// A serde error cut to a readable length, keeping where it happened (` at line N column M`).

@@ -6,11 +6,7 @@
 //! names, URLs, headers, files, substitutions. Every problem is reported, each naming the
 //! field it is about, before anything binds a port or opens a socket.
 
-pub mod bounds;
-mod health;
 pub mod input;
-mod template;
-pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -20,15 +16,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::http::HeaderName;
 
-pub use health::{parse_http_url, HealthCheck, HttpUrl, RemoteBreakers};
-pub use template::{redact, Template, TemplateError, Vars, BUILTINS};
+use crate::breaker;
+use crate::health::settings as health;
+use crate::health::{HealthCheck, RemoteBreakers};
 
-pub(crate) use input::shown;
-
-use crate::scenario::{self, Hooks, RawMatcher, RawRespond, RawStep, Step};
-pub use units::{ByteSize, HumanDuration, Percent};
+use crate::net::tls::TlsSettings;
+use crate::probe::scenario::{self, Hooks, RawRespond, RawStep, Step};
+use crate::probe::{ProbeSpec, Timeouts};
+use crate::util::bounds;
+use crate::util::matcher::RawMatcher;
+use crate::util::names::is_valid_name;
+use crate::util::template::Template;
+use crate::util::text::shown;
+use crate::util::units::{ByteSize, HumanDuration, Percent};
+use crate::util::url::{parse_ws_url, without_userinfo};
 
 /// Where `/metrics` and the HTTP API listen unless `listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
@@ -96,49 +99,28 @@ pub struct Target {
     pub fail_on_drift: bool,
 }
 
-/// Per-phase time limits; `probe` bounds the whole probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub dns: Duration,
-    pub connect: Duration,
-    pub tls: Duration,
-    pub handshake: Duration,
-    pub first_message: Duration,
-    pub ping: Duration,
-    pub close: Duration,
-    pub idle: Duration,
-    pub probe: Duration,
-}
-
-impl Default for Timeouts {
-    /// The incident team's own limits: connect 10 s, handshake 15 s, ping 5 s, close 10 s,
-    /// heartbeat 45 s; probes as a whole are cut at 120 s like their longest test.
-    fn default() -> Self {
-        let s = Duration::from_secs;
-        Self {
-            dns: s(5),
-            connect: s(10),
-            tls: s(10),
-            handshake: s(15),
-            first_message: s(10),
-            ping: s(5),
-            close: s(10),
-            idle: s(45),
-            probe: s(120),
+impl Target {
+    /// The probe's part of this target.
+    pub fn probe_spec(&self) -> ProbeSpec {
+        ProbeSpec {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            subprotocols: self.subprotocols.clone(),
+            server_speaks_first: self.server_speaks_first,
+            tls: self.tls.clone(),
+            timeouts: self.timeouts,
+            max_message_size: self.max_message_size,
+            steps: self.steps.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// PEM file of CA certificates to trust instead of the system store.
-    pub ca_file: Option<PathBuf>,
-    /// Name to verify the certificate against (and send as SNI) instead of the URL's host.
-    pub server_name: Option<String>,
-    /// Accept any certificate. For test rigs only: the probe still measures TLS.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
+impl From<Target> for ProbeSpec {
+    fn from(t: Target) -> Self {
+        t.probe_spec()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -173,7 +155,7 @@ struct RawSettings {
     fail_on: Option<Vec<RawMatcher>>,
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
-    circuit_breaker: health::RawBreaker,
+    circuit_breaker: breaker::RawBreaker,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -210,7 +192,7 @@ struct RawTarget {
     #[serde(default)]
     steps: Vec<RawStep>,
     #[serde(default)]
-    circuit_breaker: health::RawBreaker,
+    circuit_breaker: breaker::RawBreaker,
     #[serde(default)]
     health: Vec<health::RawHealthCheck>,
     remote_breakers: Option<health::RawRemoteBreakers>,
@@ -243,7 +225,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let defaults = &raw.defaults;
     // Checked once under `defaults`, not once per inheriting target under the target's name.
     let default_headers = check_settings("defaults", &defaults.settings(), &mut problems);
-    health::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
+    breaker::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
     if raw.targets.is_empty() {
         problems.push("targets: at least one target is required".to_owned());
     }
@@ -344,8 +326,8 @@ fn resolve_target(
     let respond = t.respond.as_ref().or(d.respond.as_ref()).map_or(&[][..], Vec::as_slice);
     let hooks = scenario::compile_hooks(at, fail_on, respond, problems);
     let interval = t.interval.or(d.interval).map_or(Duration::from_secs(30), HumanDuration::get);
-    health::check_breaker(at, &t.circuit_breaker, problems);
-    let circuit_breaker = health::merge_breaker(&t.circuit_breaker, &d.circuit_breaker, interval);
+    breaker::check_breaker(at, &t.circuit_breaker, problems);
+    let circuit_breaker = breaker::merge_breaker(&t.circuit_breaker, &d.circuit_breaker, interval);
     let health = health::resolve_checks(at, &t.health, interval, &tls, problems);
     let remote_breakers = health::resolve_remote(at, t.remote_breakers.as_ref(), &tls, problems);
     let fail_on_drift = t.fail_on_drift.unwrap_or(false);
@@ -415,16 +397,17 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
     check_timeouts(&format!("{at}.timeouts"), s.timeouts, problems);
     bounds::check(&format!("{at}.interval"), s.interval, bounds::INTERVAL, problems);
 
-    let headers = check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
-        RESERVED_HEADERS.contains(&header.as_str()).then(|| {
-            let hint = if header == "sec-websocket-protocol" {
-                " (use `subprotocols` to offer subprotocols)"
-            } else {
-                ""
-            };
-            format!("set by the WebSocket handshake itself{hint}")
-        })
-    });
+    let headers =
+        crate::util::headers::check_headers(&format!("{at}.headers"), s.headers, problems, |header| {
+            RESERVED_HEADERS.contains(&header.as_str()).then(|| {
+                let hint = if header == "sec-websocket-protocol" {
+                    " (use `subprotocols` to offer subprotocols)"
+                } else {
+                    ""
+                };
+                format!("set by the WebSocket handshake itself{hint}")
+            })
+        });
 
     for (j, p) in s.subprotocols.into_iter().flatten().enumerate() {
         let field = format!("{at}.subprotocols[{j}]");
@@ -440,7 +423,7 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
 
     if let Some(tls) = s.tls {
         if let Some(ca) = &tls.ca_file {
-            if let Err(why) = check_ca_file(ca) {
+            if let Err(why) = crate::net::tls::check_ca_file(ca) {
                 problems.push(format!("{at}.tls.ca_file: {why}"));
             }
         }
@@ -458,24 +441,6 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
         problems.push(format!("{at}.max_message_size: must be at least 125B (a control frame's size)"));
     }
     headers
-}
-
-/// CA bundles are a few hundred KiB; this is the most read of one.
-const CA_FILE_LIMIT: ByteSize = input::MAX_CONFIG_SIZE;
-
-/// Reads a CA file the way the probe will, so a bad one fails here rather than at the
-/// first probe; the error completes "`tls.ca_file`: ...".
-fn check_ca_file(ca: &Path) -> Result<(), String> {
-    let shown_ca = shown(&ca.display().to_string());
-    let pem = input::read_capped(ca, CA_FILE_LIMIT).map_err(|e| format!("cannot read `{shown_ca}`: {e}"))?;
-    let certs = crate::probe::tls::parse_ca_pem(&pem)
-        .map_err(|_| format!("`{shown_ca}` holds no PEM certificate"))?;
-    let mut store = rustls::RootCertStore::empty();
-    for cert in certs {
-        // rustls calls every bad certificate a "peer certificate": say it plainly instead.
-        store.add(cert).map_err(|_| format!("`{shown_ca}` holds a certificate that is not valid X.509"))?;
-    }
-    Ok(())
 }
 
 fn merge_timeouts(t: &RawTimeouts, d: &RawTimeouts) -> Timeouts {
@@ -513,136 +478,7 @@ fn check_timeouts(at: &str, t: &RawTimeouts, problems: &mut Vec<String>) {
     }
 }
 
-/// Validates configured headers: valid names, no name given twice (case-insensitively),
-/// none that `reserved` claims (it returns why), values valid once expanded. A value may
-/// be a secret: problems say what is wrong without showing it.
-pub(crate) fn check_headers(
-    field: &str,
-    headers: &BTreeMap<String, Template>,
-    problems: &mut Vec<String>,
-    reserved: impl Fn(&HeaderName) -> Option<String>,
-) -> Vec<(HeaderName, Template)> {
-    let mut out: Vec<(HeaderName, Template)> = Vec::new();
-    let mut written: Vec<(HeaderName, &String)> = Vec::new();
-    for (name, value) in headers {
-        let here = format!("{field}.{}", shown(name));
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.push(format!("{here}: not a valid HTTP header name"));
-            continue;
-        };
-        if let Some((_, first)) = written.iter().find(|(h, _)| *h == header) {
-            problems.push(format!(
-                "{here}: `{}` is the same header (header names are case-insensitive)",
-                shown(first)
-            ));
-            continue;
-        }
-        written.push((header.clone(), name));
-        if let Some(why) = reserved(&header) {
-            problems.push(format!("{here}: {why}"));
-            continue;
-        }
-        match value.expand() {
-            Ok(v) if HeaderValue::from_str(&v).is_err() => problems
-                .push(format!("{here}: the value is not a valid HTTP header value (control characters?)")),
-            Ok(_) => out.push((header, value.clone())),
-            Err(e) => problems.push(format!("{here}: {e}")),
-        }
-    }
-    out
-}
-
 /// An HTTP token (RFC 9110), as a subprotocol name must be.
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b",;\"()<>@[]{}/\\=?:".contains(&b))
-}
-
-/// Target names become the `target` label: short, lowercase, no surprises in a URL path.
-pub fn is_valid_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// The url with any `user:password@` shown as `***@`, for messages.
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
-}
-
-/// A WebSocket URL taken apart for the probe's phases.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WsUrl {
-    pub secure: bool,
-    /// Host without brackets (IPv6 literals included).
-    pub host: String,
-    pub port: u16,
-    pub uri: Uri,
-}
-
-/// Parses and checks a `ws://` or `wss://` URL; the error completes "`<url>` ...".
-pub fn parse_ws_url(s: &str) -> Result<WsUrl, String> {
-    let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
-    let secure = match uri.scheme_str() {
-        Some("ws") => false,
-        Some("wss") => true,
-        Some(other) => return Err(format!("must use ws:// or wss://, not {other}://")),
-        None => return Err("must be an absolute ws:// or wss:// URL".to_owned()),
-    };
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    // `Uri` accepts these, but the handshake would silently drop them.
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(
-            "has credentials before the host (`user@`), which are never sent; use a header".to_owned()
-        );
-    }
-    if s.contains('#') {
-        return Err("has a `#fragment`, which WebSocket URLs cannot have".to_owned());
-    }
-    // `Uri::port` is `None` for a port that is out of range, so read the authority itself.
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
-    let default_port = if secure { 443 } else { 80 };
-    let port = match after_host.rsplit_once(':') {
-        None => default_port,
-        Some((_, port)) => match port.parse::<u16>() {
-            Ok(0) => return Err("has port 0".to_owned()),
-            Ok(n) => n,
-            // Not echoed: the url may have come from a secret.
-            Err(_) => return Err("has an invalid port (must be 1 to 65535)".to_owned()),
-        },
-    };
-    Ok(WsUrl { secure, host, port, uri })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_taken_apart() {
-        let u = parse_ws_url("wss://[::1]:8443/ws?x=1").unwrap();
-        assert!(u.secure);
-        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
-        assert_eq!(parse_ws_url("ws://example.test/").unwrap().port, 80);
-        assert_eq!(parse_ws_url("http://x/").unwrap_err(), "must use ws:// or wss://, not http://");
-        // Silently dropped or misread by `Uri`, so refused here.
-        assert!(parse_ws_url("ws://x:65536/").unwrap_err().contains("invalid port"));
-        assert!(parse_ws_url("ws://u:p@x/").unwrap_err().contains("credentials"));
-        assert!(parse_ws_url("ws://x/#f").unwrap_err().contains("fragment"));
-        assert_eq!(without_userinfo("wss://u:p@x/a@b"), "wss://***@x/a@b");
-    }
-
-    #[test]
-    fn names_are_label_safe() {
-        assert!(is_valid_name("staging-agent_2"));
-        assert!(!is_valid_name("Staging"));
-        assert!(!is_valid_name(""));
-        assert!(!is_valid_name(&"a".repeat(64)));
-    }
 }

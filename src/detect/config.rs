@@ -22,7 +22,8 @@ use super::rules::{
     TimeoutConfig, DAY_SECONDS,
 };
 use super::window::Layout;
-use crate::config::{bounds, HumanDuration};
+use crate::util::bounds;
+use crate::util::units::HumanDuration;
 
 /// At most this many buckets per ring, so a window cannot be configured into unbounded
 /// memory (24 h in 1-minute buckets is 1440).
@@ -304,8 +305,8 @@ impl DetectorConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::Percent;
     use crate::detect::Quantile;
+    use crate::util::units::Percent;
 
     #[test]
     fn defaults_are_valid_and_an_empty_block_means_defaults() {

@@ -108,7 +108,7 @@ impl<'de> Deserialize<'de> for Sketch {
 
 /// Probe and timeout counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Counts {
+pub struct Counts {
     pub(crate) probes: u64,
     pub(crate) timeouts: u64,
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 /// Longest version label exported; longer values are cut.
-pub const MAX_VERSION_LABEL: usize = 64;
+pub(crate) const MAX_VERSION_LABEL: usize = 64;
 
 /// A version as a label value: at most 64 characters from `[A-Za-z0-9._+-]`, every other
 /// character replaced by `_` (an empty version becomes `_`).
@@ -27,7 +27,7 @@ pub fn version_label(version: &str) -> String {
 
 /// The version text of a JSON value: strings as they are, numbers and booleans printed;
 /// `None` for null, objects and arrays, which are not versions.
-pub fn version_text(v: &Value) -> Option<String> {
+pub(crate) fn version_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),

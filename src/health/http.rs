@@ -1,32 +1,15 @@
-//! One HTTP(S) GET, phase by phase: the probe's own `resolve`, `tcp` and `tls`, then
-//! HTTP/1.1 (hyper's connection-level client), redirects followed, the body read up to a
-//! limit.
-//!
-//! Each hop opens a new connection (`Connection: close`), so every check measures DNS,
-//! connect and TLS like a new client would. Phase times add up over the hops. One
-//! deadline (the check's `timeout`) bounds everything; when it runs out, the phase in
-//! progress names the reason (`connect_timeout`, `tls_timeout`, else `timeout`).
+//! A health check's or remote-breaker poll's GET, through the one client in
+//! [`crate::net::http`], its failures named with the health reasons.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header::{HeaderName, HeaderValue};
 use rustls::ClientConfig;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::HealthReason;
-use crate::config::{parse_http_url, HttpUrl};
-use crate::probe::session::fmt_duration;
-use crate::probe::{resolve, tcp, tls, ProbeError, Reason};
-
-/// Redirects followed before giving up with `too_many_redirects`.
-pub const MAX_REDIRECTS: usize = 5;
+use crate::net::http::{self as client, HttpErrorKind, Method};
+pub use crate::net::http::{Answer, Timings};
 
 /// What one GET needs; `url` is already expanded.
 #[derive(Debug)]
@@ -39,30 +22,6 @@ pub struct Get<'a> {
     pub tls: &'a Arc<ClientConfig>,
     /// Overrides the name TLS verifies (and sends as SNI) on the first origin.
     pub server_name: Option<&'a str>,
-}
-
-/// A complete answer.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    pub redirects: usize,
-}
-
-/// Seconds spent in each phase, summed over redirect hops.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
-    pub dns: Option<f64>,
-    pub connect: Option<f64>,
-    pub tls: Option<f64>,
-    /// From sending the request to the response head.
-    pub first_byte: Option<f64>,
-    pub total: f64,
-}
-
-fn add(slot: &mut Option<f64>, secs: f64) {
-    *slot = Some(slot.unwrap_or(0.0) + secs);
 }
 
 /// A failed GET: one reason, a sentence, and the status if one came.
@@ -80,331 +39,38 @@ impl GetError {
     }
 }
 
-impl From<ProbeError> for GetError {
-    fn from(e: ProbeError) -> Self {
-        let reason = match e.reason {
-            Reason::DnsError => HealthReason::DnsError,
-            Reason::ConnectRefused => HealthReason::ConnectRefused,
-            Reason::ConnectTimeout => HealthReason::ConnectTimeout,
-            Reason::TlsError => HealthReason::TlsError,
-            Reason::TlsTimeout => HealthReason::TlsTimeout,
-            _ => HealthReason::ConnectError,
+impl From<client::HttpError> for GetError {
+    fn from(e: client::HttpError) -> Self {
+        let reason = match e.kind {
+            HttpErrorKind::Url | HttpErrorKind::Connect => HealthReason::ConnectError,
+            HttpErrorKind::Dns => HealthReason::DnsError,
+            HttpErrorKind::Refused => HealthReason::ConnectRefused,
+            HttpErrorKind::ConnectTimeout => HealthReason::ConnectTimeout,
+            HttpErrorKind::Tls => HealthReason::TlsError,
+            HttpErrorKind::TlsTimeout => HealthReason::TlsTimeout,
+            HttpErrorKind::Timeout => HealthReason::Timeout,
+            HttpErrorKind::BodyTooLarge => HealthReason::BodyTooLarge,
+            HttpErrorKind::TooManyRedirects => HealthReason::TooManyRedirects,
+            HttpErrorKind::Protocol => HealthReason::ProtocolError,
         };
-        GetError::new(reason, e.message)
-    }
-}
-
-/// Which part of a GET is running, to name the reason when the deadline passes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    Dns,
-    Connect,
-    Tls,
-    Http,
-}
-
-/// Aborts the connection task when the GET is done with it, however it ends.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        GetError { reason, message: e.message, status: e.status }
     }
 }
 
 /// Performs the GET, following redirects; fills `timings` whatever the outcome.
 pub async fn get(req: &Get<'_>, timings: &mut Timings) -> Result<Answer, GetError> {
-    let started = Instant::now();
-    let deadline = started + req.timeout;
-    let out = follow(req, deadline, timings).await;
-    timings.total = started.elapsed().as_secs_f64();
-    out
-}
-
-async fn follow(req: &Get<'_>, deadline: Instant, timings: &mut Timings) -> Result<Answer, GetError> {
-    let first = parse_http_url(req.url)
-        .map_err(|why| GetError::new(HealthReason::ConnectError, format!("the url {why}")))?;
-    let mut url = first.clone();
-    let mut visited = vec![url.uri.to_string()];
-    loop {
-        let same_origin = url.origin() == first.origin();
-        let headers = if same_origin { req.headers } else { &[] };
-        let server_name = if same_origin { req.server_name } else { None };
-        let hop = Hop { url: &url, headers, server_name, tls: req.tls, max_body_size: req.max_body_size };
-        let answer = hop.run(deadline, req.timeout, timings).await?;
-        let Some(location) = answer.location.filter(|_| is_redirect(answer.status)) else {
-            return Ok(Answer {
-                status: answer.status,
-                content_type: answer.content_type,
-                body: answer.body,
-                redirects: visited.len() - 1,
-            });
-        };
-        let next = resolve_location(&url, &location).map_err(|why| GetError {
-            reason: HealthReason::ProtocolError,
-            message: format!(
-                "HTTP {} redirects to `{}`, which {why}",
-                answer.status,
-                excerpt(&location, 100)
-            ),
-            status: Some(answer.status),
-        })?;
-        let next_text = next.uri.to_string();
-        let looped = visited.contains(&next_text);
-        visited.push(next_text);
-        if looped || visited.len() > MAX_REDIRECTS + 1 {
-            let chain = visited.iter().map(|u| short_url(u)).collect::<Vec<_>>().join(" → ");
-            let message = if looped {
-                format!("redirect loop: {chain}")
-            } else {
-                format!("more than {MAX_REDIRECTS} redirects: {chain}")
-            };
-            return Err(GetError {
-                reason: HealthReason::TooManyRedirects,
-                message,
-                status: Some(answer.status),
-            });
-        }
-        url = next;
-    }
-}
-
-/// A URL for messages: path and query only, the origin is the configured one.
-fn short_url(u: &str) -> String {
-    let path = u.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or(u);
-    excerpt(path, 80)
-}
-
-pub(crate) use crate::util::text::excerpt;
-
-fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
-/// Resolves a `Location` against the URL that answered it (RFC 3986, the common forms).
-fn resolve_location(base: &HttpUrl, location: &str) -> Result<HttpUrl, String> {
-    let location = location.trim();
-    if location.contains("://") {
-        return parse_http_url(location);
-    }
-    let scheme = if base.secure { "https" } else { "http" };
-    if let Some(rest) = location.strip_prefix("//") {
-        return parse_http_url(&format!("{scheme}://{rest}"));
-    }
-    let authority = base.uri.authority().map_or("", |a| a.as_str());
-    let path = if location.starts_with('/') {
-        location.to_owned()
-    } else if location.starts_with('?') {
-        format!("{}{location}", base.uri.path())
-    } else {
-        let dir = base.uri.path().rsplit_once('/').map_or("", |(d, _)| d);
-        format!("{dir}/{location}")
+    let request = client::Request {
+        method: Method::Get,
+        url: req.url,
+        headers: req.headers,
+        timeout: req.timeout,
+        max_body_size: req.max_body_size,
+        tls: req.tls,
+        server_name: req.server_name,
     };
-    parse_http_url(&format!("{scheme}://{authority}{path}"))
+    client::request(&request, timings).await.map_err(GetError::from)
 }
 
-/// One request on one connection.
-struct Hop<'a> {
-    url: &'a HttpUrl,
-    headers: &'a [(HeaderName, HeaderValue)],
-    server_name: Option<&'a str>,
-    tls: &'a Arc<ClientConfig>,
-    max_body_size: usize,
-}
-
-/// What one hop got: a final answer or a redirect to follow.
-struct HopAnswer {
-    status: u16,
-    content_type: Option<String>,
-    location: Option<String>,
-    body: Bytes,
-}
-
-/// Runs `fut` until `deadline`; when it passes, the error names `step`.
-async fn bounded<T>(
-    step: Step,
-    deadline: Instant,
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, GetError>>,
-) -> Result<T, GetError> {
-    match tokio::time::timeout_at(deadline, fut).await {
-        Ok(out) => out,
-        Err(_) => {
-            let within = fmt_duration(timeout);
-            Err(match step {
-                Step::Dns => GetError::new(
-                    HealthReason::DnsError,
-                    format!("DNS resolution did not finish within the check's {within} timeout"),
-                ),
-                Step::Connect => GetError::new(
-                    HealthReason::ConnectTimeout,
-                    format!("TCP connect did not finish within the check's {within} timeout"),
-                ),
-                Step::Tls => GetError::new(
-                    HealthReason::TlsTimeout,
-                    format!("TLS handshake did not finish within the check's {within} timeout"),
-                ),
-                Step::Http => {
-                    GetError::new(HealthReason::Timeout, format!("no complete answer within {within}"))
-                }
-            })
-        }
-    }
-}
-
-impl Hop<'_> {
-    async fn run(
-        &self,
-        deadline: Instant,
-        timeout: Duration,
-        timings: &mut Timings,
-    ) -> Result<HopAnswer, GetError> {
-        let url = self.url;
-        let t = Instant::now();
-        let addrs = bounded(Step::Dns, deadline, timeout, async {
-            resolve::resolve(&url.host, url.port).await.map_err(GetError::from)
-        })
-        .await?;
-        add(&mut timings.dns, t.elapsed().as_secs_f64());
-
-        let t = Instant::now();
-        let tcp = bounded(Step::Connect, deadline, timeout, async {
-            tcp::connect(&addrs).await.map_err(GetError::from)
-        })
-        .await?;
-        add(&mut timings.connect, t.elapsed().as_secs_f64());
-
-        let conn = if url.secure {
-            let t = Instant::now();
-            let name = self.server_name.unwrap_or(&url.host);
-            let (conn, _expiry) = bounded(Step::Tls, deadline, timeout, async {
-                tls::handshake(self.tls.clone(), name, tcp).await.map_err(GetError::from)
-            })
-            .await?;
-            add(&mut timings.tls, t.elapsed().as_secs_f64());
-            conn
-        } else {
-            tls::Conn::Plain(tcp)
-        };
-
-        bounded(Step::Http, deadline, timeout, self.exchange(conn, timings)).await
-    }
-
-    async fn exchange(&self, conn: tls::Conn, timings: &mut Timings) -> Result<HopAnswer, GetError> {
-        let url = self.url;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(conn))
-                .await
-                .map_err(|e| protocol_error("cannot start HTTP/1.1", &e))?;
-        // The connection ends when the answer is read or dropped; the guard covers errors.
-        let _driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-
-        let target = url.uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = url.uri.authority().map_or(url.host.as_str(), |a| a.as_str());
-        let mut request = Request::get(target)
-            .header(header::HOST, authority)
-            .header(header::USER_AGENT, concat!("wsprobe/", env!("CARGO_PKG_VERSION")))
-            .header(header::ACCEPT, "application/json, */*;q=0.5")
-            .header(header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| {
-                GetError::new(HealthReason::ConnectError, format!("cannot build the request: {e}"))
-            })?;
-        for (name, value) in self.headers {
-            request.headers_mut().insert(name.clone(), value.clone());
-        }
-
-        let t = Instant::now();
-        let response =
-            sender.send_request(request).await.map_err(|e| protocol_error("no valid answer", &e))?;
-        timings.first_byte = Some(timings.first_byte.unwrap_or(0.0) + t.elapsed().as_secs_f64());
-
-        let status = response.status();
-        let text = |name: header::HeaderName| {
-            response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
-        };
-        let content_type = text(header::CONTENT_TYPE);
-        let location = text(header::LOCATION);
-        if is_redirect(status.as_u16()) && location.is_some() {
-            return Ok(HopAnswer { status: status.as_u16(), content_type, location, body: Bytes::new() });
-        }
-        // A declared length above the limit fails before anything is read.
-        let declared = text(header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(len) = declared.filter(|len| *len > self.max_body_size as u64) {
-            return Err(too_large(status, self.max_body_size, Some(len)));
-        }
-        let body = read_limited(response.into_body(), self.max_body_size).await.map_err(|e| match e {
-            ReadError::TooLarge => too_large(status, self.max_body_size, None),
-            ReadError::Http(e) => {
-                GetError { status: Some(status.as_u16()), ..protocol_error("the body broke off", &e) }
-            }
-        })?;
-        Ok(HopAnswer { status: status.as_u16(), content_type, location, body })
-    }
-}
-
-fn too_large(status: StatusCode, limit: usize, declared: Option<u64>) -> GetError {
-    let limit = crate::config::ByteSize(limit as u64);
-    let message = match declared {
-        Some(len) => format!("the body is {len} bytes, more than max_body_size ({limit}); not read"),
-        None => format!("the body is larger than max_body_size ({limit}); reading stopped there"),
-    };
-    GetError { reason: HealthReason::BodyTooLarge, message, status: Some(status.as_u16()) }
-}
-
-/// hyper's error with its causes, which say what actually went wrong.
-fn protocol_error(what: &str, e: &hyper::Error) -> GetError {
-    let mut message = format!("{what}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    GetError::new(HealthReason::ProtocolError, message)
-}
-
-enum ReadError {
-    TooLarge,
-    Http(hyper::Error),
-}
-
-/// Reads a body, failing as soon as it exceeds `limit`: at most `limit` bytes are held.
-async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, ReadError> {
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ReadError::Http)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(ReadError::TooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(buf))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locations_resolve_against_the_answering_url() {
-        let base = parse_http_url("http://127.0.0.1:8080/a/b?x=1").unwrap();
-        let r = |l: &str| resolve_location(&base, l).unwrap().uri.to_string();
-        assert_eq!(r("/c"), "http://127.0.0.1:8080/c");
-        assert_eq!(r("c?d=2"), "http://127.0.0.1:8080/a/c?d=2");
-        assert_eq!(r("?y=2"), "http://127.0.0.1:8080/a/b?y=2");
-        assert_eq!(r("//example.test/z"), "http://example.test/z");
-        assert_eq!(r("https://example.test/"), "https://example.test/");
-        assert!(resolve_location(&base, "ftp://x/").is_err());
-    }
-
-    #[test]
-    fn messages_show_paths_not_origins() {
-        assert_eq!(short_url("http://127.0.0.1:1/a?b"), "/a?b");
-        assert_eq!(excerpt("abcdef", 3), "abc…");
-    }
+pub(crate) fn excerpt(s: &str, max: usize) -> String {
+    crate::util::text::excerpt(s, max)
 }

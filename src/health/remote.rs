@@ -14,11 +14,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::HealthMetrics;
+use super::RemoteBreakers;
 use super::{http, request_parts, unix, HealthReason};
-use crate::config::{redact, RemoteBreakers, Vars};
-use crate::scenario::lookup;
-use crate::state::{Event, StateHandle, WatchEvent};
+use crate::util::matcher::lookup;
+use crate::util::template::{redact, Vars};
 
 crate::label_enum! {
     /// A remote breaker's state as exported.
@@ -67,7 +66,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new(config: RemoteBreakers) -> Result<Self, String> {
-        let tls = crate::probe::tls::client_config(&config.tls)?;
+        let tls = crate::net::tls::client_config(&config.tls)?;
         Ok(Self { config, tls })
     }
 
@@ -124,7 +123,7 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
         return fail(HealthReason::HttpStatus, format!("HTTP {}, expected 2xx", answer.status));
     }
     let text = String::from_utf8_lossy(&answer.body);
-    if let Some(ct) = answer.content_type.as_deref().filter(|ct| !super::is_json_type(ct)) {
+    if let Some(ct) = answer.content_type.as_deref().filter(|ct| !super::check::is_json_type(ct)) {
         let message = format!("expected a JSON body, got content type `{}`", http::excerpt(ct, 60));
         return fail(HealthReason::BodyMismatch, message);
     }
@@ -137,11 +136,10 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
 }
 
 /// Polls every `interval` until `cancel` fires.
-pub(super) async fn poll_loop(
+pub(super) async fn poll_loop<R: super::Report>(
     poller: Arc<Poller>,
     target: String,
-    metrics: HealthMetrics,
-    state: StateHandle,
+    report: R,
     cancel: CancellationToken,
 ) {
     let interval = poller.config.interval;
@@ -159,11 +157,11 @@ pub(super) async fn poll_loop(
             s = poller.poll(&target) => s,
         };
         if let (Some(reason), Some(error)) = (status.reason, &status.error) {
-            metrics.remote_poll_failed(&target, reason);
+            report.remote_poll_failed(&target, reason);
             tracing::warn!(target_name = %target, reason = reason.as_str(), detail = error.as_str(), "Could not read the remote circuit breakers; their states are unknown.");
         }
         for (name, state) in &status.breakers {
-            metrics.set_remote_breaker(&target, name, *state);
+            report.remote_breaker(&target, name, *state);
             let before = last.insert(name.clone(), *state);
             if before.is_some_and(|b| b == *state) {
                 continue;
@@ -175,7 +173,7 @@ pub(super) async fn poll_loop(
                 tracing::info!(target_name = %target, breaker = %name, from, to = state.as_str(), "A remote circuit breaker changed state.");
             }
         }
-        state.send(Event::Watch { target: target.clone(), event: WatchEvent::Remote(status) }).await;
+        report.polled(&target, status).await;
         next += interval;
         let now = Instant::now();
         if next <= now {

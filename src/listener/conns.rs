@@ -72,7 +72,7 @@ impl Drop for Busy {
 
 /// What [`Table::admit`] decided for a new connection.
 #[derive(Debug)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// A free slot.
     Free(Slot),
     /// A slot taken from an older connection that was not serving a request.
@@ -82,7 +82,7 @@ pub enum Admit {
 }
 
 #[derive(Debug)]
-pub struct Table {
+pub(crate) struct Table {
     cap: usize,
     inner: Mutex<Inner>,
 }
@@ -134,7 +134,7 @@ impl Table {
 
 /// A held slot; dropping it frees the slot.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     table: Arc<Table>,
     id: u64,
     pub conn: Arc<Conn>,

@@ -4,7 +4,7 @@
 //! - A client must send its request headers within `header_read_timeout` (10 s).
 //! - A keep-alive connection idle for `idle_timeout` (5 s) after a request is closed.
 //! - At most `max_connections` (512, and at most a quarter of the descriptor limit, see
-//!   [`crate::fdlimit`]) are open; past that the oldest connection not serving a request
+//!   [`crate::daemon::fdlimit`]) are open; past that the oldest connection not serving a request
 //!   makes room ([`conns`]), so stalled clients cannot lock scrapers out.
 //!
 //! Shutdown stops accepting, lets requests in progress finish, and gives connections
@@ -30,7 +30,7 @@ use crate::metrics::{Error, Registry};
 use conns::{Admit, Conn, Table};
 
 /// How long shutdown waits for open connections before dropping them.
-pub const DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN: Duration = Duration::from_secs(2);
 /// At most one WARN per this long about shed connections or accept errors.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 

@@ -11,12 +11,12 @@ use super::{ProbeError, Reason};
 /// ranges for registered (3000–3999) and private (4000–4999) use. 1004, 1005, 1006 and
 /// 1015 are reserved or only for reporting, the rest of 0–2999 is unassigned, 5000 and
 /// above are undefined.
-pub fn may_be_sent(code: u16) -> bool {
+pub(crate) fn may_be_sent(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// The failure for a close frame whose code no endpoint may send.
-pub fn forbidden(code: u16) -> ProbeError {
+pub(crate) fn forbidden(code: u16) -> ProbeError {
     let why = match code {
         1005 | 1006 | 1015 => "which must never be sent",
         1004 => "which is reserved",

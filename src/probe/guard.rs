@@ -21,7 +21,7 @@ const MAX_SHOWN: usize = 200;
 ///
 /// Unwind safety is asserted: whatever the future borrowed mutably is only read after a
 /// panic to describe it (the phase in progress, timings so far), never trusted as state.
-pub async fn catch<F: Future>(fut: F) -> Result<F::Output, String> {
+pub(crate) async fn catch<F: Future>(fut: F) -> Result<F::Output, String> {
     AssertUnwindSafe(fut).catch_unwind().await.map_err(|payload| describe(payload.as_ref()))
 }
 
@@ -37,7 +37,7 @@ fn describe(payload: &(dyn Any + Send)) -> String {
 }
 
 /// The failure a caught panic is reported as.
-pub fn internal_error(panic: &str) -> ProbeError {
+pub(crate) fn internal_error(panic: &str) -> ProbeError {
     let shown = excerpt(&escape_control(panic), MAX_SHOWN);
     ProbeError::new(Reason::InternalError, format!("wsprobe bug: {shown}"))
 }

@@ -11,10 +11,11 @@ mod interim;
 pub mod metrics;
 mod outcome;
 pub mod resolve;
+pub mod scenario;
 pub mod session;
+mod settings;
 mod tap;
 pub mod tcp;
-pub mod tls;
 pub mod upgrade;
 
 use std::future::Future;
@@ -29,12 +30,16 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
-use session::{fmt_duration, Event, Session, Wait};
+use session::{Event, Session, Wait};
+pub use settings::{ProbeSpec, Timeouts};
 
-use crate::config::{parse_ws_url, Target, Vars};
-use crate::scenario::{self, Hooks, StepKind};
+use crate::net::tls;
+use crate::net::{NetError, NetErrorKind};
 use crate::util::redact::Redactor;
-use crate::util::time::{deadline, unix_now};
+use crate::util::template::Vars;
+use crate::util::time::{deadline, fmt_duration, unix_now};
+use crate::util::url::parse_ws_url;
+use scenario::{Hooks, StepKind};
 
 /// Why a probe stopped early.
 #[derive(Debug)]
@@ -42,6 +47,19 @@ pub enum Stop {
     Failed(ProbeError),
     /// Shutdown or reload: not a result, nothing is recorded.
     Cancelled,
+}
+
+/// The probe's reason for a failed resolve, connect or handshake; the sentence is kept.
+impl From<NetError> for ProbeError {
+    fn from(e: NetError) -> Self {
+        let reason = match e.kind {
+            NetErrorKind::Dns => Reason::DnsError,
+            NetErrorKind::Refused => Reason::ConnectRefused,
+            NetErrorKind::Connect => Reason::ConnectError,
+            NetErrorKind::Tls => Reason::TlsError,
+        };
+        ProbeError::new(reason, e.message)
+    }
 }
 
 impl From<ProbeError> for Stop {
@@ -56,40 +74,39 @@ const ABANDON_LIMIT: Duration = Duration::from_millis(500);
 /// A target made ready to probe: its TLS configuration built once.
 #[derive(Debug, Clone)]
 pub struct Prober {
-    pub target: Arc<Target>,
+    pub spec: Arc<ProbeSpec>,
     hooks: Arc<Hooks>,
     tls: Option<Arc<ClientConfig>>,
-    /// Health checks and the remote-breaker poll, run beside the probes.
-    pub watchers: Arc<crate::health::Watchers>,
     /// Whether a panic was caught in this target's probes and logged already.
     panicked: Arc<AtomicBool>,
     resolver: Arc<dyn resolve::Resolve>,
 }
 
 impl Prober {
-    /// Prepares a target; fails if its TLS settings (or those of its health checks)
-    /// cannot be loaded.
-    pub fn new(target: Target) -> Result<Self, String> {
-        Self::with_resolver(target, Arc::new(resolve::System))
+    /// Prepares a target; fails if its TLS settings cannot be loaded.
+    pub fn new(spec: impl Into<ProbeSpec>) -> Result<Self, String> {
+        Self::with_resolver(spec, Arc::new(resolve::System))
     }
 
     /// Like [`Prober::new`], with host names resolved by `resolver` instead of the system.
-    pub fn with_resolver(target: Target, resolver: Arc<dyn resolve::Resolve>) -> Result<Self, String> {
-        let secure = target.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
-        let tls = if secure { Some(tls::client_config(&target.tls)?) } else { None };
-        let watchers = Arc::new(crate::health::Watchers::new(&target)?);
+    pub fn with_resolver(
+        spec: impl Into<ProbeSpec>,
+        resolver: Arc<dyn resolve::Resolve>,
+    ) -> Result<Self, String> {
+        let spec = spec.into();
+        let secure = spec.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
+        let tls = if secure { Some(tls::client_config(&spec.tls)?) } else { None };
         Ok(Self {
-            hooks: Arc::new(target.hooks.clone()),
-            target: Arc::new(target),
+            hooks: Arc::new(spec.hooks.clone()),
+            spec: Arc::new(spec),
             tls,
-            watchers,
             panicked: Arc::default(),
             resolver,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.target.name
+        &self.spec.name
     }
 
     /// Runs one probe. `None` when `cancel` fired first (the session was closed politely).
@@ -119,7 +136,7 @@ impl Prober {
     fn log_panic(&self, panic: &str) {
         if !self.panicked.swap(true, Ordering::Relaxed) {
             tracing::error!(
-                target_name = %self.target.name,
+                target_name = %self.spec.name,
                 detail = %guard::internal_error(panic).message,
                 "A bug in wsprobe was caught while probing this target: the probe fails with \
                  internal_error and the target keeps being probed. Later occurrences are not logged \
@@ -129,7 +146,7 @@ impl Prober {
     }
 
     fn blank_result(&self, started_at: f64, duration: f64) -> ProbeResult {
-        blank_result(&self.target.name, started_at, duration)
+        blank_result(&self.spec.name, started_at, duration)
     }
 
     async fn probe_unguarded(
@@ -139,7 +156,7 @@ impl Prober {
         started_at: f64,
     ) -> Option<ProbeResult> {
         let mut run = Run {
-            probe_deadline: deadline(started, self.target.timeouts.probe),
+            probe_deadline: deadline(started, self.spec.timeouts.probe),
             current: Phase::Dns,
             phases: PhaseTimings::default(),
             http_status: None,
@@ -216,7 +233,7 @@ impl Prober {
     }
 
     async fn flow(&self, run: &mut Run, session_slot: &mut Option<Session>) -> Result<(), Stop> {
-        let t = &*self.target;
+        let t = &*self.spec;
         let to = &t.timeouts;
         // Substitutions are expanded at every probe so rotated secrets are used at once.
         let vars = Vars { target: t.name.clone(), captures: Default::default() };
@@ -270,13 +287,9 @@ impl Prober {
             Some(config) if url.secure => {
                 let name = t.tls.server_name.as_deref().unwrap_or(&url.host);
                 let (conn, expiry) = run
-                    .phase(
-                        Phase::Tls,
-                        to.tls,
-                        Reason::TlsTimeout,
-                        "TLS handshake did not finish",
-                        tls::handshake(config.clone(), name, tcp),
-                    )
+                    .phase(Phase::Tls, to.tls, Reason::TlsTimeout, "TLS handshake did not finish", async {
+                        tls::handshake(config.clone(), name, tcp).await.map_err(ProbeError::from)
+                    })
                     .await?;
                 run.cert_expiry = expiry;
                 conn
@@ -339,7 +352,7 @@ impl Prober {
 
 /// A result for a target that got none: the probe's task ended without one (a bug in
 /// wsprobe). Failed, with the reason `internal_error` and no phase.
-pub fn missing_result(target: &str, why: &str) -> ProbeResult {
+pub(crate) fn missing_result(target: &str, why: &str) -> ProbeResult {
     let e = guard::internal_error(why);
     ProbeResult {
         success: false,

@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::upgrade::Socket;
 use super::{ProbeError, Reason, Stop};
-use crate::config::Vars;
-use crate::scenario::{Hooks, Received};
+use crate::probe::scenario::Hooks;
+use crate::util::matcher::Received;
 use crate::util::redact::Redactor;
-use crate::util::time::deadline;
+use crate::util::template::Vars;
+use crate::util::time::{deadline, fmt_duration};
 
 /// Gaps kept per probe for the gap histogram; a flooding server cannot grow memory past it.
 const MAX_GAPS: usize = 4096;
@@ -380,7 +381,7 @@ fn is_reset(e: &WsError) -> bool {
 }
 
 /// I/O errors that mean the peer went away.
-pub fn io_reason(e: &io::Error) -> Option<Reason> {
+pub(crate) fn io_reason(e: &io::Error) -> Option<Reason> {
     use io::ErrorKind::*;
     matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected)
         .then_some(Reason::ConnectionReset)
@@ -405,10 +406,4 @@ fn read_error(e: WsError) -> ProbeError {
             ProbeError::new(Reason::ProtocolError, format!("server broke the WebSocket protocol: {other}"))
         }
     }
-}
-
-/// `1.5s`, `250ms`: durations as users write them in the configuration.
-pub fn fmt_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64))
-        .to_string()
 }

@@ -17,11 +17,11 @@ use tokio_tungstenite::{client_async_with_config, WebSocketStream};
 use super::interim::SkipInterim;
 use super::session::io_reason;
 use super::tap::{Seen, Tap};
-use super::tls::Conn;
 use super::{ProbeError, Reason};
+use crate::net::tls::Conn;
 
 /// The open socket, with the tap that watches what the server sends.
-pub type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
+pub(crate) type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
 
 /// Sends the upgrade request and checks the answer; returns the open socket.
 pub async fn upgrade(

@@ -16,14 +16,14 @@ use base64::Engine as _;
 use super::text::escape_control;
 
 /// What replaces a secret.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Values shorter than this are not secrets (`1`, `true` would redact half of every message).
-pub const MIN_SECRET: usize = 4;
+pub(crate) const MIN_SECRET: usize = 4;
 
 /// Runs of this many characters that also occur in a secret are redacted wherever they
 /// appear: a server that shows "the first characters of your token" shows too much.
-pub const FRAGMENT: usize = 8;
+pub(crate) const FRAGMENT: usize = 8;
 
 /// The secrets of one probe (or check, or receiver) in every form they may take in output,
 /// longest first.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 /// At most `max_chars` characters of `s`, with `…` appended when something was cut.
 /// Never splits a character, whatever the input.
-pub fn excerpt(s: &str, max_chars: usize) -> String {
+pub(crate) fn excerpt(s: &str, max_chars: usize) -> String {
     match s.char_indices().nth(max_chars) {
         None => s.to_owned(),
         Some((cut, _)) => format!("{}…", &s[..cut]),
@@ -28,13 +28,13 @@ pub fn prefix_within(s: &str, max_bytes: usize) -> &str {
 
 /// Whether `c` could forge or garble a line of output: C0 and C1 controls, DEL, the
 /// Unicode line and paragraph separators and the bidirectional overrides.
-pub fn is_forging(c: char) -> bool {
+pub(crate) fn is_forging(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every character that [`is_forging`] escaped as `\n`, `\r`, `\t` or `\u{..}`,
 /// so one server string stays on one line and cannot drive a terminal.
-pub fn escape_control(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape_control(s: &str) -> Cow<'_, str> {
     if !s.chars().any(is_forging) {
         return Cow::Borrowed(s);
     }
@@ -51,6 +51,12 @@ pub fn escape_control(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// User input as a message shows it: at most 80 characters, control characters escaped,
+/// so a megabyte of YAML is not echoed back nor can it forge output lines.
+pub fn shown(s: &str) -> String {
+    escape_control(&excerpt(s, 80)).into_owned()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// About thirty years: "never" for a deadline, and still far from `Instant`'s limits.
-pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// `start + d`, saturating at [`FAR_FUTURE`] from `start` instead of panicking on
 /// overflow, whatever `d` is.
@@ -27,6 +27,12 @@ pub fn unix_now() -> f64 {
 /// `t` as Unix seconds (0 if it is before 1970).
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `1.5s`, `250ms`: durations as users write them in the configuration.
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64))
+        .to_string()
 }
 
 #[cfg(test)]

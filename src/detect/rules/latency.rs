@@ -8,13 +8,13 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer};
 
 use super::{Check, Context, Rule};
-use crate::config::HumanDuration;
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
 use crate::detect::config::{DetectorConfig, Severity};
 use crate::detect::format::{fmt_secs, fmt_window, ordinal};
 use crate::detect::stats::{robust_quantile, slow_samples_needed};
 use crate::detect::target::TargetState;
 use crate::detect::window::{Layout, Sketch, Windowed};
+use crate::util::units::HumanDuration;
 
 /// A quantile, written `p95`, `p99.9` or `0.95`.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]

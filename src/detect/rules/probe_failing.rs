@@ -6,10 +6,10 @@ use std::num::NonZeroU32;
 use serde::Deserialize;
 
 use super::{Check, Context, Rule};
-use crate::config::HumanDuration;
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
 use crate::detect::config::Severity;
 use crate::detect::target::{FailureInfo, TargetState};
+use crate::util::units::HumanDuration;
 
 /// `ProbeFailing`: the fast path for hard outages.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -4,10 +4,10 @@
 use serde::Deserialize;
 
 use super::{Check, Context, Rule};
-use crate::config::HumanDuration;
 use crate::detect::alert::{AlertKind, Finding, Signal, Subject};
 use crate::detect::config::Severity;
 use crate::detect::target::{SignalState, TargetState};
+use crate::util::units::HumanDuration;
 
 /// `CircuitOpen`, fed by the circuit breaker through `Detector::set_condition`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -6,13 +6,13 @@ use std::num::NonZeroU32;
 use serde::Deserialize;
 
 use super::{Check, Context, Rule};
-use crate::config::{HumanDuration, Percent};
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
 use crate::detect::config::Severity;
 use crate::detect::format::{fmt_chance, fmt_rate, fmt_window};
 use crate::detect::stats::{binomial_tail, rate_bound};
 use crate::detect::target::TargetState;
 use crate::detect::window::Counts;
+use crate::util::units::{HumanDuration, Percent};
 
 /// `TimeoutRegression`: the share of probes that fail for a timeout-class reason.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

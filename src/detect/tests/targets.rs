@@ -79,8 +79,10 @@ fn restore_tolerates_what_it_does_not_know() {
     assert_eq!(restored.targets.len(), 0);
 
     // Other bucket widths: the data goes, the rest stays.
-    let mut config = DetectorConfig::default();
-    config.recent_bucket = crate::config::HumanDuration::from_secs(120);
+    let config = DetectorConfig {
+        recent_bucket: crate::util::units::HumanDuration::from_secs(120),
+        ..DetectorConfig::default()
+    };
     let mut other = Detector::new(config);
     let report = other.restore(serde_json::from_value(state.clone()).unwrap()).unwrap();
     assert!(report.notes[0].contains("their data was dropped"), "{report:?}");

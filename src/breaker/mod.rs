@@ -16,10 +16,15 @@
 //! While open or half-open the target is probed every `open_interval` ([`probe_interval`]).
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+pub mod metrics;
+mod settings;
+
+pub(crate) use settings::{check_breaker, merge_breaker, RawBreaker};
+pub use settings::{FailureRatio, Settings};
 
 crate::label_enum! {
     /// A breaker's state; `as_str` values are the `state` label values.
@@ -30,43 +35,8 @@ crate::label_enum! {
     }
 }
 
-/// Trip on a failure ratio over a sliding window of probes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FailureRatio {
-    /// Fraction of failed probes, in `(0, 1]`, at or above which the breaker opens.
-    pub ratio: f64,
-    /// How many of the most recent probes are considered.
-    pub window: usize,
-    /// Fewer probes than this in the window never trip it.
-    pub min_probes: usize,
-}
-
-/// The breaker's settings, resolved (`circuit_breaker` in the configuration).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Settings {
-    pub failure_threshold: NonZeroU32,
-    pub failure_ratio: Option<FailureRatio>,
-    pub recovery_timeout: Duration,
-    pub success_threshold: NonZeroU32,
-    /// Time between probes while open or half-open.
-    pub open_interval: Duration,
-}
-
-impl Settings {
-    /// The incident's staging breaker: 3 failures, 15 s, 2 successes.
-    pub fn with_interval(interval: Duration) -> Self {
-        Self {
-            failure_threshold: NonZeroU32::MIN.saturating_add(2),
-            failure_ratio: None,
-            recovery_timeout: Duration::from_secs(15),
-            success_threshold: NonZeroU32::MIN.saturating_add(1),
-            open_interval: interval,
-        }
-    }
-}
-
 /// The time between probes of a target whose breaker is in `state`.
-pub fn probe_interval(state: State, interval: Duration, open_interval: Duration) -> Duration {
+pub(crate) fn probe_interval(state: State, interval: Duration, open_interval: Duration) -> Duration {
     match state {
         State::Closed => interval,
         State::Open | State::HalfOpen => open_interval,
@@ -91,7 +61,7 @@ pub enum Outcome<'a> {
 
 /// One target's breaker.
 #[derive(Clone, Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     settings: Settings,
     state: State,
     since: Instant,
@@ -278,6 +248,8 @@ pub struct CircuitStatus {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);

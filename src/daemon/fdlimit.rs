@@ -43,7 +43,7 @@ pub fn raise() -> FdLimit {
 
 /// The listener's connection cap: `wanted`, but at most a quarter of the descriptor limit
 /// (the rest is headroom for probes, sessions, checks and files), and at least 1.
-pub fn listener_cap(wanted: usize, limit: FdLimit) -> usize {
+pub(crate) fn listener_cap(wanted: usize, limit: FdLimit) -> usize {
     let share = limit.soft.map_or(usize::MAX, |s| usize::try_from(s / 4).unwrap_or(usize::MAX));
     wanted.min(share).max(1)
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{expect_timeout, lookup, Matcher, Received};
+use super::expect_timeout;
 use crate::probe::session::{Event, Session, Wait};
 use crate::probe::Stop;
+use crate::util::matcher::{lookup, Matcher, Received};
 use crate::util::redact::Redactor;
 
 /// Messages described in a failure, most recent last.
@@ -34,7 +35,7 @@ impl Ignored {
 }
 
 /// Waits for the first message matching; stores the captures from it.
-pub async fn expect_one(
+pub(crate) async fn expect_one(
     session: &mut Session,
     matcher: &Matcher,
     within: Duration,

@@ -4,10 +4,13 @@
 //! configuration; each kind runs in its own file (`expect`, `send`, `hold`), while `ping`
 //! and `close` reuse the session's own. A failing step reports phase `step` (or `ping`,
 //! `close`) and its name.
+//!
+//! A sub-room of `probe` rather than a module beside it: steps run on the probe's own
+//! session and report the probe's phases and reasons, while the probe runs the steps, so
+//! the two are one unit; keeping them apart would tie them in a circle.
 
 mod expect;
 mod hold;
-mod matcher;
 mod payload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,17 +19,21 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-pub use matcher::{lookup, Matcher, RawMatcher, Received};
 pub use payload::{Payload, RawPayload};
 
-use crate::config::{bounds, HumanDuration, Timeouts, BUILTINS};
-use crate::probe::session::{fmt_duration, Session, Wait};
+use crate::probe::session::{Session, Wait};
+use crate::probe::Timeouts;
 use crate::probe::{Phase, ProbeError, Reason, StepResult, Stop};
+use crate::util::bounds;
+use crate::util::matcher::{Matcher, RawMatcher};
+use crate::util::template::BUILTINS;
+use crate::util::time::fmt_duration;
+use crate::util::units::HumanDuration;
 
 /// A step as written: exactly one kind key plus the options that kind takes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStep {
+pub(crate) struct RawStep {
     /// Used as the `step` label and in messages; default `<kind>_<position>`.
     pub name: Option<String>,
     pub send: Option<RawPayload>,
@@ -47,14 +54,14 @@ pub struct RawStep {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPing {
+pub(crate) struct RawPing {
     /// Defaults to `timeouts.ping`.
     pub timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawClose {
+pub(crate) struct RawClose {
     /// Close code sent (default 1000).
     pub code: Option<u16>,
     /// Close reason sent (default empty).
@@ -66,7 +73,7 @@ pub struct RawClose {
 /// An automatic reply: when a message matches `when`, send `send`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRespond {
+pub(crate) struct RawRespond {
     pub when: RawMatcher,
     pub send: RawPayload,
 }
@@ -140,7 +147,7 @@ impl Hooks {
 }
 
 /// Compiles `fail_on` and `respond`, pushing each problem with its field path.
-pub fn compile_hooks(
+pub(crate) fn compile_hooks(
     at: &str,
     fail_on: &[RawMatcher],
     respond: &[RawRespond],
@@ -168,7 +175,7 @@ pub fn compile_hooks(
 }
 
 /// Compiles the steps of one target, pushing each problem with the step it is about.
-pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> Vec<Step> {
+pub(crate) fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> Vec<Step> {
     // Where each capture is defined, so later sends may use it and earlier ones may not.
     let mut captured_at: HashMap<String, usize> = HashMap::new();
     for (i, step) in raw.iter().enumerate() {
@@ -181,7 +188,7 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
     for (i, r) in raw.iter().enumerate() {
         let position = i + 1;
         let here = match &r.name {
-            Some(n) => format!("{at} step {position} (`{}`)", crate::config::shown(n)),
+            Some(n) => format!("{at} step {position} (`{}`)", crate::util::text::shown(n)),
             None => format!("{at} step {position}"),
         };
         let before = problems.len();
@@ -193,7 +200,7 @@ pub fn compile_steps(at: &str, raw: &[RawStep], problems: &mut Vec<String>) -> V
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_{position}", kind.as_ref().map_or("step", |k| k.label())));
-        if !crate::config::is_valid_name(&name) {
+        if !crate::util::names::is_valid_name(&name) {
             problems.push(format!("{here}: `name` must be 1 to 63 characters from a-z, 0-9, `_` and `-` (it becomes the `step` label)"));
         } else if let Some(first) = names.insert(name.clone(), position) {
             problems.push(format!("{here}: duplicate step name (step {first} has it too)"));
@@ -354,12 +361,12 @@ fn check_env(
             if std::env::var_os(var).is_none() {
                 problems.push(format!(
                     "{field}: environment variable `{}` is not set",
-                    crate::config::shown(var)
+                    crate::util::text::shown(var)
                 ));
             }
         }
-        if let Err(e) = template.expand_with(&crate::config::Vars::default(), &mut Vec::new()) {
-            use crate::config::TemplateError;
+        if let Err(e) = template.expand_with(&crate::util::template::Vars::default(), &mut Vec::new()) {
+            use crate::util::template::TemplateError;
             if matches!(e, TemplateError::File { .. } | TemplateError::TooLarge { .. }) {
                 problems.push(format!("{field}: {e}"));
             }

@@ -1,6 +1,8 @@
-//! Phase `tls`: the TLS handshake (rustls), and the certificate's expiry.
+//! TLS (rustls): the settings, the client configuration, the handshake and the
+//! certificate's expiry.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -8,13 +10,62 @@ use std::task::{Context, Poll};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::{ProbeError, Reason};
-use crate::config::TlsSettings;
+use super::{NetError, NetErrorKind};
+
+/// How a TLS connection is verified: `tls` of a target, health check or remote breaker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of CA certificates to trust instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify the certificate against (and send as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate. For test rigs only: the probe still measures TLS.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Checks `tls` settings the way they will be used, so a bad CA file or name fails at
+/// validation; each problem names `{here}.tls.<field>`.
+pub(crate) fn check_settings(here: &str, tls: &TlsSettings, problems: &mut Vec<String>) {
+    if let Some(ca) = &tls.ca_file {
+        if let Err(why) = check_ca_file(ca) {
+            problems.push(format!("{here}.tls.ca_file: {why}"));
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if ServerName::try_from(name.as_str()).is_err() {
+            problems.push(format!(
+                "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
+                crate::util::text::shown(name)
+            ));
+        }
+    }
+}
+
+/// The largest CA file read: the bound of a configuration file, far above any bundle.
+const CA_FILE_LIMIT: crate::util::units::ByteSize = crate::util::units::ByteSize::mib(4);
+
+/// Reads a CA file the way the probe will, so a bad one fails here rather than at the
+/// first probe; the error completes "`tls.ca_file`: ...".
+pub(crate) fn check_ca_file(ca: &Path) -> Result<(), String> {
+    let shown_ca = crate::util::text::shown(&ca.display().to_string());
+    let pem = crate::util::files::read_capped(ca, CA_FILE_LIMIT)
+        .map_err(|e| format!("cannot read `{shown_ca}`: {e}"))?;
+    let certs = parse_ca_pem(&pem).map_err(|_| format!("`{shown_ca}` holds no PEM certificate"))?;
+    let mut store = rustls::RootCertStore::empty();
+    for cert in certs {
+        // rustls calls every bad certificate a "peer certificate": say it plainly instead.
+        store.add(cert).map_err(|_| format!("`{shown_ca}` holds a certificate that is not valid X.509"))?;
+    }
+    Ok(())
+}
 
 /// The probe's connection: plain TCP for ws://, TLS over TCP for wss://.
 #[derive(Debug)]
@@ -54,7 +105,7 @@ impl AsyncWrite for Conn {
 }
 
 /// Parses a PEM bundle into certificates; an error when it holds none.
-pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
@@ -122,14 +173,14 @@ pub async fn handshake(
     config: Arc<ClientConfig>,
     server_name: &str,
     tcp: TcpStream,
-) -> Result<(Conn, Option<i64>), ProbeError> {
+) -> Result<(Conn, Option<i64>), NetError> {
     let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
-        ProbeError::new(Reason::TlsError, format!("invalid TLS server name `{server_name}`: {e}"))
+        NetError::new(NetErrorKind::Tls, format!("invalid TLS server name `{server_name}`: {e}"))
     })?;
     let stream = TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| ProbeError::new(Reason::TlsError, format!("TLS handshake failed: {}", tls_cause(&e))))?;
+        .map_err(|e| NetError::new(NetErrorKind::Tls, format!("TLS handshake failed: {}", tls_cause(&e))))?;
     let expiry = stream
         .get_ref()
         .1

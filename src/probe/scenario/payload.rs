@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config::{Template, TemplateError, Vars};
+use crate::util::template::{Template, TemplateError, Vars};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

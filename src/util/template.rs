@@ -22,13 +22,14 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
 
-use super::{shown, ByteSize};
+use super::text::shown;
+use super::units::ByteSize;
 
 /// The most a `${file:...}` substitution reads: room for any token or key.
-pub const MAX_FILE_SIZE: ByteSize = ByteSize(64 << 10);
+pub(crate) const MAX_FILE_SIZE: ByteSize = ByteSize(64 << 10);
 
 /// Names expanded by wsprobe itself rather than the environment.
-pub const BUILTINS: [&str; 3] = ["uuid", "now_ms", "target"];
+pub(crate) const BUILTINS: [&str; 3] = ["uuid", "now_ms", "target"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Encoding {
@@ -241,7 +242,7 @@ fn parse_reference(name: &str) -> Result<Segment, TemplateError> {
 
 /// Replaces every secret in `text` (in any escaped or encoded form, and fragments of one)
 /// with `***`; see [`crate::util::redact::Redactor`].
-pub fn redact(text: &str, secrets: &[String]) -> String {
+pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
     crate::util::redact::Redactor::new(secrets).redact(text)
 }
 

@@ -15,7 +15,7 @@ use crate::util::redact::Redactor;
 use crate::util::text::escape_control;
 /// The longest `text` pattern accepted: patterns are written by hand, and the regex
 /// parser's memory grows with the pattern (a 10 MB one took nearly 1 GB).
-pub const MAX_PATTERN_LEN: usize = 4096;
+pub(crate) const MAX_PATTERN_LEN: usize = 4096;
 /// What one compiled pattern, and each lazy DFA cache it builds, may take: 2 MiB.
 const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
@@ -129,7 +129,7 @@ impl Matcher {
         let mut json = Vec::new();
         for (path, value) in &raw.json {
             let value = serde_json::to_value(value)
-                .map_err(|e| format!("json.{}: {e}", crate::config::shown(path)))?;
+                .map_err(|e| format!("json.{}: {e}", crate::util::text::shown(path)))?;
             json.push((split_path(path)?, value));
         }
         let exists = raw.json_exists.iter().map(|p| split_path(p)).collect::<Result<_, _>>()?;
@@ -160,7 +160,7 @@ impl Matcher {
 /// Compiles a `text` pattern within the length and size limits; the error completes
 /// "`<field>`: ...".
 fn compile_regex(re: &str) -> Result<Regex, String> {
-    let shown = crate::config::shown(re);
+    let shown = crate::util::text::shown(re);
     if re.len() > MAX_PATTERN_LEN {
         return Err(format!(
             "text: `{shown}` is longer than {MAX_PATTERN_LEN} bytes, the most a pattern may be"
@@ -185,7 +185,7 @@ fn split_path(path: &str) -> Result<Vec<String>, String> {
 }
 
 /// Follows a path through objects and arrays.
-pub fn lookup<'v>(doc: &'v Value, path: &[String]) -> Option<&'v Value> {
+pub(crate) fn lookup<'v>(doc: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(doc, |node, key| match node {
         Value::Object(map) => map.get(key),
         Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::HumanDuration;
+use super::units::HumanDuration;
 
 /// The range a kind of duration must fall in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ const DAY: u64 = 24 * HOUR;
 /// Deadlines and waits of one probe, step, check or delivery: timeouts, `within`, `hold`,
 /// `sleep`, `max_gap`, the breaker's `recovery_timeout`. A day is longer than any
 /// session worth probing.
-pub const DEADLINE: Limit = Limit { min: Duration::from_nanos(1), max: Duration::from_secs(DAY) };
+pub(crate) const DEADLINE: Limit = Limit { min: Duration::from_nanos(1), max: Duration::from_secs(DAY) };
 
 /// How often something runs: a target's `interval`, `open_interval`, health checks and
 /// remote-breaker polls. At least 10 ms: below that the timer's millisecond resolution
@@ -32,17 +32,17 @@ pub const DEADLINE: Limit = Limit { min: Duration::from_nanos(1), max: Duration:
 pub const INTERVAL: Limit = Limit { min: Duration::from_millis(10), max: Duration::from_secs(DAY) };
 
 /// `shutdown_grace`: how long stopping may wait for sessions to close (0: not at all).
-pub const GRACE: Limit = Limit { min: Duration::ZERO, max: Duration::from_secs(HOUR) };
+pub(crate) const GRACE: Limit = Limit { min: Duration::ZERO, max: Duration::from_secs(HOUR) };
 
 /// Alert lifecycle delays: `for`, `resolve_after`, `resend_interval`. A week.
-pub const ALERT_DELAY: Limit = Limit { min: Duration::ZERO, max: Duration::from_secs(7 * DAY) };
+pub(crate) const ALERT_DELAY: Limit = Limit { min: Duration::ZERO, max: Duration::from_secs(7 * DAY) };
 
 /// The detector's windows and buckets and `time_of_day_span`: 30 days, a month of
 /// half-hour buckets (their count is capped separately, which bounds memory).
-pub const WINDOW: Limit = Limit { min: Duration::from_nanos(1), max: Duration::from_secs(30 * DAY) };
+pub(crate) const WINDOW: Limit = Limit { min: Duration::from_nanos(1), max: Duration::from_secs(30 * DAY) };
 
 /// A latency amount (`margin`, `resolve_margin`): no latency exceeds a probe's deadline.
-pub const LATENCY: Limit = Limit { min: Duration::ZERO, max: Duration::from_secs(DAY) };
+pub(crate) const LATENCY: Limit = Limit { min: Duration::ZERO, max: Duration::from_secs(DAY) };
 
 /// What is wrong with `value` under `limit`, completing "`<field>`: ...", or `None`.
 pub fn problem(value: HumanDuration, limit: Limit) -> Option<String> {

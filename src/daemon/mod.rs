@@ -6,6 +6,10 @@
 //! holds: in-flight probes send their close frames, and the daemon waits for them up to
 //! `shutdown_grace`.
 
+pub mod api;
+mod fdlimit;
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerting::AlertsView;
 use crate::config::{self, Config, Target};
-use crate::daemon_metrics::Metrics;
-use crate::probe::Prober;
-use crate::scheduler::{self, Recorder};
+use crate::daemon::metrics::Metrics;
 use crate::state::{self, Event, Snapshot, TargetInfo};
-use crate::target_metrics::TargetMetrics;
+use crate::target::metrics::TargetMetrics;
+use crate::target::scheduler::{self, Recorder};
+use crate::target::Prepared;
 use crate::util::time::unix_now;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +53,7 @@ pub enum Source {
 }
 
 /// A reload request from the API or SIGHUP; the answer says what happened.
-pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+pub(crate) type ReloadReply = oneshot::Sender<Result<String, String>>;
 
 /// What the HTTP API needs from the daemon.
 #[derive(Debug, Clone)]
@@ -95,11 +99,13 @@ impl Running {
 }
 
 /// Builds every prober first, so a bad TLS file is reported before anything starts.
-fn probers(config: &Config) -> Result<Vec<Prober>, DaemonError> {
+fn probers(config: &Config) -> Result<Vec<Prepared>, DaemonError> {
     config
         .targets
         .iter()
-        .map(|t| Prober::new(t.clone()).map_err(|reason| DaemonError::Tls { target: t.name.clone(), reason }))
+        .map(|t| {
+            Prepared::new(t.clone()).map_err(|reason| DaemonError::Tls { target: t.name.clone(), reason })
+        })
         .collect()
 }
 
@@ -124,8 +130,8 @@ pub async fn start_with(
         Some(s) => s,
         None => crate::listener::Settings::from_env().map_err(DaemonError::Listener)?,
     };
-    let fd_limit = crate::fdlimit::raise();
-    let max_connections = crate::fdlimit::listener_cap(listener_settings.max_connections, fd_limit);
+    let fd_limit = fdlimit::raise();
+    let max_connections = fdlimit::listener_cap(listener_settings.max_connections, fd_limit);
     let metrics = Metrics::new()?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -172,7 +178,7 @@ pub async fn start_with(
     metrics.reload_timestamp.set(unix_now());
     let supervisor = tokio::spawn(supervisor.run(reload_rx));
 
-    let app = crate::api::router(shared.clone());
+    let app = api::router(shared.clone());
     let server = tokio::spawn(crate::listener::serve(
         listener,
         app,
@@ -283,7 +289,7 @@ impl Supervisor {
     }
 
     /// Starts, keeps or restarts target tasks so that exactly `probers` run.
-    async fn apply(&mut self, probers: Vec<Prober>) {
+    async fn apply(&mut self, probers: Vec<Prepared>) {
         let metrics = &self.metrics;
         let count = probers.len();
         let infos = probers
@@ -394,7 +400,7 @@ pub fn reload_on_sighup(reload: mpsc::Sender<ReloadReply>, cancel: CancellationT
 }
 
 /// Requests a reload and waits for its outcome.
-pub async fn request_reload(reload: &mpsc::Sender<ReloadReply>) -> Result<String, String> {
+pub(crate) async fn request_reload(reload: &mpsc::Sender<ReloadReply>) -> Result<String, String> {
     let (tx, rx) = oneshot::channel();
     reload.send(tx).await.map_err(|_| "the daemon is shutting down".to_owned())?;
     rx.await.map_err(|_| "the daemon is shutting down".to_owned())?

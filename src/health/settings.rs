@@ -1,63 +1,42 @@
-//! Configuration of what wsprobe watches around a target's WebSocket: its circuit breaker
-//! (`circuit_breaker`), HTTP health checks and the deployed version they read (`health`),
-//! the service's own breakers (`remote_breakers`) and the post-deploy gate
-//! (`fail_on_drift`).
+//! Configuration of what wsprobe watches around a target's WebSocket: HTTP health checks
+//! and the deployed version they read (`health`), the service's own breakers
+//! (`remote_breakers`) and the post-deploy gate (`fail_on_drift`).
 //!
 //! Same two steps as the rest of the file: serde reads the raw form, then everything is
 //! checked and every problem reported with the field it is about.
 
 use std::collections::BTreeMap;
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_tungstenite::tungstenite::http::{HeaderName, Uri};
+use tokio_tungstenite::tungstenite::http::HeaderName;
 
-use super::{
-    bounds, is_valid_name, without_userinfo, ByteSize, HumanDuration, Template, TlsSettings, BUILTINS,
-};
-use crate::breaker::{self, FailureRatio};
-use crate::scenario::{Matcher, RawMatcher};
+use crate::net::tls::TlsSettings;
+use crate::util::bounds;
+use crate::util::matcher::{Matcher, RawMatcher};
+use crate::util::names::is_valid_name;
+use crate::util::template::{Template, BUILTINS};
+use crate::util::text::shown;
+use crate::util::units::{ByteSize, HumanDuration};
+use crate::util::url::{parse_http_url, without_userinfo, HttpUrl};
 
 /// Per-check time limit unless `timeout` says otherwise.
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest body a health check or remote-breaker poll reads unless `max_body_size` says otherwise.
-pub const DEFAULT_MAX_BODY_SIZE: ByteSize = ByteSize::mib(1);
+pub(crate) const DEFAULT_MAX_BODY_SIZE: ByteSize = ByteSize::mib(1);
 /// How often remote breakers are polled unless `interval` says otherwise.
-pub const DEFAULT_REMOTE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REMOTE_INTERVAL: Duration = Duration::from_secs(30);
 /// Per-poll time limit of remote breakers unless `timeout` says otherwise.
-pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers the health-check client sets itself.
 const RESERVED_HTTP_HEADERS: [&str; 5] =
     ["host", "connection", "content-length", "transfer-encoding", "upgrade"];
 
-/// `circuit_breaker` as written, under `defaults` or a target; merged key by key.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBreaker {
-    failure_threshold: Option<NonZeroU32>,
-    failure_ratio: Option<RawFailureRatio>,
-    recovery_timeout: Option<HumanDuration>,
-    success_threshold: Option<NonZeroU32>,
-    open_interval: Option<HumanDuration>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFailureRatio {
-    /// Fraction of failed probes in the window that opens the breaker, in (0, 1].
-    ratio: f64,
-    /// Probes considered (default 10).
-    window: Option<NonZeroUsize>,
-    /// Fewest probes in the window before the ratio counts (default 5, at most `window`).
-    min_probes: Option<NonZeroUsize>,
-}
-
 /// One entry of a target's `health` list as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawHealthCheck {
+pub(crate) struct RawHealthCheck {
     name: String,
     url: Template,
     #[serde(default)]
@@ -75,7 +54,7 @@ pub(super) struct RawHealthCheck {
 /// A target's `remote_breakers` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawRemoteBreakers {
+pub(crate) struct RawRemoteBreakers {
     url: Template,
     #[serde(default)]
     headers: BTreeMap<String, Template>,
@@ -121,108 +100,9 @@ pub struct RemoteBreakers {
     pub paths: Vec<(String, Vec<String>)>,
 }
 
-/// An `http://` or `https://` URL taken apart for the probe's phases.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub secure: bool,
-    /// Host without brackets (IPv6 literals included).
-    pub host: String,
-    pub port: u16,
-    pub uri: Uri,
-}
-
-impl HttpUrl {
-    /// `scheme://host:port`, to tell whether a redirect leaves the origin.
-    pub fn origin(&self) -> (bool, &str, u16) {
-        (self.secure, &self.host, self.port)
-    }
-}
-
-/// Parses and checks an `http://` or `https://` URL; the error completes "`<url>` ...".
-pub fn parse_http_url(s: &str) -> Result<HttpUrl, String> {
-    let uri: Uri = s.parse().map_err(|e| format!("is not a valid URL ({e})"))?;
-    let secure = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        Some(other) => return Err(format!("must use http:// or https://, not {other}://")),
-        None => return Err("must be an absolute http:// or https:// URL".to_owned()),
-    };
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    if authority.contains('@') {
-        return Err(
-            "has credentials before the host (`user@`), which are never sent; use a header".to_owned()
-        );
-    }
-    let after_host = authority.rsplit_once(']').map_or(authority, |(_, rest)| rest);
-    let port = match after_host.rsplit_once(':') {
-        None => {
-            if secure {
-                443
-            } else {
-                80
-            }
-        }
-        Some((_, port)) => match port.parse::<u16>() {
-            Ok(0) => return Err("has port 0".to_owned()),
-            Ok(n) => n,
-            Err(_) => return Err("has an invalid port (must be 1 to 65535)".to_owned()),
-        },
-    };
-    Ok(HttpUrl { secure, host, port, uri })
-}
-
 /// Splits a dot path (`circuit_breakers.auth.state`, `items.0.id`).
 fn split_path(path: &str) -> Result<Vec<String>, String> {
     crate::util::json::split_path(path, "`version` or `build.git_commit`")
-}
-
-// ---------------------------------------------------------------------------------------
-// circuit_breaker
-
-/// Checks a `circuit_breaker` block where it is written.
-pub(super) fn check_breaker(at: &str, b: &RawBreaker, problems: &mut Vec<String>) {
-    let at = format!("{at}.circuit_breaker");
-    bounds::check(&format!("{at}.recovery_timeout"), b.recovery_timeout, bounds::DEADLINE, problems);
-    bounds::check(&format!("{at}.open_interval"), b.open_interval, bounds::INTERVAL, problems);
-    if let Some(r) = &b.failure_ratio {
-        if !(r.ratio > 0.0 && r.ratio <= 1.0) {
-            problems.push(format!(
-                "{at}.failure_ratio.ratio: must be above 0 and at most 1 (0.5: half of the window failed)"
-            ));
-        }
-        let window = r.window.map_or(10, NonZeroUsize::get);
-        if let Some(min) = r.min_probes.filter(|m| m.get() > window) {
-            problems.push(format!(
-                "{at}.failure_ratio.min_probes: {min} is more than the window of {window} probes"
-            ));
-        }
-    }
-}
-
-/// A target's breaker: its own keys, else those of `defaults`, else the built-ins;
-/// `open_interval` falls back to the target's interval.
-pub(super) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) -> breaker::Settings {
-    let base = breaker::Settings::with_interval(interval);
-    let ratio = t.failure_ratio.or(d.failure_ratio).map(|r| {
-        let window = r.window.map_or(10, NonZeroUsize::get);
-        FailureRatio {
-            ratio: r.ratio,
-            window,
-            min_probes: r.min_probes.map_or(5, NonZeroUsize::get).min(window),
-        }
-    });
-    breaker::Settings {
-        failure_threshold: t.failure_threshold.or(d.failure_threshold).unwrap_or(base.failure_threshold),
-        failure_ratio: ratio,
-        recovery_timeout: t
-            .recovery_timeout
-            .or(d.recovery_timeout)
-            .map_or(base.recovery_timeout, HumanDuration::get),
-        success_threshold: t.success_threshold.or(d.success_threshold).unwrap_or(base.success_threshold),
-        open_interval: t.open_interval.or(d.open_interval).map_or(base.open_interval, HumanDuration::get),
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -230,7 +110,7 @@ pub(super) fn merge_breaker(t: &RawBreaker, d: &RawBreaker, interval: Duration) 
 
 /// Resolves a target's `health` list; `tls` is the target's, inherited without its
 /// `server_name` (which names the WebSocket host).
-pub(super) fn resolve_checks(
+pub(crate) fn resolve_checks(
     at: &str,
     raw: &[RawHealthCheck],
     interval: Duration,
@@ -245,7 +125,7 @@ pub(super) fn resolve_checks(
         if !is_valid_name(&c.name) {
             problems.push(format!(
                 "{here}.name: `{}` is not a valid name (1 to 63 characters from a-z, 0-9, `_` and `-`)",
-                super::shown(&c.name)
+                shown(&c.name)
             ));
         } else if let Some(j) = raw[..i].iter().position(|o| o.name == c.name) {
             problems.push(format!("{here}.name: `{}` is already the name of health[{j}]", c.name));
@@ -289,7 +169,7 @@ pub(super) fn resolve_checks(
                 if std::env::var_os(name).is_none() {
                     problems.push(format!(
                         "{here}.expected_version: environment variable `{}` is not set",
-                        super::shown(name)
+                        shown(name)
                     ));
                 }
             }
@@ -316,7 +196,7 @@ pub(super) fn resolve_checks(
 }
 
 /// Resolves a target's `remote_breakers`.
-pub(super) fn resolve_remote(
+pub(crate) fn resolve_remote(
     at: &str,
     raw: Option<&RawRemoteBreakers>,
     tls: &TlsSettings,
@@ -337,7 +217,7 @@ pub(super) fn resolve_remote(
     }
     let mut paths = Vec::new();
     for (name, path) in &r.paths {
-        let shown_name = super::shown(name);
+        let shown_name = shown(name);
         if !is_valid_name(name) {
             problems.push(format!(
                 "{here}.paths.{shown_name}: `{shown_name}` is not a valid breaker name (1 to 63 characters from a-z, 0-9, `_` and `-`)"
@@ -364,7 +244,7 @@ pub(super) fn resolve_remote(
 }
 
 /// `fail_on_drift` without an expected version could never fail: say so.
-pub(super) fn check_drift_gate(
+pub(crate) fn check_drift_gate(
     at: &str,
     fail_on_drift: bool,
     checks: &[HealthCheck],
@@ -391,11 +271,11 @@ fn check_url(field: &str, url: &Template, problems: &mut Vec<String>) -> Option<
             Ok(u) => Some(u),
             // A substituted value may be a secret: show the url as written.
             Err(why) if url.has_substitutions() => {
-                problems.push(format!("{field}: `{}` {why}", super::shown(url.source())));
+                problems.push(format!("{field}: `{}` {why}", shown(url.source())));
                 None
             }
             Err(why) => {
-                problems.push(format!("{field}: `{}` {why}", super::shown(&without_userinfo(&expanded))));
+                problems.push(format!("{field}: `{}` {why}", shown(&without_userinfo(&expanded))));
                 None
             }
         },
@@ -411,7 +291,7 @@ fn check_headers(
     headers: &BTreeMap<String, Template>,
     problems: &mut Vec<String>,
 ) -> Vec<(HeaderName, Template)> {
-    super::check_headers(field, headers, problems, |header| {
+    crate::util::headers::check_headers(field, headers, problems, |header| {
         RESERVED_HTTP_HEADERS
             .contains(&header.as_str())
             .then(|| "set by the health-check client itself".to_owned())
@@ -432,19 +312,7 @@ fn check_tls(
     if url.is_some_and(|u| !u.secure) {
         problems.push(format!("{here}.tls: TLS settings given but the url is http:// (use https://)"));
     }
-    if let Some(ca) = &own.ca_file {
-        if let Err(why) = super::check_ca_file(ca) {
-            problems.push(format!("{here}.tls.ca_file: {why}"));
-        }
-    }
-    if let Some(name) = &own.server_name {
-        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-            problems.push(format!(
-                "{here}.tls.server_name: `{}` is not a valid DNS name or IP address",
-                super::shown(name)
-            ));
-        }
-    }
+    crate::net::tls::check_settings(here, own, problems);
     own.clone()
 }
 
@@ -452,19 +320,6 @@ fn check_tls(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_urls_are_taken_apart() {
-        let u = parse_http_url("https://[::1]:8443/health?x=1").unwrap();
-        assert!(u.secure);
-        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
-        assert_eq!(parse_http_url("http://example.test/").unwrap().port, 80);
-        assert_eq!(parse_http_url("https://example.test").unwrap().port, 443);
-        assert_eq!(parse_http_url("ws://x/").unwrap_err(), "must use http:// or https://, not ws://");
-        assert!(parse_http_url("http://u:p@x/").unwrap_err().contains("credentials"));
-        assert!(parse_http_url("http://x:0/").unwrap_err().contains("port 0"));
-        assert!(parse_http_url("/relative").unwrap_err().contains("absolute"));
-    }
 
     #[test]
     fn paths_need_every_segment() {

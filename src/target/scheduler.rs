@@ -20,14 +20,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::Prepared;
 use crate::breaker::{self, Breaker, CircuitStatus, Transition};
-use crate::probe::{ProbeResult, Prober};
+use crate::probe::ProbeResult;
 use crate::state::{Event, StateHandle, WatchEvent};
-use crate::target_metrics::TargetMetrics;
+use crate::target::metrics::TargetMetrics;
 
-/// Where results go: the log, the metrics and the state task, in that order.
+/// The target task's one sink. Probe results go to the log, the metrics, the record
+/// file, the alert engine and the state task, in that order; breaker transitions and
+/// health readings (as [`crate::health::Report`]) to the same places.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub metrics: TargetMetrics,
     pub state: StateHandle,
     /// `--record FILE`: every result appended as a JSON line.
@@ -91,7 +94,7 @@ pub fn log_result(r: &ProbeResult) {
 }
 
 /// The delay before a target's first probe: its share of one interval.
-pub fn initial_offset(interval: Duration, index: usize, count: usize) -> Duration {
+pub(crate) fn initial_offset(interval: Duration, index: usize, count: usize) -> Duration {
     if count <= 1 {
         return Duration::ZERO;
     }
@@ -99,7 +102,7 @@ pub fn initial_offset(interval: Duration, index: usize, count: usize) -> Duratio
 }
 
 /// One interval with jitter applied: uniformly within `interval × (1 ± jitter)`.
-pub fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
+pub(crate) fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
     if jitter_fraction <= 0.0 {
         return interval;
     }
@@ -108,53 +111,48 @@ pub fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
 }
 
 /// Starts the task that probes one target until `cancel` fires.
-pub fn spawn_target(
-    prober: Prober,
+pub(crate) fn spawn_target(
+    prepared: Prepared,
     offset: Duration,
     limit: Arc<Semaphore>,
     recorder: Recorder,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    let span = tracing::info_span!("target", name = %prober.name());
-    tokio::spawn(target_loop(prober, offset, limit, recorder, cancel).instrument(span))
+    let span = tracing::info_span!("target", name = %prepared.name());
+    tokio::spawn(target_loop(prepared, offset, limit, recorder, cancel).instrument(span))
 }
 
 async fn target_loop(
-    prober: Prober,
+    prepared: Prepared,
     offset: Duration,
     limit: Arc<Semaphore>,
     recorder: Recorder,
     cancel: CancellationToken,
 ) {
-    let t = &prober.target;
+    let t = &prepared.target;
     let started = WatchEvent::Started {
         checks: t.health.iter().map(|c| c.name.clone()).collect(),
         reports_version: t.health.iter().any(|c| c.version_path.is_some()),
         remote_breakers: t.remote_breakers.is_some(),
     };
     recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
-    let mut watchers = prober.watchers.spawn(
-        &t.name,
-        &recorder.metrics.health,
-        &recorder.state,
-        recorder.alerts.as_ref(),
-        &cancel,
-    );
-    probe_loop(&prober, offset, &limit, &recorder, &cancel).await;
+    let mut watchers = prepared.watchers.spawn(&t.name, &recorder, &cancel);
+    probe_loop(&prepared, offset, &limit, &recorder, &cancel).await;
     // The probe loop ends on cancellation, which the watchers have seen too.
     watchers.shutdown().await;
 }
 
 async fn probe_loop(
-    prober: &Prober,
+    prepared: &Prepared,
     offset: Duration,
     limit: &Arc<Semaphore>,
     recorder: &Recorder,
     cancel: &CancellationToken,
 ) {
-    let interval = prober.target.interval;
-    let jitter = prober.target.jitter.fraction();
-    let mut circuit = Circuit::start(prober.name(), prober.target.circuit_breaker, interval, recorder).await;
+    let (prober, t) = (&prepared.prober, &prepared.target);
+    let interval = t.interval;
+    let jitter = t.jitter.fraction();
+    let mut circuit = Circuit::start(prober.name(), t.circuit_breaker, interval, recorder).await;
     let mut next = Instant::now() + offset;
     loop {
         // Also wakes when the breaker's recovery timeout ends, so `half_open` shows when it

@@ -6,7 +6,7 @@ use prometheus::{Gauge, IntGauge};
 use crate::alerting::metrics::AlertingMetrics;
 use crate::listener::ListenerMetrics;
 use crate::metrics::{Error, Registry};
-use crate::target_metrics::TargetMetrics;
+use crate::target::metrics::TargetMetrics;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {

@@ -6,7 +6,7 @@
 
 use prometheus::IntGauge;
 
-use crate::circuit_metrics::CircuitMetrics;
+use crate::breaker::metrics::CircuitMetrics;
 use crate::health::metrics::HealthMetrics;
 use crate::metrics::{Error, Registry, TargetCounter, Tracker};
 use crate::probe::metrics::ProbeMetrics;

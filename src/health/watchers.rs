@@ -1,0 +1,154 @@
+//! Running a target's health checks and remote-breaker poll on their intervals, and
+//! reporting every reading (drift bookkeeping included) through [`Report`].
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{remote, Checker, Deployment, Drift, HealthCheck, HealthResult, Poller, RemoteBreakers, Report};
+
+/// Everything watched beside one target's probes, made ready once (TLS configurations
+/// built, so a bad CA file fails before anything starts).
+#[derive(Debug, Default)]
+pub struct Watchers {
+    pub checks: Vec<Arc<Checker>>,
+    pub remote: Option<Arc<Poller>>,
+}
+
+impl Watchers {
+    pub fn new(health: &[HealthCheck], remote_breakers: Option<&RemoteBreakers>) -> Result<Self, String> {
+        let checks = health
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Checker::new(c.clone()).map(Arc::new).map_err(|e| format!("health[{i}] (`{}`): {e}", c.name))
+            })
+            .collect::<Result<_, _>>()?;
+        let remote = match remote_breakers {
+            Some(r) => Some(Arc::new(Poller::new(r.clone()).map_err(|e| format!("remote_breakers: {e}"))?)),
+            None => None,
+        };
+        Ok(Self { checks, remote })
+    }
+
+    /// Starts one task per health check and one for the remote breakers; they stop when
+    /// `cancel` fires.
+    pub fn spawn<R: Report>(&self, target: &str, report: &R, cancel: &CancellationToken) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        for checker in &self.checks {
+            let span = tracing::info_span!("health", check = %checker.check.name);
+            let run = check_loop(checker.clone(), target.to_owned(), report.clone(), cancel.clone());
+            tasks.spawn(run.instrument(span));
+        }
+        if let Some(poller) = &self.remote {
+            let span = tracing::info_span!("remote_breakers");
+            let run = remote::poll_loop(poller.clone(), target.to_owned(), report.clone(), cancel.clone());
+            tasks.spawn(run.instrument(span));
+        }
+        tasks
+    }
+}
+
+/// Runs one health check every `interval` until `cancel` fires.
+async fn check_loop<R: Report>(checker: Arc<Checker>, target: String, report: R, cancel: CancellationToken) {
+    let interval = checker.check.interval;
+    let mut drift = Drift::default();
+    let mut expected_error: Option<String> = None;
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            r = checker.run(&target) => r,
+        };
+        log_health(&result);
+        report.observed(&result);
+        let deployment = result.reports_version.then(|| {
+            track_drift(&result, &mut drift, &mut expected_error, &report);
+            Deployment::of(&result.check, &drift)
+        });
+        report.checked(&target, result, deployment).await;
+        // Overruns are not made up for: the next check is an interval after this one.
+        let now = Instant::now();
+        next = crate::util::time::deadline(next, interval);
+        if next <= now {
+            next = crate::util::time::deadline(now, interval);
+        }
+    }
+}
+
+/// Folds one reading into the drift state: logs and the deployment metrics.
+fn track_drift(
+    r: &HealthResult,
+    drift: &mut Drift,
+    expected_error: &mut Option<String>,
+    report: &impl Report,
+) {
+    let now = SystemTime::now();
+    if r.expected_version_error != *expected_error {
+        if let Some(e) = &r.expected_version_error {
+            tracing::warn!(target_name = %r.target, check = %r.check, error = %e, "Cannot read the expected version; drift is unknown until it can be read.");
+        }
+        expected_error.clone_from(&r.expected_version_error);
+    }
+    let changes = drift.observe(r.version.as_deref(), r.expected_version.as_deref(), now);
+    if let Some((previous, live)) = &changes.version {
+        tracing::info!(
+            target_name = %r.target,
+            check = %r.check,
+            previous = previous.as_deref().unwrap_or(""),
+            version = %live,
+            "The live version changed."
+        );
+    }
+    let expected = drift.expected().unwrap_or("");
+    let live = drift.live().unwrap_or("");
+    if changes.drift_started {
+        tracing::warn!(target_name = %r.target, check = %r.check, expected, live, "Deployment drift: deployed {expected}, {} still serves {live}.", r.target);
+    }
+    if changes.drift_ended {
+        tracing::info!(target_name = %r.target, check = %r.check, expected, live, "Deployment drift ended.");
+    }
+    // The detector's DeploymentDrift alert follows the same condition.
+    if changes.drift_started || changes.drift_ended {
+        let detail = if changes.drift_started {
+            format!("deployed {expected}, {} still serves {live}", r.target)
+        } else if expected.is_empty() {
+            // The expectation could not be read: drift is unknown rather than over.
+            format!("the expected version for {} cannot be read, so drift is unknown", r.target)
+        } else {
+            format!("{} serves the deployed build, {live}", r.target)
+        };
+        report.drift_condition(&r.target, changes.drift_started, detail);
+    }
+    let gauge = drift.drifting().map(|d| (d, drift.seconds(now)));
+    report.deployment(&r.target, drift.live(), gauge);
+}
+
+/// One log line per health check, with the fields of the failure metric.
+pub fn log_health(r: &HealthResult) {
+    let phases: Vec<String> = r.phases.iter().map(|(p, s)| format!("{p}={:.1}ms", s * 1000.0)).collect();
+    let phases = phases.join(" ");
+    if r.success {
+        tracing::info!(target_name = %r.target, check = %r.check, http_status = r.http_status.unwrap_or(0), phases = %phases, "Health check succeeded.");
+    } else {
+        tracing::warn!(
+            target_name = %r.target,
+            check = %r.check,
+            reason = r.reason.map_or("", |x| x.as_str()),
+            http_status = r.http_status.unwrap_or(0),
+            phases = %phases,
+            detail = r.message.as_deref().unwrap_or(""),
+            "Health check failed."
+        );
+    }
+}
