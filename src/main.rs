@@ -91,6 +91,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. } | Command::Replay { .. });
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    report_panics_on_one_line();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -119,6 +120,26 @@ const VERBOSE_LIBRARIES: [&str; 8] =
 
 /// Set to `1` to let `RUST_LOG` raise those libraries past `info` (their logs may show secrets).
 const UNSAFE_DEBUG_ENV: &str = "WSPROBE_LOG_UNSAFE_DEBUG";
+
+/// A panic's own text can quote server text (a slice panic shows the string it cut), so
+/// the log gets one line naming where it happened; a probe that panicked says what it was
+/// doing in its redacted `internal_error` result. `WSPROBE_LOG_UNSAFE_DEBUG=1` keeps the
+/// standard report (message and backtrace) too.
+fn report_panics_on_one_line() {
+    let standard = std::panic::take_hook();
+    let unsafe_debug = std::env::var_os(UNSAFE_DEBUG_ENV).is_some_and(|v| v == "1");
+    std::panic::set_hook(Box::new(move |info| {
+        let location =
+            info.location().map_or_else(|| "unknown".to_owned(), |l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(
+            %location,
+            "wsprobe hit a bug (a panic); a probe it happened in fails with internal_error. Please report it with this location."
+        );
+        if unsafe_debug {
+            standard(info);
+        }
+    }));
+}
 
 fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::filter::{LevelFilter, Targets};

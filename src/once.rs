@@ -56,7 +56,7 @@ struct JsonReport<'a> {
     results: Vec<WithHealth<'a>>,
 }
 
-/// DESIGN.md's JSON; a target with health checks also gets `health` and `deployment`.
+/// The public JSON report (README); a target with health checks also gets `health` and `deployment`.
 pub fn render_json(results: &[ProbeResult], health: &[TargetHealth]) -> String {
     let results = results
         .iter()

@@ -498,8 +498,8 @@ fn once_against_a_refused_port_exits_1_with_the_json_of_design_md() {
     assert_eq!(r["success"], false);
     assert_eq!(r["reason"], "connect_refused");
     assert_eq!(r["phase"], "connect");
-    // Every key of DESIGN.md's example; additions are allowed, removals are not.
-    const DESIGN_KEYS: [&str; 11] = [
+    // Every key of the documented example configuration; additions are allowed, removals are not.
+    const DOCUMENTED_KEYS: [&str; 11] = [
         "target",
         "success",
         "reason",
@@ -513,7 +513,7 @@ fn once_against_a_refused_port_exits_1_with_the_json_of_design_md() {
         "steps",
     ];
     let keys: BTreeSet<&str> = r.as_object().expect("result object").keys().map(String::as_str).collect();
-    for key in DESIGN_KEYS {
+    for key in DOCUMENTED_KEYS {
         assert!(keys.contains(key), "`{key}` missing from {r}");
     }
     assert!(r["phases"].is_object() && r["steps"].is_array(), "{r}");

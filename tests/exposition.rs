@@ -1,7 +1,7 @@
 //! The `/metrics` exposition as Prometheus, Grafana and the on-call engineer see it.
 //!
 //! A daemon runs in-process against a tiny WebSocket server and a refused port; its scrape
-//! must pass `promtool check metrics` and carry every series and label set DESIGN.md
+//! must pass `promtool check metrics` and carry every series and label set the README
 //! promises. A second test keeps `dashboards/wsprobe.json` honest: every metric it queries
 //! is one wsprobe registers (or is explicitly announced but not yet implemented).
 
@@ -227,7 +227,7 @@ fn promtool(args: &[&str], stdin: &str) -> std::process::Output {
 // ---------------------------------------------------------------------------------------
 // The dashboard.
 
-/// Metrics DESIGN.md announces that wsprobe does not register yet. The dashboard
+/// Metrics the interface announces that wsprobe does not register yet. The dashboard
 /// may already chart them; each entry leaves this list when it lands.
 const ANNOUNCED_NOT_YET_REGISTERED: &[&str] = &[];
 

@@ -440,6 +440,12 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
     if s.max_message_size.is_some_and(|size| size.0 < 125) {
         problems.push(format!("{at}.max_message_size: must be at least 125B (a control frame's size)"));
     }
+    if let Some(size) = s.max_message_size.filter(|size| size.0 > crate::util::bounds::MAX_HELD_BYTES) {
+        let most = ByteSize(crate::util::bounds::MAX_HELD_BYTES);
+        problems.push(format!(
+            "{at}.max_message_size: {size} is too large (at most {most}: a message is held whole)"
+        ));
+    }
     headers
 }
 

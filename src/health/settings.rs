@@ -261,6 +261,10 @@ fn body_limit(field: &str, value: Option<ByteSize>, problems: &mut Vec<String>) 
     if value.is_some_and(|v| v.0 == 0) {
         problems.push(format!("{field}: must be at least 1B"));
     }
+    if let Some(v) = value.filter(|v| v.0 > crate::util::bounds::MAX_HELD_BYTES) {
+        let most = ByteSize(crate::util::bounds::MAX_HELD_BYTES);
+        problems.push(format!("{field}: {v} is too large (at most {most}: a body is held whole)"));
+    }
     usize::try_from(value.unwrap_or(DEFAULT_MAX_BODY_SIZE).0).unwrap_or(usize::MAX)
 }
 

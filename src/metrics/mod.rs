@@ -3,10 +3,10 @@
 //!
 //! It knows no feature. Each feature registers and records its own metrics in a
 //! `metrics.rs` beside its code: the probe (`probe/metrics.rs`), the circuit breaker
-//! (`circuit_metrics.rs`), health checks, drift and remote breakers (`health/metrics.rs`),
-//! alerting (`alerting/metrics.rs`), the target task (`target_metrics.rs`: skipped and
+//! (`breaker/metrics.rs`), health checks, drift and remote breakers (`health/metrics.rs`),
+//! alerting (`alerting/metrics.rs`), the target task (`target/metrics.rs`: skipped and
 //! in-flight probes, probe slots), the listener (`listener/mod.rs`) and the daemon
-//! (`daemon_metrics.rs`: targets, reloads). Label values come only from configured names
+//! (`daemon/metrics.rs`: targets, reloads). Label values come only from configured names
 //! and closed enums, so cardinality is bounded by the configuration.
 //!
 //! A per-target metric is registered with one of the `target_*` helpers: its first label

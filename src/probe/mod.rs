@@ -120,9 +120,12 @@ impl Prober {
         match guard::catch(self.probe_unguarded(cancel, started, started_at)).await {
             Ok(result) => result,
             Err(panic) => {
-                // The phases were over: building the result itself panicked.
-                self.log_panic(&panic);
-                let e = guard::internal_error(&panic);
+                // The phases were over: building the result itself panicked. Its text may
+                // quote server text, and the probe's secrets are gone with its frame, so
+                // it is not shown.
+                drop(panic);
+                let e = guard::internal_error("a panic while building the probe's result");
+                self.log_panic(&e.message);
                 let mut result = self.blank_result(started_at, started.elapsed().as_secs_f64());
                 result.success = false;
                 result.reason = Some(e.reason);
@@ -133,11 +136,12 @@ impl Prober {
     }
 
     /// Logs the first panic caught in this target's probes; later ones are in the results.
-    fn log_panic(&self, panic: &str) {
+    /// `detail` is the result's message, already redacted.
+    fn log_panic(&self, detail: &str) {
         if !self.panicked.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 target_name = %self.spec.name,
-                detail = %guard::internal_error(panic).message,
+                detail = %detail,
                 "A bug in wsprobe was caught while probing this target: the probe fails with \
                  internal_error and the target keeps being probed. Later occurrences are not logged \
                  again. Please report it."
@@ -167,10 +171,11 @@ impl Prober {
             secrets: Vec::new(),
         };
         let mut session = None;
+        let mut panicked = false;
         let outcome = match guard::catch(self.flow(&mut run, &mut session)).await {
             Ok(outcome) => outcome,
             Err(panic) => {
-                self.log_panic(&panic);
+                panicked = true;
                 Err(Stop::Failed(guard::internal_error(&panic)))
             }
         };
@@ -207,6 +212,10 @@ impl Prober {
                 result.step = run.step;
                 // Whatever was substituted from the environment or a file is a secret.
                 result.message = Some(Redactor::new(&run.secrets).redact(&e.message));
+                if panicked {
+                    // Logged redacted, as the result shows it.
+                    self.log_panic(result.message.as_deref().unwrap_or_default());
+                }
                 result.http_status = e.http_status.or(result.http_status);
                 result.close_code = e.close_code;
                 if let Some(s) = session {

@@ -1,4 +1,4 @@
-//! What a probe reports: phases, failure reasons and the result shape of DESIGN.md.
+//! What a probe reports: phases, failure reasons and the result shape `wsprobe once --format json` prints.
 //!
 //! `Phase` and `Reason` are closed enums whose `as_str` values are the public `phase` and
 //! `reason` label values; nothing a server sends can add to them.

@@ -66,6 +66,11 @@ pub fn check(field: &str, value: Option<HumanDuration>, limit: Limit, problems: 
     }
 }
 
+/// The largest message (`max_message_size`) or body (`max_body_size`) a probe or check may
+/// be told to accept: each is held in memory whole, so a typo of a few digits must not
+/// let one server take gigabytes.
+pub(crate) const MAX_HELD_BYTES: u64 = 1 << 30;
+
 #[cfg(test)]
 mod tests {
     use super::*;
