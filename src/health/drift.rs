@@ -1,11 +1,14 @@
 //! Deployment drift: which version is live, whether it is the expected one, since when not.
 //!
-//! Pure bookkeeping fed by each check's reading; the check loop turns its answers into
-//! logs, metrics and the API.
+//! Pure bookkeeping fed by each check's reading ([`Drift::read`], the one place a reading
+//! becomes a [`Deployment`], for the check loop and for `wsprobe once` alike); the check
+//! loop turns its answers into logs, metrics and the API.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+
+use super::{Deployment, HealthResult};
 
 /// Longest version label exported; longer values are cut.
 pub(crate) const MAX_VERSION_LABEL: usize = 64;
@@ -80,6 +83,16 @@ impl Drift {
     /// Seconds since drift began; 0 without drift.
     pub fn seconds(&self, now: SystemTime) -> f64 {
         self.since.map_or(0.0, |s| now.duration_since(s).unwrap_or(Duration::ZERO).as_secs_f64())
+    }
+
+    /// Folds one check's reading in: what it changed and the deployment it now shows.
+    /// `None` for a check that reads no version, which says nothing about drift.
+    pub(crate) fn read(&mut self, r: &HealthResult, now: SystemTime) -> Option<(Changes, Deployment)> {
+        if !r.reports_version {
+            return None;
+        }
+        let changes = self.observe(r.version.as_deref(), r.expected_version.as_deref(), now);
+        Some((changes, Deployment::of(&r.check, self)))
     }
 
     /// Records a reading. `live` is `None` when the check could not read a version (the

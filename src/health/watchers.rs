@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{remote, Checker, Deployment, Drift, HealthCheck, HealthResult, Poller, RemoteBreakers, Report};
+use super::drift::Changes;
+use super::ticker::Ticker;
+use super::{remote, Checker, Drift, HealthCheck, HealthResult, Poller, RemoteBreakers, Report};
 
 /// Everything watched beside one target's probes, made ready once (TLS configurations
 /// built, so a bad CA file fails before anything starts).
@@ -55,52 +56,36 @@ impl Watchers {
 
 /// Runs one health check every `interval` until `cancel` fires.
 async fn check_loop<R: Report>(checker: Arc<Checker>, target: String, report: R, cancel: CancellationToken) {
-    let interval = checker.check.interval;
+    let mut ticker = Ticker::new(checker.check.interval);
     let mut drift = Drift::default();
     let mut expected_error: Option<String> = None;
-    let mut next = Instant::now();
-    loop {
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep_until(next) => {}
-        }
-        let result = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            r = checker.run(&target) => r,
-        };
+    while let Some(result) = ticker.tick(&cancel, checker.run(&target)).await {
         log_health(&result);
         report.observed(&result);
-        let deployment = result.reports_version.then(|| {
-            track_drift(&result, &mut drift, &mut expected_error, &report);
-            Deployment::of(&result.check, &drift)
+        let now = SystemTime::now();
+        let deployment = drift.read(&result, now).map(|(changes, deployment)| {
+            track_drift(&result, &changes, &drift, &mut expected_error, &report, now);
+            deployment
         });
         report.checked(&target, result, deployment).await;
-        // Overruns are not made up for: the next check is an interval after this one.
-        let now = Instant::now();
-        next = crate::util::time::deadline(next, interval);
-        if next <= now {
-            next = crate::util::time::deadline(now, interval);
-        }
     }
 }
 
-/// Folds one reading into the drift state: logs and the deployment metrics.
+/// What one reading did to the drift state, told: logs and the deployment metrics.
 fn track_drift(
     r: &HealthResult,
-    drift: &mut Drift,
+    changes: &Changes,
+    drift: &Drift,
     expected_error: &mut Option<String>,
     report: &impl Report,
+    now: SystemTime,
 ) {
-    let now = SystemTime::now();
     if r.expected_version_error != *expected_error {
         if let Some(e) = &r.expected_version_error {
             tracing::warn!(target_name = %r.target, check = %r.check, error = %e, "Cannot read the expected version; drift is unknown until it can be read.");
         }
         expected_error.clone_from(&r.expected_version_error);
     }
-    let changes = drift.observe(r.version.as_deref(), r.expected_version.as_deref(), now);
     if let Some((previous, live)) = &changes.version {
         tracing::info!(
             target_name = %r.target,
