@@ -10,8 +10,8 @@
 //!
 //! `check` runs and judges one check, its GET going through `http` (the one client in
 //! [`crate::net::http`]); `drift` keeps the version bookkeeping; `remote` reads remote
-//! breaker states; `watchers` runs them all on their intervals, reporting through
-//! [`Report`]; `settings` is their configuration.
+//! breaker states; `watchers` runs them all on their intervals (one cadence for both,
+//! `ticker`), reporting through [`Report`]; `settings` is their configuration.
 
 mod check;
 pub mod drift;
@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod remote;
 mod report;
 pub mod settings;
+mod ticker;
 mod watchers;
 
 use std::time::SystemTime;

@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use rustls::ClientConfig;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ticker::Ticker;
 use super::RemoteBreakers;
 use super::{http, request_parts, unix, HealthReason};
 use crate::util::matcher::lookup;
@@ -142,20 +142,9 @@ pub(super) async fn poll_loop<R: super::Report>(
     report: R,
     cancel: CancellationToken,
 ) {
-    let interval = poller.config.interval;
+    let mut ticker = Ticker::new(poller.config.interval);
     let mut last: BTreeMap<String, RemoteState> = BTreeMap::new();
-    let mut next = Instant::now();
-    loop {
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep_until(next) => {}
-        }
-        let status = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            s = poller.poll(&target) => s,
-        };
+    while let Some(status) = ticker.tick(&cancel, poller.poll(&target)).await {
         if let (Some(reason), Some(error)) = (status.reason, &status.error) {
             report.remote_poll_failed(&target, reason);
             tracing::warn!(target_name = %target, reason = reason.as_str(), detail = error.as_str(), "Could not read the remote circuit breakers; their states are unknown.");
@@ -174,11 +163,6 @@ pub(super) async fn poll_loop<R: super::Report>(
             }
         }
         report.polled(&target, status).await;
-        next += interval;
-        let now = Instant::now();
-        if next <= now {
-            next = now + interval;
-        }
     }
 }
 
