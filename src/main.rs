@@ -316,9 +316,8 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
     let selected = probers.len();
     let cancel = CancellationToken::new();
     // Health checks run beside the probes, as in the daemon.
-    let checked = probers.clone();
     let (results, health) = tokio::select! {
-        r = async { tokio::join!(once::probe_all(probers, &config, &cancel), once::check_all(&checked)) } => r,
+        r = once::run(probers, &config, &cancel) => r,
         () = daemon::shutdown_signal() => {
             cancel.cancel();
             return Ok(ExitCode::from(130));

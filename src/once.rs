@@ -1,7 +1,9 @@
 //! `wsprobe once`: every selected target probed now, results printed, exit 0 or 1.
 //!
-//! The same `Prober` the daemon runs, so a post-deploy gate in CI checks exactly what the
-//! monitor checks.
+//! One round of each selected target through the target layer ([`round`]: the same
+//! `Prober`, health checks and drift fold the daemon runs), so a post-deploy gate in CI
+//! checks exactly what the monitor checks. This file runs the rounds side by side, keeps
+//! configuration order, renders the report and says whether the gate passes.
 
 use std::fmt::Write as _;
 
@@ -11,44 +13,45 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::health::{Deployment, HealthResult};
 use crate::probe::{missing_result, ProbeResult};
-use crate::target::Prepared;
+use crate::target::{round, Prepared, Round};
 use crate::util::text::escape_control;
 
-/// Probes each target once, concurrently up to the configured limit; results in
-/// configuration order, one per target unless `cancel` fired. A target whose probe ended
-/// without a result (its task failed) gets a failed `internal_error` result: a gate never
-/// passes on a target it did not check.
-pub async fn probe_all(
-    probers: Vec<Prepared>,
+/// Runs one round of each target ([`round`]), the rounds concurrent, probes taking one of
+/// the `max_concurrent_probes` slots. Probe results in configuration order, one per target
+/// unless `cancel` fired; a round whose task failed gets a failed `internal_error` result,
+/// so a gate never passes on a target it did not check. Health in the same order, targets
+/// without checks left out.
+pub async fn run(
+    prepared: Vec<Prepared>,
     config: &Config,
     cancel: &CancellationToken,
-) -> Vec<ProbeResult> {
+) -> (Vec<ProbeResult>, Vec<TargetHealth>) {
     let limit = crate::slots::pool(config.max_concurrent_probes);
-    let tasks: Vec<_> = probers
+    let tasks: Vec<_> = prepared
         .into_iter()
         .map(|p| {
-            let limit = limit.clone();
-            let cancel = cancel.clone();
+            let (limit, cancel) = (limit.clone(), cancel.clone());
             let name = p.name().to_owned();
-            (
-                name,
-                tokio::spawn(async move {
-                    let _permit = limit.acquire_owned().await.ok()?;
-                    p.prober.probe(&cancel).await
-                }),
-            )
+            let checked = (!p.watchers.checks.is_empty()).then_some(p.target.fail_on_drift);
+            (name, checked, tokio::spawn(async move { round(&p, &limit, &cancel).await }))
         })
         .collect();
     let mut results = Vec::with_capacity(tasks.len());
-    for (name, task) in tasks {
-        match task.await {
-            Ok(Some(r)) => results.push(r),
-            Ok(None) if cancel.is_cancelled() => {}
-            Ok(None) => results.push(missing_result(&name, "the probe ended without a result")),
-            Err(e) => results.push(missing_result(&name, &format!("the probe's task failed: {e}"))),
+    let mut health = Vec::new();
+    for (name, checked, task) in tasks {
+        let Round { probe, health: checks, deployment } = match task.await {
+            Ok(r) => r,
+            Err(e) => {
+                results.push(missing_result(&name, &format!("the probe's task failed: {e}")));
+                continue;
+            }
+        };
+        results.extend(probe);
+        if let Some(fail_on_drift) = checked {
+            health.push(TargetHealth { target: name, results: checks, deployment, fail_on_drift });
         }
     }
-    results
+    (results, health)
 }
 
 #[derive(Serialize)]
@@ -148,44 +151,6 @@ impl TargetHealth {
     fn drift_unresolved(&self) -> bool {
         self.deployment.as_ref().is_none_or(|d| d.drift != Some(false))
     }
-}
-
-/// Runs every health check of every target once, concurrently; targets in the given
-/// order, checks in configuration order. Targets without checks are left out.
-pub async fn check_all(probers: &[Prepared]) -> Vec<TargetHealth> {
-    let tasks: Vec<_> = probers
-        .iter()
-        .filter(|p| !p.watchers.checks.is_empty())
-        .map(|p| {
-            let (name, fail_on_drift) = (p.name().to_owned(), p.target.fail_on_drift);
-            let checks: Vec<_> = p
-                .watchers
-                .checks
-                .iter()
-                .map(|c| {
-                    let (c, name) = (c.clone(), name.clone());
-                    tokio::spawn(async move { c.run(&name).await })
-                })
-                .collect();
-            (name, fail_on_drift, checks)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for (target, fail_on_drift, checks) in tasks {
-        let mut results = Vec::with_capacity(checks.len());
-        for task in checks {
-            if let Ok(r) = task.await {
-                results.push(r);
-            }
-        }
-        let deployment = results.iter().find(|r| r.reports_version).map(|r| {
-            let mut drift = crate::health::Drift::default();
-            drift.observe(r.version.as_deref(), r.expected_version.as_deref(), std::time::SystemTime::now());
-            Deployment::of(&r.check, &drift)
-        });
-        out.push(TargetHealth { target, results, deployment, fail_on_drift });
-    }
-    out
 }
 
 /// A probe result with its target's health checks, for the JSON report.

@@ -1,11 +1,13 @@
 //! The target task: one target's probes on their schedule, its circuit breaker, and the
-//! health checks and remote-breaker poll started beside them.
+//! health checks and remote-breaker poll started beside them; and one round of it, now
+//! (`round`), for `wsprobe once`.
 //!
 //! Above the features and the configuration: it joins a `config::Target` to the probe,
 //! breaker and health pieces that know nothing of each other, and routes what they report
 //! to the log, the metrics, the state snapshot, the record file and the alert engine.
 
 pub mod metrics;
+mod round;
 pub mod scheduler;
 mod watch;
 
@@ -14,6 +16,8 @@ use std::sync::Arc;
 use crate::config::Target;
 use crate::health::Watchers;
 use crate::probe::Prober;
+
+pub(crate) use round::{round, Round};
 
 /// A target made ready to run: its prober and its watchers built once (TLS
 /// configurations loaded, so a bad CA file fails before anything starts).
