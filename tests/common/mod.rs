@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod daemon;
 pub mod echoing;
+pub mod health;
 pub mod hostile;
 pub mod http;
 pub mod poll;
