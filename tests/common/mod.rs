@@ -12,12 +12,15 @@
 #![allow(clippy::expect_used)]
 
 pub mod alertmanager;
+pub mod config;
 pub mod daemon;
 pub mod echoing;
+pub mod health;
 pub mod hostile;
 pub mod http;
 pub mod poll;
 pub mod process;
+pub mod promtool;
 mod tls;
 mod wire;
 
