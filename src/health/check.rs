@@ -3,14 +3,13 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use hyper::header::{HeaderName, HeaderValue};
 use rustls::ClientConfig;
 use serde_json::Value;
 
 use super::{drift, http, unix, HealthCheck, HealthReason, HealthResult};
 use crate::util::matcher::{lookup, Matcher, Received};
 use crate::util::redact::Redactor;
-use crate::util::template::{Template, Vars};
+use crate::util::template::Vars;
 use crate::util::text::escape_control;
 
 /// A health check made ready to run: its TLS configuration built once.
@@ -41,20 +40,15 @@ impl Checker {
             },
             None => (None, None),
         };
-        let outcome = match request_parts(&c.url, &c.headers, &vars, &mut secrets) {
-            Ok((url, headers)) => {
-                let get = http::Get {
-                    url: &url,
-                    headers: &headers,
-                    timeout: c.timeout,
-                    max_body_size: c.max_body_size,
-                    tls: &self.tls,
-                    server_name: c.tls.server_name.as_deref(),
-                };
-                http::get(&get, &mut timings).await
-            }
-            Err(e) => Err(e),
+        let endpoint = http::Endpoint {
+            url: &c.url,
+            headers: &c.headers,
+            timeout: c.timeout,
+            max_body_size: c.max_body_size,
+            tls: &self.tls,
+            server_name: c.tls.server_name.as_deref(),
         };
+        let outcome = http::fetch(&endpoint, target, &mut secrets, &mut timings).await;
         let redactor = Redactor::new(&secrets);
         let mut result = HealthResult {
             target: target.to_owned(),
@@ -161,33 +155,6 @@ impl Checker {
         }
         (Ok(()), version)
     }
-}
-
-/// Expands a URL and its headers for one request; their values are secrets.
-pub(crate) fn request_parts(
-    url: &Template,
-    headers: &[(HeaderName, Template)],
-    vars: &Vars,
-    secrets: &mut Vec<String>,
-) -> Result<(String, Vec<(HeaderName, HeaderValue)>), http::GetError> {
-    let failed =
-        |what: String| http::GetError::new(HealthReason::ConnectError, format!("cannot expand {what}"));
-    let expanded = url.expand_with(vars, secrets).map_err(|e| failed(format!("the url: {e}")))?;
-    let mut out = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
-        let v = value.expand_with(vars, secrets).map_err(|e| failed(format!("header `{name}`: {e}")))?;
-        let mut v = HeaderValue::from_str(&v).map_err(|_| {
-            http::GetError::new(
-                HealthReason::ConnectError,
-                format!("header `{name}` expands to an invalid value"),
-            )
-        })?;
-        if value.has_substitutions() {
-            v.set_sensitive(true);
-        }
-        out.push((name.clone(), v));
-    }
-    Ok((expanded, out))
 }
 
 /// `application/json`, `application/problem+json`, with or without parameters.

@@ -4,19 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderName;
 use rustls::ClientConfig;
 
 use super::HealthReason;
 use crate::net::http::{self as client, HttpErrorKind, Method};
 pub use crate::net::http::{Answer, Timings};
+use crate::util::headers::expand_headers;
+use crate::util::template::{Template, Vars};
 
-/// What one GET needs; `url` is already expanded.
+/// What a health check and a remote-breaker poll GET: the url and headers as configured
+/// (expanded at each request, so rotated secrets are used at once), bounds and TLS.
 #[derive(Debug)]
-pub struct Get<'a> {
-    pub url: &'a str,
+pub struct Endpoint<'a> {
+    pub url: &'a Template,
     /// Sent to the first origin only: a redirect elsewhere does not get credentials.
-    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub headers: &'a [(HeaderName, Template)],
     pub timeout: Duration,
     pub max_body_size: usize,
     pub tls: &'a Arc<ClientConfig>,
@@ -57,16 +60,30 @@ impl From<client::HttpError> for GetError {
     }
 }
 
-/// Performs the GET, following redirects; fills `timings` whatever the outcome.
-pub async fn get(req: &Get<'_>, timings: &mut Timings) -> Result<Answer, GetError> {
+/// Expands the endpoint for `target` and GETs it, following redirects. Every value
+/// substituted is pushed onto `secrets` (for redaction) and `timings` is filled, whatever
+/// the outcome.
+pub async fn fetch(
+    e: &Endpoint<'_>,
+    target: &str,
+    secrets: &mut Vec<String>,
+    timings: &mut Timings,
+) -> Result<Answer, GetError> {
+    let vars = Vars { target: target.to_owned(), captures: Default::default() };
+    let url = e
+        .url
+        .expand_with(&vars, secrets)
+        .map_err(|why| GetError::new(HealthReason::ConnectError, format!("cannot expand the url: {why}")))?;
+    let headers = expand_headers(e.headers, &vars, secrets)
+        .map_err(|why| GetError::new(HealthReason::ConnectError, why))?;
     let request = client::Request {
         method: Method::Get,
-        url: req.url,
-        headers: req.headers,
-        timeout: req.timeout,
-        max_body_size: req.max_body_size,
-        tls: req.tls,
-        server_name: req.server_name,
+        url: &url,
+        headers: &headers,
+        timeout: e.timeout,
+        max_body_size: e.max_body_size,
+        tls: e.tls,
+        server_name: e.server_name,
     };
     client::request(&request, timings).await.map_err(GetError::from)
 }

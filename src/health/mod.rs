@@ -28,7 +28,6 @@ use std::time::SystemTime;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-pub(crate) use check::request_parts;
 pub use check::Checker;
 pub use drift::{version_label, Drift};
 pub use remote::{Poller, RemoteState, RemoteStatus};

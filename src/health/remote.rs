@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ticker::Ticker;
 use super::RemoteBreakers;
-use super::{http, request_parts, unix, HealthReason};
+use super::{http, unix, HealthReason};
 use crate::util::matcher::lookup;
-use crate::util::template::{redact, Vars};
+use crate::util::template::redact;
 
 crate::label_enum! {
     /// A remote breaker's state as exported.
@@ -74,22 +74,18 @@ impl Poller {
     pub async fn poll(&self, target: &str) -> RemoteStatus {
         let c = &self.config;
         let checked_at = unix(SystemTime::now());
-        let vars = Vars { target: target.to_owned(), captures: Default::default() };
         let mut secrets = Vec::new();
-        let outcome = match request_parts(&c.url, &c.headers, &vars, &mut secrets) {
-            Ok((url, headers)) => {
-                let get = http::Get {
-                    url: &url,
-                    headers: &headers,
-                    timeout: c.timeout,
-                    max_body_size: c.max_body_size,
-                    tls: &self.tls,
-                    server_name: c.tls.server_name.as_deref(),
-                };
-                http::get(&get, &mut http::Timings::default()).await.and_then(|answer| parse(&answer))
-            }
-            Err(e) => Err(e),
+        let endpoint = http::Endpoint {
+            url: &c.url,
+            headers: &c.headers,
+            timeout: c.timeout,
+            max_body_size: c.max_body_size,
+            tls: &self.tls,
+            server_name: c.tls.server_name.as_deref(),
         };
+        let outcome = http::fetch(&endpoint, target, &mut secrets, &mut http::Timings::default())
+            .await
+            .and_then(|answer| parse(&answer));
         match outcome {
             Ok(doc) => RemoteStatus {
                 checked_at,

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +34,7 @@ pub use settings::{ProbeSpec, Timeouts};
 
 use crate::net::tls;
 use crate::net::{NetError, NetErrorKind};
+use crate::util::headers::expand_headers;
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;
 use crate::util::time::{deadline, fmt_duration, unix_now};
@@ -253,19 +253,8 @@ impl Prober {
         let url = parse_ws_url(&expanded).map_err(|why| {
             ProbeError::new(Reason::ConnectError, format!("the url `{}` {why}", t.url.source()))
         })?;
-        let mut headers = Vec::with_capacity(t.headers.len());
-        for (name, value) in &t.headers {
-            let v = value
-                .expand_with(&vars, &mut run.secrets)
-                .map_err(|e| expand_failed(format!("header `{name}`: {e}")))?;
-            let mut v = HeaderValue::from_str(&v).map_err(|_| {
-                ProbeError::new(Reason::ConnectError, format!("header `{name}` expands to an invalid value"))
-            })?;
-            if value.has_substitutions() {
-                v.set_sensitive(true);
-            }
-            headers.push((name.clone(), v));
-        }
+        let headers = expand_headers(&t.headers, &vars, &mut run.secrets)
+            .map_err(|why| ProbeError::new(Reason::ConnectError, why))?;
         let mut subprotocols = Vec::with_capacity(t.subprotocols.len());
         for p in &t.subprotocols {
             let value = p

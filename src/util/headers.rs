@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
-use super::template::Template;
+use super::template::{Template, Vars};
 use super::text::shown;
 
 /// Validates configured headers: valid names, no name given twice (case-insensitively),
@@ -44,4 +44,27 @@ pub(crate) fn check_headers(
         }
     }
     out
+}
+
+/// Expands configured headers for one request (a probe's upgrade, a health check's GET):
+/// every value substituted is pushed onto `secrets`, and a value that came from a
+/// substitution is marked sensitive. The error is a sentence naming the header, never its
+/// value; the caller gives it its reason.
+pub(crate) fn expand_headers(
+    headers: &[(HeaderName, Template)],
+    vars: &Vars,
+    secrets: &mut Vec<String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut out = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let v =
+            value.expand_with(vars, secrets).map_err(|e| format!("cannot expand header `{name}`: {e}"))?;
+        let mut v =
+            HeaderValue::from_str(&v).map_err(|_| format!("header `{name}` expands to an invalid value"))?;
+        if value.has_substitutions() {
+            v.set_sensitive(true);
+        }
+        out.push((name.clone(), v));
+    }
+    Ok(out)
 }
