@@ -87,7 +87,3 @@ pub async fn fetch(
     };
     client::request(&request, timings).await.map_err(GetError::from)
 }
-
-pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    crate::util::text::excerpt(s, max)
-}

@@ -18,6 +18,7 @@ use super::RemoteBreakers;
 use super::{http, unix, HealthReason};
 use crate::util::matcher::lookup;
 use crate::util::template::redact;
+use crate::util::text::excerpt;
 
 crate::label_enum! {
     /// A remote breaker's state as exported.
@@ -120,13 +121,13 @@ fn parse(answer: &http::Answer) -> Result<Value, http::GetError> {
     }
     let text = String::from_utf8_lossy(&answer.body);
     if let Some(ct) = answer.content_type.as_deref().filter(|ct| !super::check::is_json_type(ct)) {
-        let message = format!("expected a JSON body, got content type `{}`", http::excerpt(ct, 60));
+        let message = format!("expected a JSON body, got content type `{}`", excerpt(ct, 60));
         return fail(HealthReason::BodyMismatch, message);
     }
     serde_json::from_str(&text).or_else(|e| {
         fail(
             HealthReason::BodyMismatch,
-            format!("the body is not valid JSON ({e}): {:?}", http::excerpt(text.trim(), 60)),
+            format!("the body is not valid JSON ({e}): {:?}", excerpt(text.trim(), 60)),
         )
     })
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{resolve, tcp, tls, NetError, NetErrorKind};
+use crate::util::text::excerpt;
 use crate::util::time::fmt_duration;
 use crate::util::url::{parse_http_url, HttpUrl};
 
@@ -209,10 +210,6 @@ async fn follow(req: &Request<'_>, deadline: Instant, timings: &mut Timings) -> 
 fn short_url(u: &str) -> String {
     let path = u.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or(u);
     excerpt(path, 80)
-}
-
-pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    crate::util::text::excerpt(s, max)
 }
 
 fn is_redirect(status: u16) -> bool {
