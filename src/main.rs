@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use wsprobe::config::{self, Config};
 use wsprobe::daemon::{self, Source};
+use wsprobe::shard::Shard;
 use wsprobe::target::Prepared;
 use wsprobe::util::units::HumanDuration;
 use wsprobe::{demo, once};
@@ -50,6 +51,9 @@ enum Command {
         /// Append every probe result to this JSON-lines file (for `wsprobe replay`).
         #[arg(long, value_name = "FILE.jsonl")]
         record: Option<PathBuf>,
+        /// Probe only this shard's targets: INDEX/TOTAL, INDEX from 0 or a pod name ending in `-N`.
+        #[arg(long, env = "WSPROBE_SHARD", value_name = "INDEX/TOTAL")]
+        shard: Option<Shard>,
     },
     /// Replay a recorded trace through the alert detector and print every alert transition.
     Replay {
@@ -65,6 +69,9 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// List only the targets this shard would probe (INDEX/TOTAL, as for `run`).
+        #[arg(long, env = "WSPROBE_SHARD", value_name = "INDEX/TOTAL")]
+        shard: Option<Shard>,
     },
     /// Probe each target once now (exit 0 all ok, 1 any failed, 2 bad configuration).
     Once {
@@ -101,8 +108,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Check { config } => check(&config),
-            Command::Run { config, record } => with_config(&config, |c| run(c, config.clone(), record)).await,
+            Command::Check { config, shard } => check(&config, shard),
+            Command::Run { config, record, shard } => {
+                with_config(&config, |c| run(c, config.clone(), record, shard)).await
+            }
             Command::Replay { config, trace, format } => {
                 with_config(&config, |c| async move { replay(&c, &trace, format) }).await
             }
@@ -190,8 +199,8 @@ fn report(outcome: anyhow::Result<ExitCode>) -> ExitCode {
     })
 }
 
-fn check(path: &Path) -> ExitCode {
-    let c = match config::load(path) {
+fn check(path: &Path, shard: Option<Shard>) -> ExitCode {
+    let mut c = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -204,6 +213,11 @@ fn check(path: &Path) -> ExitCode {
         return ExitCode::from(2);
     }
     println!("{}: valid; listen {}; {} target(s)", path.display(), c.listen, c.targets.len());
+    if let Some(shard) = shard {
+        let all = c.targets.len();
+        c.targets.retain(|t| shard.owns(&t.name));
+        println!("shard {shard} probes {} of the {all} target(s):", c.targets.len());
+    }
     for t in &c.targets {
         let mut watched = String::new();
         if !t.health.is_empty() {
@@ -229,10 +243,15 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(config: Config, path: PathBuf, record: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn run(
+    config: Config,
+    path: PathBuf,
+    record: Option<PathBuf>,
+    shard: Option<Shard>,
+) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
-    let targets = config.targets.len();
-    let options = daemon::Options { record, ..Default::default() };
+    let targets = config.targets.iter().filter(|t| shard.is_none_or(|s| s.owns(&t.name))).count();
+    let options = daemon::Options { record, shard, ..Default::default() };
     let running = daemon::start_with(config, Source::File(path.clone()), cancel.clone(), options).await?;
     tracing::info!(config = %path.display(), targets, "wsprobe started.");
     daemon::reload_on_sighup(running.shared.reload.clone(), cancel.clone());

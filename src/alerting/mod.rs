@@ -18,6 +18,7 @@ pub mod metrics;
 pub(crate) mod persist;
 pub mod receivers;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,10 +93,22 @@ pub fn spawn(
     metrics: AlertingMetrics,
     cancel: CancellationToken,
 ) -> (AlertsHandle, AlertsView, JoinHandle<()>) {
+    spawn_labelled(config, listen, BTreeMap::new(), metrics, cancel)
+}
+
+/// [`spawn`], with the instance's `labels:` added to every alert sent.
+pub fn spawn_labelled(
+    config: &Alerting,
+    listen: SocketAddr,
+    instance_labels: BTreeMap<String, String>,
+    metrics: AlertingMetrics,
+    cancel: CancellationToken,
+) -> (AlertsHandle, AlertsView, JoinHandle<()>) {
     let ctx = Context {
         external_url: config.external_url.clone().unwrap_or_else(|| format!("http://{listen}")),
         runbook_url: config.runbook_url.clone(),
         resend_interval: config.resend_interval,
+        instance_labels,
     };
     let dispatcher = Dispatcher::start(
         config.receivers.clone(),

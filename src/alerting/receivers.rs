@@ -19,9 +19,19 @@ pub struct Context {
     pub runbook_url: Option<String>,
     /// Firing alerts are re-sent this often; Alertmanager keeps them alive for 4× that.
     pub resend_interval: Duration,
+    /// The configuration's top-level `labels:` (a location), added to every alert so
+    /// alerts from different vantage points stay apart and replicas of one merge.
+    pub instance_labels: BTreeMap<String, String>,
 }
 
 impl Context {
+    /// The alert's own labels plus the instance's; validation keeps their names apart.
+    pub fn labels(&self, alert: &Alert) -> BTreeMap<String, String> {
+        let mut all = self.instance_labels.clone();
+        all.extend(labels(alert));
+        all
+    }
+
     fn annotations(&self, alert: &Alert) -> BTreeMap<String, String> {
         let mut a = BTreeMap::from([
             ("summary".to_owned(), alert.summary.clone()),
@@ -70,7 +80,7 @@ pub(crate) fn alertmanager_body(ctx: &Context, alerts: &[Alert], now: SystemTime
         .iter()
         .filter(|a| a.state != AlertState::Pending)
         .map(|a| AmAlert {
-            labels: labels(a),
+            labels: ctx.labels(a),
             annotations: ctx.annotations(a),
             starts_at: rfc3339_unix(a.active_since),
             ends_at: match (a.state, a.resolved_at) {
@@ -92,7 +102,7 @@ pub(crate) fn webhook_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
         .map(|a| {
             json!({
                 "status": if a.state == AlertState::Resolved { "resolved" } else { "firing" },
-                "labels": labels(a),
+                "labels": ctx.labels(a),
                 "annotations": ctx.annotations(a),
                 "startsAt": rfc3339_unix(a.active_since),
                 "endsAt": a.resolved_at.map(rfc3339_unix),
@@ -131,6 +141,11 @@ pub(crate) fn slack_body(ctx: &Context, alerts: &[Alert]) -> Vec<u8> {
                 slack_text(&a.key.target),
                 slack_text(&a.description)
             );
+            if !ctx.instance_labels.is_empty() {
+                let from: Vec<String> =
+                    ctx.instance_labels.iter().map(|(k, v)| format!("{k}={}", slack_text(v))).collect();
+                line.push_str(&format!(" (from {})", from.join(", ")));
+            }
             if let Some(url) = &ctx.runbook_url {
                 line.push_str(&format!(" (<{}|runbook>)", url.replace("{alertname}", name)));
             }
@@ -164,7 +179,26 @@ mod tests {
             external_url: "http://wsprobe".into(),
             runbook_url: None,
             resend_interval: Duration::from_secs(60),
+            instance_labels: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn instance_labels_ride_on_every_format() {
+        let ctx = Context {
+            instance_labels: BTreeMap::from([("location".to_owned(), "eu-west-1".to_owned())]),
+            ..ctx()
+        };
+        let alert = drift_alert("drift");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let am: serde_json::Value =
+            serde_json::from_slice(&alertmanager_body(&ctx, &[alert.clone()], now)).unwrap();
+        assert_eq!(am[0]["labels"]["location"], "eu-west-1");
+        assert_eq!(am[0]["labels"]["target"], "agent");
+        let hook: serde_json::Value = serde_json::from_slice(&webhook_body(&ctx, &[alert.clone()])).unwrap();
+        assert_eq!(hook["alerts"][0]["labels"]["location"], "eu-west-1");
+        let slack: serde_json::Value = serde_json::from_slice(&slack_body(&ctx, &[alert])).unwrap();
+        assert!(slack["text"].as_str().unwrap().ends_with("(from location=eu-west-1)"), "{slack}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! field it is about, before anything binds a port or opens a socket.
 
 pub mod input;
+pub mod labels;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -71,6 +72,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// Regression detection and alert delivery; off when absent.
     pub alerting: Option<crate::alerting::Alerting>,
+    /// Who this instance is (`location: eu-west-1`): added to every alert it sends and
+    /// exported as `wsprobe_instance_info`.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One monitored endpoint, with every setting resolved.
@@ -136,6 +140,8 @@ struct RawConfig {
     defaults: RawSettings,
     targets: Vec<RawTarget>,
     alerting: Option<crate::alerting::RawAlerting>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 /// Settings a target inherits from `defaults` and may override.
@@ -259,6 +265,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     }
     bounds::check("shutdown_grace", raw.shutdown_grace, bounds::GRACE, &mut problems);
     let alerting = raw.alerting.as_ref().map(|a| crate::alerting::config::resolve(a, &mut problems));
+    let labels = labels::check(&raw.labels, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError { file: path.to_owned(), problems });
     }
@@ -269,6 +276,7 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(10), HumanDuration::get),
         targets,
         alerting,
+        labels,
     })
 }
 

@@ -46,6 +46,31 @@ impl Metrics {
         AlertingMetrics::register(&self.registry)
     }
 
+    /// Exports who this instance is: `wsprobe_shard_info{index,total}` and
+    /// `wsprobe_instance_info` with the configuration's `labels:` (fixed until restart,
+    /// like the listen address). Call once per process.
+    pub fn identity(
+        &self,
+        shard: crate::shard::Shard,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        let info = self.registry.int_gauge_vec(
+            "wsprobe_shard_info",
+            "Always 1; which shard of the configuration's targets this instance probes (index from 0).",
+            &["index", "total"],
+        )?;
+        info.with_label_values(&[&shard.index().to_string(), &shard.total().to_string()]).set(1);
+        let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+        let values: Vec<&str> = labels.values().map(String::as_str).collect();
+        let instance = self.registry.int_gauge_vec(
+            "wsprobe_instance_info",
+            "Always 1; labels carry the configuration's top-level `labels:` (e.g. location).",
+            &names,
+        )?;
+        instance.with_label_values(&values).set(1);
+        Ok(())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.registry.render()

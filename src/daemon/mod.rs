@@ -73,6 +73,8 @@ pub struct Options {
     /// The HTTP listener's limits; `None`: the defaults with the `WSPROBE_HTTP_*`
     /// environment overrides.
     pub listener: Option<crate::listener::Settings>,
+    /// Probe only the targets of this shard (`--shard`); `None`: every target.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// A started daemon.
@@ -125,6 +127,9 @@ pub async fn start_with(
     cancel: CancellationToken,
     options: Options,
 ) -> Result<Running, DaemonError> {
+    let shard = options.shard.unwrap_or(crate::shard::Shard::ALL);
+    let mut config = config;
+    keep_shard(&mut config, shard);
     let probers = probers(&config)?;
     let listener_settings = match options.listener {
         Some(s) => s,
@@ -133,6 +138,7 @@ pub async fn start_with(
     let fd_limit = fdlimit::raise();
     let max_connections = fdlimit::listener_cap(listener_settings.max_connections, fd_limit);
     let metrics = Metrics::new()?;
+    metrics.identity(shard, &config.labels)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Bind { addr: config.listen, source })?;
@@ -151,7 +157,9 @@ pub async fn start_with(
     };
     let (alerts, alerts_view) = match &config.alerting {
         Some(a) => {
-            let (handle, view, task) = crate::alerting::spawn(a, addr, metrics.alerting()?, cancel.clone());
+            let labels = config.labels.clone();
+            let (handle, view, task) =
+                crate::alerting::spawn_labelled(a, addr, labels, metrics.alerting()?, cancel.clone());
             helpers.push(task);
             (Some(handle), view)
         }
@@ -168,6 +176,7 @@ pub async fn start_with(
         limit: crate::slots::pool(config.max_concurrent_probes),
         shutdown_grace: config.shutdown_grace,
         config,
+        shard,
         tasks: HashMap::new(),
         recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
         metrics: metrics.clone(),
@@ -209,6 +218,7 @@ struct TargetTask {
 struct Supervisor {
     source: Source,
     config: Config,
+    shard: crate::shard::Shard,
     limit: Arc<Semaphore>,
     shutdown_grace: Duration,
     tasks: HashMap<String, TargetTask>,
@@ -256,6 +266,11 @@ impl Supervisor {
             Source::Fixed => Err("this configuration is built in; there is no file to reload".to_owned()),
             Source::File(path) => config::load(path).map_err(|e| e.to_string()),
         };
+        let shard = self.shard;
+        let loaded = loaded.map(|mut c| {
+            keep_shard(&mut c, shard);
+            c
+        });
         let loaded = loaded.and_then(|c| probers(&c).map(|p| (c, p)).map_err(|e| e.to_string()));
         match loaded {
             Ok((config, probers)) => {
@@ -267,6 +282,9 @@ impl Supervisor {
                 }
                 if config.alerting != self.config.alerting {
                     tracing::warn!("`alerting` changed; it takes effect at the next restart.");
+                }
+                if config.labels != self.config.labels {
+                    tracing::warn!("`labels` changed; they take effect at the next restart.");
                 }
                 if config.max_concurrent_probes != self.config.max_concurrent_probes {
                     tracing::warn!("`max_concurrent_probes` changed; it takes effect at the next restart.");
@@ -339,6 +357,21 @@ impl Supervisor {
         if let Some(alerts) = &self.recorder.alerts {
             alerts.retain(self.tasks.keys().cloned().collect());
         }
+    }
+}
+
+/// Keeps only the targets `shard` owns. A target's health checks, remote breakers and
+/// sessions are part of it, so they go wherever it goes.
+fn keep_shard(config: &mut Config, shard: crate::shard::Shard) {
+    let before = config.targets.len();
+    config.targets.retain(|t| shard.owns(&t.name));
+    if shard != crate::shard::Shard::ALL {
+        tracing::info!(
+            shard = %shard,
+            targets = config.targets.len(),
+            of = before,
+            "Probing this shard's targets only."
+        );
     }
 }
 
