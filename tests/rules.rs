@@ -323,6 +323,8 @@ fn exported_samples() -> BTreeMap<String, BTreeSet<String>> {
     }
     metrics.target.health.deployment_info.with_label_values(&["t", "1.4.1"]).set(1);
     metrics.target.health.deployment_drift.with_label_values(&["t"]).set(1);
+    let location = std::collections::BTreeMap::from([("location".to_owned(), "eu-west-1".to_owned())]);
+    metrics.identity(wsprobe::shard::Shard::ALL, &location).expect("identity metrics register");
 
     let line = Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ").unwrap();
     let label = Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="#).unwrap();
