@@ -55,7 +55,8 @@ done < <(ldd "$bin" | grep -o '/[^ ]*' | sort -u)
 install -D -m 0644 "$ca" "$root/etc/ssl/certs/ca-certificates.crt"
 install -d -m 0755 "$root/etc/wsprobe" "$root/tmp"
 chmod 1777 "$root/tmp"
-install -d -m 0700 -o 65532 -g 65532 "$root/var/lib/wsprobe"
+# The state volume is added on its own below, owned by the image's user.
+install -d -m 0700 "$stage/state"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
   > "$root/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$root/etc/group"
@@ -65,6 +66,7 @@ version=$("$bin" --version)
 log "packaging $version as $image"
 ctr=$("${buildah[@]}" from scratch)
 "${buildah[@]}" copy "$ctr" "$root/" / >/dev/null
+"${buildah[@]}" copy --chown 65532:65532 "$ctr" "$stage/state" /var/lib/wsprobe >/dev/null
 "${buildah[@]}" config \
   --user 65532:65532 \
   --entrypoint '["/usr/local/bin/wsprobe"]' \
