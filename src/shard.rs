@@ -69,7 +69,11 @@ impl FromStr for Shard {
         let (index, total) = s.rsplit_once('/').ok_or_else(|| fail("has no `/`"))?;
         let total: u32 = total.parse().map_err(|_| fail("has a TOTAL that is not a whole number"))?;
         // A pod name (`wsprobe-2`) gives its ordinal; a bare number is the index itself.
-        let ordinal = index.rsplit_once('-').map_or(index, |(_, n)| n);
+        let ordinal = match index.rsplit_once('-') {
+            Some(("", _)) => "",
+            Some((_, n)) => n,
+            None => index,
+        };
         if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
             return Err(fail("has an INDEX that is neither a number nor a name ending in `-N`"));
         }
