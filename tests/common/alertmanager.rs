@@ -29,15 +29,16 @@ fn which(name: &str) -> Option<PathBuf> {
 impl Alertmanager {
     /// Starts it and waits (up to 15 s) until `/-/ready` answers 200.
     pub async fn start() -> Self {
+        Self::start_with("route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n").await
+    }
+
+    /// [`start`](Self::start) with this configuration.
+    pub async fn start_with(yaml: &str) -> Self {
         let binary = which("prometheus-alertmanager")
             .expect("prometheus-alertmanager is not installed: run scripts/install-deps.sh");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n",
-        )
-        .expect("write config");
+        std::fs::write(&config, yaml).expect("write config");
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
