@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::prometheus::{run_wsprobe, Prometheus};
-use common::{echo, ServerOpts};
+use common::{echo, echoing, ServerOpts};
 use wsprobe::shard::{shard_of, Shard};
 
 #[test]
@@ -174,4 +174,68 @@ async fn three_shards_probe_every_target_exactly_once_as_prometheus_sees_it() {
     let loaded = prometheus.query("wsprobe_targets").await;
     let sum: f64 = loaded.iter().map(|(_, v)| v).sum();
     assert_eq!(sum, 9.0, "{loaded:?}");
+}
+
+/// Target names whose series of `metric` are in the exposition.
+fn series_targets(exposition: &str, metric: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter_map(|l| l.split("target=\"").nth(1)?.split('"').next().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_shard_is_applied_again_at_reload_and_health_checks_follow_their_target() {
+    let server = echo(ServerOpts::default()).await;
+    let health = echoing::http(|_| 200, |_, _| "ok".to_owned()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let write = |count: usize| {
+        let targets: String = names(count)
+            .iter()
+            .map(|n| {
+                format!(
+                    "  - name: {n}\n    url: \"{}\"\n    health: [ {{ name: api, url: \"http://{}/health\", interval: 100ms }} ]\n",
+                    server.url(),
+                    health.addr
+                )
+            })
+            .collect();
+        common::daemon::write_config(&path, &targets);
+    };
+    let shard: Shard = "1/2".parse().unwrap();
+    let owned = |count: usize| -> BTreeSet<String> { names(count).into_iter().filter(|n| shard.owns(n)).collect() };
+    write(6);
+    let options = wsprobe::daemon::Options { shard: Some(shard), ..Default::default() };
+    let (running, cancel) = common::daemon::start_with(&path, options).await;
+    let addr = running.addr;
+    let scrape = || async move { common::http::get(addr, "/metrics").await.body };
+
+    common::poll::eventually(Duration::from_secs(5), "shard 1/2 of 6 probed and checked", || async {
+        let m = scrape().await;
+        series_targets(&m, "wsprobe_probe_success") == owned(6) && series_targets(&m, "wsprobe_health_success") == owned(6)
+    })
+    .await;
+    assert!(scrape().await.contains("wsprobe_shard_info{index=\"1\",total=\"2\"} 1"));
+
+    write(14);
+    let resp = common::http::request(addr, "POST", "/-/reload").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let expected = owned(14);
+    assert!(resp.body.contains(&format!("configuration reloaded: {} targets", expected.len())), "{}", resp.body);
+    assert!(owned(6).is_subset(&expected), "a new target moved an old one");
+    common::poll::eventually(Duration::from_secs(5), "shard 1/2 of 14 probed and checked", || async {
+        let m = scrape().await;
+        series_targets(&m, "wsprobe_probe_success") == expected && series_targets(&m, "wsprobe_health_success") == expected
+    })
+    .await;
+    // Nothing outside the shard, ever: no probe, no health check.
+    let m = scrape().await;
+    for n in names(14).iter().filter(|n| !shard.owns(n)) {
+        assert!(!m.contains(&format!("target=\"{n}\"")), "{n} is shard 0's:\n{m}");
+    }
+    assert!(health.requests().len() >= expected.len(), "health checks ran");
+    cancel.cancel();
+    running.wait().await;
 }
