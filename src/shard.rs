@@ -38,7 +38,7 @@ impl Shard {
     pub const ALL: Shard = Shard { index: 0, total: 1 };
 
     pub fn new(index: u32, total: u32) -> Option<Self> {
-        (total >= 1 && total <= MAX_TOTAL && index < total).then_some(Self { index, total })
+        ((1..=MAX_TOTAL).contains(&total) && index < total).then_some(Self { index, total })
     }
 
     pub fn index(self) -> u32 {

@@ -514,7 +514,7 @@ fn the_unit_gives_the_service_its_state_and_configuration_directories() {
     assert_eq!(one("DynamicUser"), Some("yes"));
     assert_eq!(one("ProtectSystem"), Some("strict"));
     assert_eq!(one("NoNewPrivileges"), Some("yes"));
-    assert!(d.get("ReadWritePaths").is_none(), "StateDirectory= alone opens /var/lib/wsprobe");
+    assert!(!d.contains_key("ReadWritePaths"), "StateDirectory= alone opens /var/lib/wsprobe");
 }
 
 #[test]

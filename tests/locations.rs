@@ -18,7 +18,8 @@ use serde_norway::Value;
 const PAGE: &str = "WSProbeFailingFromLocations";
 
 fn config(location: &str, targets: &[(&str, String)], extra: &str) -> String {
-    let list: String = targets.iter().map(|(n, url)| format!("  - {{ name: {n}, url: \"{url}\" }}\n")).collect();
+    let list: String =
+        targets.iter().map(|(n, url)| format!("  - {{ name: {n}, url: \"{url}\" }}\n")).collect();
     format!(
         "listen: 127.0.0.1:0\nlabels: {{ location: {location} }}\ndefaults: {{ interval: 100ms, jitter: 0% }}\ntargets:\n{list}{extra}"
     )
@@ -26,9 +27,11 @@ fn config(location: &str, targets: &[(&str, String)], extra: &str) -> String {
 
 /// The expression of the shipped rule, as Prometheus loads it.
 fn page_expr() -> String {
-    let rules: Value =
-        serde_norway::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml")).unwrap())
-            .unwrap();
+    let rules: Value = serde_norway::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml"))
+            .unwrap(),
+    )
+    .unwrap();
     rules["groups"]
         .as_sequence()
         .unwrap()
@@ -51,7 +54,8 @@ async fn the_location_page_needs_two_locations_failing() {
         &[("both-down", down.clone()), ("east-only-down", down.clone()), ("up", up.url())],
         "",
     );
-    let west = config("west", &[("both-down", down.clone()), ("east-only-down", up.url()), ("up", up.url())], "");
+    let west =
+        config("west", &[("both-down", down.clone()), ("east-only-down", up.url()), ("up", up.url())], "");
     let east = run_wsprobe(dir.path(), "east", &east, &[]);
     let west = run_wsprobe(dir.path(), "west", &west, &[]);
 
@@ -72,9 +76,8 @@ async fn the_location_page_needs_two_locations_failing() {
         .await;
     assert!(pending.iter().all(|(l, _)| l["target"] == "both-down"), "{pending:?}");
     // east-only-down does fail (from east) all the time, and yet does not page.
-    let east_failing = prometheus
-        .query("max_over_time(wsprobe_probe_success{target=\"east-only-down\"}[5m]) == 0")
-        .await;
+    let east_failing =
+        prometheus.query("max_over_time(wsprobe_probe_success{target=\"east-only-down\"}[5m]) == 0").await;
     assert_eq!(east_failing.len(), 1, "{east_failing:?}");
     assert_eq!(east_failing[0].0["instance"], east.addr.to_string());
     let value = prometheus.query(&page_expr()).await;
@@ -149,7 +152,11 @@ async fn an_ha_pair_is_one_alert_and_locations_are_two_alerts_in_one_group() {
 
     // The grouped notification reached the pager receiver with the location on its alerts.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !recorder.requests().iter().any(|r| r.starts_with("POST /pager") && r.contains("\"location\":\"east\"")) {
+    while !recorder
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("POST /pager") && r.contains("\"location\":\"east\""))
+    {
         assert!(Instant::now() < deadline, "no notification to the pager: {:?}", recorder.requests());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

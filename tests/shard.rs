@@ -14,12 +14,19 @@ use wsprobe::shard::{shard_of, Shard};
 
 #[test]
 fn shards_parse_from_numbers_and_pod_names() {
-    let ok = [("0/1", 0, 1), ("1/3", 1, 3), ("wsprobe-2/3", 2, 3), ("probe-eu-west-1-0/2", 0, 2), ("7/1024", 7, 1024)];
+    let ok = [
+        ("0/1", 0, 1),
+        ("1/3", 1, 3),
+        ("wsprobe-2/3", 2, 3),
+        ("probe-eu-west-1-0/2", 0, 2),
+        ("7/1024", 7, 1024),
+    ];
     for (text, index, total) in ok {
         let s: Shard = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!((s.index(), s.total()), (index, total), "{text}");
     }
-    let expected_tail = "(expected INDEX/TOTAL, e.g. `0/3` or `wsprobe-0/3`, with 0 <= INDEX < TOTAL <= 1024)";
+    let expected_tail =
+        "(expected INDEX/TOTAL, e.g. `0/3` or `wsprobe-0/3`, with 0 <= INDEX < TOTAL <= 1024)";
     let bad = [
         ("3", "`3` has no `/`"),
         ("3/3", "`3/3` has an INDEX not below TOTAL"),
@@ -65,7 +72,10 @@ fn shards_are_balanced() {
         let mean = all.len() as f64 / f64::from(total);
         for (i, c) in counts.iter().enumerate() {
             // ±15 % of the mean: far outside what a uniform hash produces at these sizes.
-            assert!((*c as f64 - mean).abs() < 0.15 * mean, "{total} shards: shard {i} has {c} (mean {mean})");
+            assert!(
+                (*c as f64 - mean).abs() < 0.15 * mean,
+                "{total} shards: shard {i} has {c} (mean {mean})"
+            );
         }
     }
 }
@@ -84,7 +94,11 @@ fn adding_a_shard_moves_only_targets_to_the_new_shard_and_about_their_share() {
         }
         let share = moved as f64 / all.len() as f64;
         let expected = 1.0 / f64::from(total + 1);
-        assert!((share - expected).abs() < 0.2 * expected, "{total}->{}: {share} moved, expected ~{expected}", total + 1);
+        assert!(
+            (share - expected).abs() < 0.2 * expected,
+            "{total}->{}: {share} moved, expected ~{expected}",
+            total + 1
+        );
     }
 }
 
@@ -93,7 +107,8 @@ fn check_lists_exactly_this_shards_targets() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsprobe.yaml");
     let all = names(12);
-    let targets: String = all.iter().map(|n| format!("  - {{ name: {n}, url: \"ws://127.0.0.1:1/\" }}\n")).collect();
+    let targets: String =
+        all.iter().map(|n| format!("  - {{ name: {n}, url: \"ws://127.0.0.1:1/\" }}\n")).collect();
     std::fs::write(&path, format!("targets:\n{targets}")).unwrap();
     let mut seen = BTreeSet::new();
     for i in 0..3u32 {
@@ -110,11 +125,18 @@ fn check_lists_exactly_this_shards_targets() {
             let out = cmd.output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             let stdout = String::from_utf8(out.stdout).unwrap();
-            let listed: Vec<&str> =
-                stdout.lines().filter(|l| l.starts_with("  ")).map(|l| l.split_whitespace().next().unwrap()).collect();
-            let expected: Vec<&str> = all.iter().filter(|n| shard_of(n, 3) == i).map(String::as_str).collect();
+            let listed: Vec<&str> = stdout
+                .lines()
+                .filter(|l| l.starts_with("  "))
+                .map(|l| l.split_whitespace().next().unwrap())
+                .collect();
+            let expected: Vec<&str> =
+                all.iter().filter(|n| shard_of(n, 3) == i).map(String::as_str).collect();
             assert_eq!(listed, expected, "shard {i}/3 ({env:?})");
-            assert!(stdout.contains(&format!("shard {i}/3 probes {} of the 12 target(s):", expected.len())), "{stdout}");
+            assert!(
+                stdout.contains(&format!("shard {i}/3 probes {} of the 12 target(s):", expected.len())),
+                "{stdout}"
+            );
             seen.extend(listed.iter().map(|s| (*s).to_owned()));
         }
     }
@@ -136,16 +158,16 @@ async fn three_shards_probe_every_target_exactly_once_as_prometheus_sees_it() {
     let all = names(9);
     let targets: String =
         all.iter().map(|n| format!("  - {{ name: {n}, url: \"{}\" }}\n", server.url())).collect();
-    let yaml = format!("listen: 127.0.0.1:0\ndefaults: {{ interval: 200ms, jitter: 0% }}\ntargets:\n{targets}");
-    let instances: Vec<_> =
-        (0..3).map(|i| run_wsprobe(dir.path(), &format!("shard{i}"), &yaml, &["--shard", &format!("{i}/3")])).collect();
+    let yaml =
+        format!("listen: 127.0.0.1:0\ndefaults: {{ interval: 200ms, jitter: 0% }}\ntargets:\n{targets}");
+    let instances: Vec<_> = (0..3)
+        .map(|i| run_wsprobe(dir.path(), &format!("shard{i}"), &yaml, &["--shard", &format!("{i}/3")]))
+        .collect();
     let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
     let prometheus = Prometheus::start(&addrs).await;
 
     // Every shard scraped, each saying which shard it is.
-    let info = prometheus
-        .until("wsprobe_shard_info", Duration::from_secs(20), |r| r.len() == 3)
-        .await;
+    let info = prometheus.until("wsprobe_shard_info", Duration::from_secs(20), |r| r.len() == 3).await;
     let index_of: BTreeMap<String, u32> = info
         .iter()
         .map(|(l, _)| {
@@ -205,7 +227,8 @@ async fn the_shard_is_applied_again_at_reload_and_health_checks_follow_their_tar
         common::daemon::write_config(&path, &targets);
     };
     let shard: Shard = "1/2".parse().unwrap();
-    let owned = |count: usize| -> BTreeSet<String> { names(count).into_iter().filter(|n| shard.owns(n)).collect() };
+    let owned =
+        |count: usize| -> BTreeSet<String> { names(count).into_iter().filter(|n| shard.owns(n)).collect() };
     write(6);
     let options = wsprobe::daemon::Options { shard: Some(shard), ..Default::default() };
     let (running, cancel) = common::daemon::start_with(&path, options).await;
@@ -214,7 +237,8 @@ async fn the_shard_is_applied_again_at_reload_and_health_checks_follow_their_tar
 
     common::poll::eventually(Duration::from_secs(5), "shard 1/2 of 6 probed and checked", || async {
         let m = scrape().await;
-        series_targets(&m, "wsprobe_probe_success") == owned(6) && series_targets(&m, "wsprobe_health_success") == owned(6)
+        series_targets(&m, "wsprobe_probe_success") == owned(6)
+            && series_targets(&m, "wsprobe_health_success") == owned(6)
     })
     .await;
     assert!(scrape().await.contains("wsprobe_shard_info{index=\"1\",total=\"2\"} 1"));
@@ -223,11 +247,16 @@ async fn the_shard_is_applied_again_at_reload_and_health_checks_follow_their_tar
     let resp = common::http::request(addr, "POST", "/-/reload").await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     let expected = owned(14);
-    assert!(resp.body.contains(&format!("configuration reloaded: {} targets", expected.len())), "{}", resp.body);
+    assert!(
+        resp.body.contains(&format!("configuration reloaded: {} targets", expected.len())),
+        "{}",
+        resp.body
+    );
     assert!(owned(6).is_subset(&expected), "a new target moved an old one");
     common::poll::eventually(Duration::from_secs(5), "shard 1/2 of 14 probed and checked", || async {
         let m = scrape().await;
-        series_targets(&m, "wsprobe_probe_success") == expected && series_targets(&m, "wsprobe_health_success") == expected
+        series_targets(&m, "wsprobe_probe_success") == expected
+            && series_targets(&m, "wsprobe_health_success") == expected
     })
     .await;
     // Nothing outside the shard, ever: no probe, no health check.

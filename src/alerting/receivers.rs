@@ -192,10 +192,11 @@ mod tests {
         let alert = drift_alert("drift");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let am: serde_json::Value =
-            serde_json::from_slice(&alertmanager_body(&ctx, &[alert.clone()], now)).unwrap();
+            serde_json::from_slice(&alertmanager_body(&ctx, std::slice::from_ref(&alert), now)).unwrap();
         assert_eq!(am[0]["labels"]["location"], "eu-west-1");
         assert_eq!(am[0]["labels"]["target"], "agent");
-        let hook: serde_json::Value = serde_json::from_slice(&webhook_body(&ctx, &[alert.clone()])).unwrap();
+        let hook: serde_json::Value =
+            serde_json::from_slice(&webhook_body(&ctx, std::slice::from_ref(&alert))).unwrap();
         assert_eq!(hook["alerts"][0]["labels"]["location"], "eu-west-1");
         let slack: serde_json::Value = serde_json::from_slice(&slack_body(&ctx, &[alert])).unwrap();
         assert!(slack["text"].as_str().unwrap().ends_with("(from location=eu-west-1)"), "{slack}");

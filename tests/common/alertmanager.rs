@@ -29,7 +29,10 @@ fn which(name: &str) -> Option<PathBuf> {
 impl Alertmanager {
     /// Starts it and waits (up to 15 s) until `/-/ready` answers 200.
     pub async fn start() -> Self {
-        Self::start_with("route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n").await
+        Self::start_with(
+            "route: { receiver: blackhole, group_wait: 1s }\nreceivers: [ { name: blackhole } ]\n",
+        )
+        .await
     }
 
     /// [`start`](Self::start) with this configuration.

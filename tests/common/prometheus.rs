@@ -42,9 +42,10 @@ impl Prometheus {
     /// every second, and no Alertmanager is configured. Waits until it is ready.
     pub async fn start(targets: &[SocketAddr]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config: Value =
-            serde_norway::from_str(&std::fs::read_to_string(root().join("deploy/compose/prometheus.yml")).unwrap())
-                .expect("compose prometheus.yml");
+        let mut config: Value = serde_norway::from_str(
+            &std::fs::read_to_string(root().join("deploy/compose/prometheus.yml")).unwrap(),
+        )
+        .expect("compose prometheus.yml");
         config["global"]["scrape_interval"] = "1s".into();
         config["global"]["evaluation_interval"] = "1s".into();
         config.as_mapping_mut().unwrap().remove("alerting");
@@ -55,7 +56,8 @@ impl Prometheus {
         let list: Vec<Value> = targets.iter().map(|t| Value::from(t.to_string())).collect();
         job["static_configs"][0]["targets"] = Value::Sequence(list);
         std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-        std::fs::copy(root().join("deploy/prometheus/alerts.yml"), dir.path().join("rules/wsprobe.yml")).unwrap();
+        std::fs::copy(root().join("deploy/prometheus/alerts.yml"), dir.path().join("rules/wsprobe.yml"))
+            .unwrap();
         let file = dir.path().join("prometheus.yml");
         std::fs::write(&file, serde_norway::to_string(&config).unwrap()).unwrap();
 
@@ -71,7 +73,8 @@ impl Prometheus {
             .unwrap_or_else(|e| panic!("cannot start prometheus ({e}); run scripts/install-deps.sh"));
         let p = Self { child, addr, _dir: dir };
         let ready = super::poll::poll(Duration::from_secs(20), Duration::from_millis(100), || async {
-            let up = tokio::net::TcpStream::connect(addr).await.is_ok() && get(addr, "/-/ready").await.status == 200;
+            let up = tokio::net::TcpStream::connect(addr).await.is_ok()
+                && get(addr, "/-/ready").await.status == 200;
             if up {
                 Ok(())
             } else {
@@ -87,7 +90,9 @@ impl Prometheus {
         let encoded: String = promql
             .bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect();
