@@ -145,6 +145,8 @@ fn registered_metric_names() -> BTreeSet<String> {
     h.failures.with_label_values(&["t", "c", "timeout"]).inc();
     h.http_status.with_label_values(&["t", "c"]).set(200);
     h.duration.with_label_values(&["t", "c", "total"]).observe(0.1);
+    let location = std::collections::BTreeMap::from([("location".to_owned(), "eu-west-1".to_owned())]);
+    m.identity(wsprobe::shard::Shard::ALL, &location).expect("identity metrics register");
     m.render()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

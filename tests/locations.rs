@@ -85,6 +85,40 @@ async fn the_location_page_needs_two_locations_failing() {
     assert_eq!((value[0].0["target"].as_str(), value[0].1), (Some("both-down"), 2.0));
     let again = prometheus.query(&alerts).await;
     assert!(again.iter().all(|(l, _)| l["target"] == "both-down"), "{again:?}");
+
+    // The dashboard's per-location panel, with every target and location selected.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/wsprobe.json")).unwrap(),
+    )
+    .unwrap();
+    let panel = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Is each target up from each location?")
+        .expect("the per-location panel");
+    let expr =
+        panel["targets"][0]["expr"].as_str().unwrap().replace("$target", ".*").replace("$location", ".*");
+    let mut up_from: Vec<(String, String, f64)> = prometheus
+        .query(&expr)
+        .await
+        .into_iter()
+        .map(|(l, v)| {
+            (l["target"].as_str().unwrap().to_owned(), l["location"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    up_from.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let expected = [
+        ("both-down", "east", 0.0),
+        ("both-down", "west", 0.0),
+        ("east-only-down", "east", 0.0),
+        ("east-only-down", "west", 1.0),
+        ("up", "east", 1.0),
+        ("up", "west", 1.0),
+    ];
+    let expected: Vec<(String, String, f64)> =
+        expected.iter().map(|(t, l, v)| ((*t).to_owned(), (*l).to_owned(), *v)).collect();
+    assert_eq!(up_from, expected);
 }
 
 /// The shipped example configuration, with its receivers on a loopback recorder and a
