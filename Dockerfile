@@ -15,7 +15,8 @@
 # has no shell or HTTP client to run one. Orchestrators probe over HTTP instead: `/healthz`
 # (alive) and `/readyz` (configuration loaded, first round done); see deploy/README.md.
 
-ARG RUST_VERSION=1.85
+# The oldest Rust the locked dependencies build with (time 0.3.55 needs 1.88).
+ARG RUST_VERSION=1.88
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
