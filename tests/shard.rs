@@ -268,3 +268,22 @@ async fn the_shard_is_applied_again_at_reload_and_health_checks_follow_their_tar
     cancel.cancel();
     running.wait().await;
 }
+
+#[tokio::test]
+async fn a_shard_without_targets_is_ready_and_says_which_shard_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    // t01 hashes to shard 2 of 3 (pinned above): shard 0 owns nothing.
+    common::daemon::write_config(&path, "  - { name: t01, url: \"ws://127.0.0.1:1/ws\" }\n");
+    let options =
+        wsprobe::daemon::Options { shard: Some("wsprobe-0/3".parse().unwrap()), ..Default::default() };
+    let (running, cancel) = common::daemon::start_with(&path, options).await;
+    let ready = common::http::get(running.addr, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let m = common::http::get(running.addr, "/metrics").await.body;
+    assert!(m.contains("wsprobe_shard_info{index=\"0\",total=\"3\"} 1"), "{m}");
+    assert!(m.contains("\nwsprobe_targets 0\n"), "{m}");
+    assert!(!m.contains("target=\"t01\""), "{m}");
+    cancel.cancel();
+    running.wait().await;
+}

@@ -49,7 +49,10 @@ async fn readyz(State(s): State<Shared>) -> Response {
     } else {
         String::new()
     };
-    if total > 0 && probed == total {
+    // A shard that owns none of the targets has nothing to wait for (the loaded count is
+    // set before the listener serves, so this is not the empty snapshot of a start).
+    let empty_shard = total == 0 && s.metrics.targets.get() == 0;
+    if (total > 0 && probed == total) || empty_shard {
         (StatusCode::OK, format!("ready\n{detail}")).into_response()
     } else {
         (
