@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod echoing;
 pub mod health;
 pub mod hostile;
