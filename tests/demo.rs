@@ -35,7 +35,12 @@ fn has_alert(alerts: &[serde_json::Value], kind: &str, target: &str) -> bool {
 }
 
 /// Polls `/metrics` until `check` holds on a scrape, failing with the last one.
-async fn metrics_until(addr: SocketAddr, within: Duration, what: &str, check: impl Fn(&str) -> bool) -> String {
+async fn metrics_until(
+    addr: SocketAddr,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
     let done = poll(within, Duration::from_millis(100), || async {
         let m = metrics(addr).await;
         if check(&m) {
@@ -52,15 +57,25 @@ async fn demo_probes_every_target_kind_and_stops_on_ctrl_c() {
     let (mut child, banner) = common::demo::start("500ms", &[], &[]);
     let addr = banner.addr;
     assert!(banner.lines[0].starts_with("wsprobe demo"), "{:?}", banner.lines);
-    assert_eq!(banner.first_url, format!("http://{addr}/"), "the status page comes first: {:?}", banner.lines);
+    assert_eq!(
+        banner.first_url,
+        format!("http://{addr}/"),
+        "the status page comes first: {:?}",
+        banner.lines
+    );
     assert!(banner.ca_file.is_file(), "the CA file {} the banner names exists", banner.ca_file.display());
 
-    let m = metrics_until(addr, Duration::from_secs(15), "every target probed, the wss:// one successfully", |m| {
-        let ok = |t| sample(m, "wsprobe_probes_total", &[("target", t), ("result", "success")]);
-        ok("demo-agent").is_some_and(|n| n >= 1.0)
-            && ok("demo-tls").is_some_and(|n| n >= 1.0)
-            && sample(m, "wsprobe_probe_success", &[("target", "demo-flaky")]).is_some()
-    })
+    let m = metrics_until(
+        addr,
+        Duration::from_secs(15),
+        "every target probed, the wss:// one successfully",
+        |m| {
+            let ok = |t| sample(m, "wsprobe_probes_total", &[("target", t), ("result", "success")]);
+            ok("demo-agent").is_some_and(|n| n >= 1.0)
+                && ok("demo-tls").is_some_and(|n| n >= 1.0)
+                && sample(m, "wsprobe_probe_success", &[("target", "demo-flaky")]).is_some()
+        },
+    )
     .await;
     for step in ["welcome", "request", "agent_started", "agent_completed"] {
         let labels = [("target", "demo-agent"), ("step", step)];
@@ -127,14 +142,20 @@ async fn demo_flaky_cycle_opens_and_closes_the_breaker_and_raises_and_resolves_p
 
     let m = metrics_until(addr, Duration::from_secs(20), "the breaker opened and closed again", |m| {
         let t = |from, to| {
-            sample(m, "wsprobe_circuit_transitions_total", &[("target", "demo-flaky"), ("from", from), ("to", to)])
-                .unwrap_or(0.0)
+            sample(
+                m,
+                "wsprobe_circuit_transitions_total",
+                &[("target", "demo-flaky"), ("from", from), ("to", to)],
+            )
+            .unwrap_or(0.0)
         };
         t("closed", "open") >= 1.0 && t("open", "half_open") >= 1.0 && t("half_open", "closed") >= 1.0
     })
     .await;
     // Each failure of the cycle, with its exact reason and phase.
-    for (phase, reason) in [("step", "stalled"), ("step", "unexpected_close"), ("handshake", "handshake_timeout")] {
+    for (phase, reason) in
+        [("step", "stalled"), ("step", "unexpected_close"), ("handshake", "handshake_timeout")]
+    {
         let labels = [("target", "demo-flaky"), ("phase", phase), ("reason", reason)];
         assert!(
             sample(&m, "wsprobe_probe_failures_total", &labels).is_some_and(|n| n >= 1.0),
@@ -142,7 +163,11 @@ async fn demo_flaky_cycle_opens_and_closes_the_breaker_and_raises_and_resolves_p
         );
     }
     let first = [("target", "demo-flaky"), ("phase", "first_message"), ("reason", "first_message_timeout")];
-    assert_eq!(sample(&m, "wsprobe_probe_failures_total", &first), None, "the stall is no first-message timeout");
+    assert_eq!(
+        sample(&m, "wsprobe_probe_failures_total", &first),
+        None,
+        "the stall is no first-message timeout"
+    );
 
     // The stall as /api/targets tells it: a stream that went quiet mid-way.
     let api: serde_json::Value = serde_json::from_str(&get(addr, "/api/targets").await.body).unwrap();
@@ -161,7 +186,8 @@ async fn demo_health_check_drifts_and_comes_back_and_remote_breakers_move() {
     let (_child, banner) = common::demo::start(FAST, &[], &[]);
     let addr = banner.addr;
     let drift = |m: &str| sample(m, "wsprobe_deployment_drift", &[("target", "demo-agent")]);
-    let version = |m: &str, v| sample(m, "wsprobe_deployment_info", &[("target", "demo-agent"), ("version", v)]);
+    let version =
+        |m: &str, v| sample(m, "wsprobe_deployment_info", &[("target", "demo-agent"), ("version", v)]);
 
     // Checks run every 300 ms; the 7th to 10th of every 12 report the old build.
     let m = metrics_until(addr, Duration::from_secs(15), "drift seen", |m| drift(m) == Some(1.0)).await;
@@ -175,8 +201,10 @@ async fn demo_health_check_drifts_and_comes_back_and_remote_breakers_move() {
 
     let llm = |state| [("target", "demo-agent"), ("breaker", "llm"), ("state", state)];
     let state = |m: &str, s| sample(m, "wsprobe_remote_circuit_state", &llm(s));
-    metrics_until(addr, Duration::from_secs(15), "the remote llm breaker open", |m| state(m, "open") == Some(1.0))
-        .await;
+    metrics_until(addr, Duration::from_secs(15), "the remote llm breaker open", |m| {
+        state(m, "open") == Some(1.0)
+    })
+    .await;
     metrics_until(addr, Duration::from_secs(15), "the remote llm breaker closed again", |m| {
         state(m, "closed") == Some(1.0)
     })
@@ -218,11 +246,18 @@ async fn demo_open_starts_a_browser_on_the_status_page_and_never_fails_without_o
         std::fs::read_to_string(&seen).map_err(|e| e.to_string())
     });
     assert_eq!(opened.await.unwrap().trim(), page);
-    assert!(banner.lines.iter().any(|l| l.contains("browser") && l.contains("started")), "{:?}", banner.lines);
+    assert!(
+        banner.lines.iter().any(|l| l.contains("browser") && l.contains("started")),
+        "{:?}",
+        banner.lines
+    );
 
     // No browser anywhere: no $BROWSER and no opener on PATH.
-    let (_child, banner) =
-        common::demo::start("5s", &["--open"], &[("BROWSER", "/nonexistent/browser"), ("PATH", "/nonexistent")]);
+    let (_child, banner) = common::demo::start(
+        "5s",
+        &["--open"],
+        &[("BROWSER", "/nonexistent/browser"), ("PATH", "/nonexistent")],
+    );
     assert!(banner.lines.iter().any(|l| l.contains("none opened")), "{:?}", banner.lines);
     assert_eq!(get(banner.addr, "/healthz").await.status, 200, "the demo runs without a browser");
 }

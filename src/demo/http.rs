@@ -1,5 +1,6 @@
 //! The demo service's HTTP side: a health endpoint whose reported build drifts from the
-//! expected one and comes back, the service's own circuit breakers, and a webhook that
+//! expected one and comes back, the service's own circuit breakers (each endpoint also
+//! answers 503 once per cycle, so failed checks have something to show), and a webhook that
 //! receives wsprobe's alert notifications (so their delivery is counted as sent).
 //!
 //! Both cycles are counted per request, like `/flaky`, so what the daemon sees does not
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -21,11 +23,15 @@ pub const DRIFTED_VERSION: &str = "1.4.1";
 /// Health checks per drift cycle, and those of them (a range) that report the old build.
 const HEALTH_CYCLE: u64 = 12;
 const DRIFTING: std::ops::Range<u64> = 6..10;
+/// The health check in each cycle that gets a 503.
+const HEALTH_UNAVAILABLE: u64 = 3;
 /// Breaker polls per cycle, and those in which the service's `llm` breaker is open, then
 /// half-open.
 const BREAKER_CYCLE: u64 = 10;
 const LLM_OPEN: std::ops::Range<u64> = 4..7;
 const LLM_HALF_OPEN: u64 = 7;
+/// The breaker poll in each cycle that gets a 503.
+const BREAKERS_UNAVAILABLE: u64 = 2;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -60,19 +66,33 @@ pub(crate) fn router() -> Router {
         .with_state(Arc::new(Counters::default()))
 }
 
-async fn health(State(c): State<Arc<Counters>>) -> Json<Value> {
-    let n = c.health.fetch_add(1, Ordering::Relaxed);
-    Json(json!({ "status": "ok", "build": { "version": version(n) } }))
+/// A 503 with a JSON body, as an overloaded service answers.
+fn unavailable() -> (StatusCode, Json<Value>) {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable" })))
 }
 
-async fn breakers(State(c): State<Arc<Counters>>) -> Json<Value> {
+async fn health(State(c): State<Arc<Counters>>) -> (StatusCode, Json<Value>) {
+    let n = c.health.fetch_add(1, Ordering::Relaxed);
+    if n % HEALTH_CYCLE == HEALTH_UNAVAILABLE {
+        return unavailable();
+    }
+    (StatusCode::OK, Json(json!({ "status": "ok", "build": { "version": version(n) } })))
+}
+
+async fn breakers(State(c): State<Arc<Counters>>) -> (StatusCode, Json<Value>) {
     let n = c.breakers.fetch_add(1, Ordering::Relaxed);
-    Json(json!({
-        "circuit_breakers": {
-            "auth": { "state": "CLOSED" },
-            "llm": { "state": llm_breaker(n) },
-        }
-    }))
+    if n % BREAKER_CYCLE == BREAKERS_UNAVAILABLE {
+        return unavailable();
+    }
+    (
+        StatusCode::OK,
+        Json(json!({
+            "circuit_breakers": {
+                "auth": { "state": "CLOSED" },
+                "llm": { "state": llm_breaker(n) },
+            }
+        })),
+    )
 }
 
 /// Accepts a notification; the daemon counts it as sent. Nothing is kept: the alerts are
@@ -93,6 +113,7 @@ mod tests {
         assert_eq!(first, Some(6));
         assert_eq!(versions.last(), Some(&EXPECTED_VERSION));
         assert_eq!(version(HEALTH_CYCLE + 6), DRIFTED_VERSION);
+        assert!(!DRIFTING.contains(&HEALTH_UNAVAILABLE), "the 503 does not hide the drift");
     }
 
     #[test]

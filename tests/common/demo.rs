@@ -30,9 +30,11 @@ pub fn start(interval: &str, extra: &[&str], env: &[(&str, &str)]) -> (ChildGuar
         printed.push(line);
     }
     let words = || printed.iter().flat_map(|l| l.split_whitespace());
-    let first_url = words().find(|w| ["http://", "ws://", "wss://"].iter().any(|s| w.starts_with(s))).map(str::to_owned);
+    let first_url =
+        words().find(|w| ["http://", "ws://", "wss://"].iter().any(|s| w.starts_with(s))).map(str::to_owned);
     let metrics = words().find(|w| w.starts_with("http://") && w.ends_with("/metrics"));
-    let addr = metrics.and_then(|u| u.trim_start_matches("http://").trim_end_matches("/metrics").parse().ok());
+    let addr =
+        metrics.and_then(|u| u.trim_start_matches("http://").trim_end_matches("/metrics").parse().ok());
     let ca_file = words().find(|w| w.ends_with(".pem)")).map(|w| PathBuf::from(w.trim_end_matches(')')));
     match (addr, first_url, ca_file) {
         (Some(addr), Some(first_url), Some(ca_file)) => {
