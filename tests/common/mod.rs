@@ -21,6 +21,7 @@ pub mod hostile;
 pub mod http;
 pub mod poll;
 pub mod process;
+pub mod prometheus;
 pub mod promtool;
 mod tls;
 mod wire;
