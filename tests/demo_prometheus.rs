@@ -1,9 +1,10 @@
 //! Nothing on the dashboard or in the rules is empty: a real Prometheus scrapes
 //! `wsprobe demo` (the real binary) and loads `deploy/prometheus/alerts.yml`, and every
 //! dashboard query, and every series selector of every rule, returns data at some point
-//! of the run. Rules are checked by their selectors because their thresholds are meant
-//! to be false on a healthy demo and their windows (5 minutes to a day) are longer than
-//! a test; a selector that returns nothing is a rule that can never fire.
+//! of the run (selectors: a non-zero value, so the open state, the drift, the counted
+//! close really happened). Rules are checked by their selectors because their windows
+//! (5 minutes to a day) are longer than a test; a selector that never returns data is a
+//! rule that cannot fire.
 //!
 //! The demo runs at `--interval 300ms` and Prometheus scrapes every second, so one flaky
 //! cycle (breaker opened and closed, alerts raised and resolved), several drift cycles
@@ -88,7 +89,9 @@ fn rule_selectors() -> Vec<(String, String)> {
                 if m.as_str() == "up" {
                     continue;
                 }
-                out.insert((format!("rule {alert}"), m.as_str().to_owned()));
+                // Non-zero: a one-hot state or a counter that exists at 0 is no evidence
+                // that what the rule watches ever happened.
+                out.insert((format!("rule {alert}"), format!("{} != 0", m.as_str())));
             }
         }
     }
@@ -106,13 +109,17 @@ async fn every_dashboard_query_and_rule_selector_returns_data_against_the_demo()
     let prometheus = Prometheus::start("wsprobe", banner.addr, &[rules]).await;
     let start = wsprobe::util::time::unix_now();
 
-    let mut pending: Vec<(String, String)> = dashboard_queries().into_iter().chain(rule_selectors()).collect();
+    let mut pending: Vec<(String, String)> =
+        dashboard_queries().into_iter().chain(rule_selectors()).collect();
     assert!(pending.len() >= 60, "expected the dashboard's queries and the rules' selectors: {pending:#?}");
     let exempted: Vec<_> = pending.iter().filter(|(_, q)| exempt(q)).cloned().collect();
     pending.retain(|(_, q)| !exempt(q));
     // The exemption covers only what it names, and each name is used.
     for metric in EXEMPT_UNTIL_THE_DEMO_HAS_A_SESSION_TARGET {
-        assert!(exempted.iter().any(|(_, q)| q.contains(metric)), "`{metric}` is exempted but no query uses it");
+        assert!(
+            exempted.iter().any(|(_, q)| q.contains(metric)),
+            "`{metric}` is exempted but no query uses it"
+        );
     }
 
     let deadline = Instant::now() + PATIENCE;
@@ -143,7 +150,11 @@ async fn every_dashboard_query_and_rule_selector_returns_data_against_the_demo()
     let mut evaluated = 0;
     for group in groups["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
-            assert_eq!(rule["health"], "ok", "rule {} fails to evaluate: {}", rule["name"], rule["lastError"]);
+            assert_eq!(
+                rule["health"], "ok",
+                "rule {} fails to evaluate: {}",
+                rule["name"], rule["lastError"]
+            );
             evaluated += 1;
         }
     }
