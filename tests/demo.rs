@@ -180,7 +180,8 @@ async fn demo_flaky_cycle_opens_and_closes_the_breaker_and_raises_and_resolves_p
 }
 
 /// The health endpoint reports the old build for a stretch of every cycle: drift is
-/// exported and alerted, then clears; the service's own `llm` breaker opens and closes.
+/// exported and alerted, then clears; the service's own `llm` breaker opens and closes;
+/// both endpoints answer 503 once per cycle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_health_check_drifts_and_comes_back_and_remote_breakers_move() {
     let (_child, banner) = common::demo::start(FAST, &[], &[]);
@@ -211,8 +212,16 @@ async fn demo_health_check_drifts_and_comes_back_and_remote_breakers_move() {
     .await;
     let auth = [("target", "demo-agent"), ("breaker", "auth"), ("state", "closed")];
     assert_eq!(sample(&metrics(addr).await, "wsprobe_remote_circuit_state", &auth), Some(1.0));
-    // Notifications reach the demo's own webhook.
+    // One health check and one breaker poll in each cycle get a 503.
     let m = metrics(addr).await;
+    let health_503 = [("target", "demo-agent"), ("check", "version"), ("reason", "http_status")];
+    assert!(sample(&m, "wsprobe_health_failures_total", &health_503).is_some_and(|n| n >= 1.0), "{m}");
+    let poll_503 = [("target", "demo-agent"), ("reason", "http_status")];
+    assert!(
+        sample(&m, "wsprobe_remote_breaker_poll_failures_total", &poll_503).is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    // Notifications reach the demo's own webhook.
     let sent = [("receiver", "demo-webhook"), ("outcome", "sent")];
     assert!(sample(&m, "wsprobe_alert_notifications_total", &sent).is_some_and(|n| n >= 1.0), "{m}");
 }
