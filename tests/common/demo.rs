@@ -6,6 +6,35 @@ use std::time::Duration;
 
 use super::process::{self, ChildGuard, Output};
 
+/// The demo's process, killed on drop, and its scratch directory (the CA file), removed
+/// on drop: a killed demo cannot remove it itself.
+#[derive(Debug)]
+pub struct DemoChild {
+    child: ChildGuard,
+    scratch: Option<PathBuf>,
+}
+
+impl std::ops::Deref for DemoChild {
+    type Target = ChildGuard;
+    fn deref(&self) -> &ChildGuard {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for DemoChild {
+    fn deref_mut(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+}
+
+impl Drop for DemoChild {
+    fn drop(&mut self) {
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// What the banner said.
 #[derive(Debug)]
 pub struct Banner {
@@ -20,7 +49,7 @@ pub struct Banner {
 
 /// Starts `wsprobe demo --listen 127.0.0.1:0 --interval INTERVAL EXTRA...` and reads the
 /// banner up to its last line.
-pub fn start(interval: &str, extra: &[&str], env: &[(&str, &str)]) -> (ChildGuard, Banner) {
+pub fn start(interval: &str, extra: &[&str], env: &[(&str, &str)]) -> (DemoChild, Banner) {
     let mut args = vec!["demo", "--listen", "127.0.0.1:0", "--interval", interval];
     args.extend_from_slice(extra);
     let (child, lines) = process::spawn(&args, env, Output::Stdout);
@@ -38,7 +67,11 @@ pub fn start(interval: &str, extra: &[&str], env: &[(&str, &str)]) -> (ChildGuar
     let ca_file = words().find(|w| w.ends_with(".pem)")).map(|w| PathBuf::from(w.trim_end_matches(')')));
     match (addr, first_url, ca_file) {
         (Some(addr), Some(first_url), Some(ca_file)) => {
-            (child, Banner { lines: printed, addr, first_url, ca_file })
+            let scratch = ca_file
+                .parent()
+                .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("wsprobe-demo-")))
+                .map(PathBuf::from);
+            (DemoChild { child, scratch }, Banner { lines: printed, addr, first_url, ca_file })
         }
         _ => panic!("the demo's banner lacks an address:\n{}", printed.join("\n")),
     }
