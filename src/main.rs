@@ -91,6 +91,9 @@ enum Command {
         /// Probe interval of the demo targets.
         #[arg(long, default_value = "5s")]
         interval: HumanDuration,
+        /// Open the status page in a browser (`$BROWSER`, else xdg-open), if one exists.
+        #[arg(long)]
+        open: bool,
     },
 }
 
@@ -118,7 +121,7 @@ fn main() -> ExitCode {
             Command::Once { config, targets, format } => {
                 with_config(&config, |c| run_once(c, targets, format)).await
             }
-            Command::Demo { listen, interval } => report(run_demo(listen, interval.get()).await),
+            Command::Demo { listen, interval, open } => report(run_demo(listen, interval.get(), open).await),
         }
     })
 }
@@ -361,24 +364,35 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn run_demo(listen: SocketAddr, interval: Duration) -> anyhow::Result<ExitCode> {
+async fn run_demo(listen: SocketAddr, interval: Duration, open: bool) -> anyhow::Result<ExitCode> {
     let server = demo::start_server().await.context("cannot start the demo service")?;
     // The usual port may be taken (a real wsprobe running?); the demo must still start.
     let listen = match std::net::TcpListener::bind(listen) {
         Ok(_) => listen,
         Err(_) => SocketAddr::new(listen.ip(), 0),
     };
-    let yaml = demo::config_yaml(listen, server.addr, interval);
+    let yaml = demo::config_yaml(listen, &server.endpoints, interval);
     let config = config::parse(Path::new("<demo>"), &yaml).context("the demo configuration is invalid")?;
     let cancel = CancellationToken::new();
     let running = daemon::start(config, Source::Fixed, cancel.clone()).await?;
     let addr = running.addr;
+    let page = format!("http://{addr}/");
+    let opened = match open.then(|| demo::open_browser(&page)) {
+        None => String::new(),
+        Some(Ok(command)) => format!("  browser       started `{command}`\n"),
+        Some(Err(why)) => format!("  browser       none opened ({why}); open the status page yourself\n"),
+    };
     // Written with errors ignored: a closed stdout (a pipe whose reader left) must not
     // take the demo down.
+    let e = &server.endpoints;
     let banner = format!(
-        "wsprobe demo\n  demo service  ws://{svc}/agent (healthy), ws://{svc}/flaky (misbehaves on a cycle)\n  metrics       http://{addr}/metrics\n  targets       http://{addr}/api/targets\n  probing every {}; press Ctrl-C to stop.\n",
+        "wsprobe demo\n  status page   {page}\n{opened}  metrics       http://{addr}/metrics\n  targets       http://{addr}/api/targets\n  alerts        http://{addr}/api/alerts\n  demo service  ws://{ws}/agent (healthy), ws://{ws}/flaky (fails on a cycle: breaker opens and closes)\n                wss://{wss}/tls (certificate made at start, CA in {ca})\n                http://{http}/health (the build drifts from {expected} and comes back)\n  probing every {}; alerts within a minute or two; press Ctrl-C to stop.\n",
         humantime::format_duration(interval),
-        svc = server.addr,
+        ws = e.ws,
+        wss = e.wss,
+        http = e.http,
+        ca = e.ca_file.display(),
+        expected = demo::EXPECTED_VERSION,
     );
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::alertmanager::Alertmanager;
 use common::http::get;
-use common::prometheus::{closed_port, run_wsprobe, Prometheus};
+use common::prometheus_stack::{closed_port, run_wsprobe, Prometheus};
 use common::{echo, echoing, ServerOpts};
 use serde_norway::Value;
 

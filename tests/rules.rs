@@ -30,9 +30,17 @@ const RUNBOOK_BASE: &str = "https://github.com/wsprobe/wsprobe/blob/main/deploy/
 /// Metrics announced to the rules' authors but not registered by wsprobe yet.
 /// Rules may query them ahead of time; each entry leaves this list when it lands, with a
 /// comment saying what it is, e.g. `"wsprobe_example_state", // {target,state}, one-hot`.
-/// Empty since wsprobe_circuit_state, wsprobe_deployment_drift and
-/// wsprobe_deployment_info landed.
-const ANNOUNCED_NOT_YET_EXPORTED: &[&str] = &[];
+/// The session metrics are the interface of `session:` targets, which land separately;
+/// `wsprobe_sessions_configured` is the rules' own request (the `count` of the block,
+/// without which "fewer open than configured" cannot be written).
+const ANNOUNCED_NOT_YET_EXPORTED: &[&str] = &[
+    "wsprobe_sessions_open",                 // {target}, gauge
+    "wsprobe_sessions_configured",           // {target}, gauge: session.count
+    "wsprobe_session_disconnects_total",     // {target,reason}, counter
+    "wsprobe_session_lifetime_seconds",      // {target}, histogram
+    "wsprobe_session_ping_rtt_seconds",      // {target}, histogram
+    "wsprobe_session_heartbeat_rtt_seconds", // {target}, histogram
+];
 
 /// Alerts for which a unit test must also show them staying silent (healthy target, an
 /// isolated failure, a regression under the floor).
@@ -42,6 +50,10 @@ const MUST_BE_TESTED_SILENT: &[&str] = &[
     "WSProbePhaseLatencyRegression",
     "WSProbeStepLatencyRegression",
     "WSProbeCircuitOpen",
+    "WSProbeCircuitFlapping",
+    "WSProbeSessionsDropping",
+    "WSProbeSessionsBelowConfigured",
+    "WSProbeSessionHeartbeatRTTRegression",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -268,7 +280,7 @@ fn unit_test_series_use_real_metric_names_labels_and_values() {
                 "phase" => phases.contains(value),
                 "reason" => reasons.contains(value),
                 "result" => matches!(*value, "success" | "failure"),
-                "state" => states.contains(value),
+                "state" | "from" | "to" => states.contains(value),
                 "le" => bounds.iter().any(|b| b == value),
                 "target" => target_name.is_match(value),
                 _ => true,
@@ -321,6 +333,7 @@ fn exported_samples() -> BTreeMap<String, BTreeSet<String>> {
             .with_label_values(&["t", state.as_str()])
             .set(i64::from(state == State::Open));
     }
+    metrics.target.circuit.transition("t", State::Closed, State::Open);
     metrics.target.health.deployment_info.with_label_values(&["t", "1.4.1"]).set(1);
     metrics.target.health.deployment_drift.with_label_values(&["t"]).set(1);
     let location = std::collections::BTreeMap::from([("location".to_owned(), "eu-west-1".to_owned())]);

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::prometheus::{run_wsprobe, Prometheus};
+use common::prometheus_stack::{run_wsprobe, Prometheus};
 use common::{echo, echoing, ServerOpts};
 use wsprobe::shard::{shard_of, Shard};
 

@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod echoing;
 pub mod health;
 pub mod hostile;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod poll;
 pub mod process;
 pub mod prometheus;
+pub mod prometheus_stack;
 pub mod promtool;
 mod tls;
 mod wire;

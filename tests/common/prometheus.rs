@@ -1,18 +1,13 @@
-//! A real Prometheus on a loopback port with the compose stack's configuration (scrape
-//! job, rule files) pointed at the test's wsprobe instances, killed on drop; and the
-//! real `wsprobe run` processes it scrapes.
+//! A real Prometheus server on a loopback port, scraping given targets every second and
+//! loading given rule files, killed on drop; and its query API.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use serde_norway::Value;
+use std::time::Duration;
 
 use super::http::get;
-use super::process::{spawn, ChildGuard, Output};
 
-/// A running Prometheus.
 #[derive(Debug)]
 pub struct Prometheus {
     child: Child,
@@ -27,51 +22,41 @@ impl Drop for Prometheus {
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 impl Prometheus {
-    /// Starts Prometheus with `deploy/compose/prometheus.yml` and the shipped rules laid
-    /// out as the compose stack mounts them (`rules/wsprobe.yml`), changed only where a
-    /// test must: the `wsprobe` job scrapes `targets` every second, rules are evaluated
-    /// every second, and no Alertmanager is configured. Waits until it is ready.
-    pub async fn start(targets: &[SocketAddr]) -> Self {
+    /// Starts it scraping `scrape` as job `job` (1 s scrape and evaluation interval) with
+    /// `rule_files` loaded, and waits (up to 20 s) until `/-/ready` answers 200.
+    pub async fn start(job: &str, scrape: SocketAddr, rule_files: &[PathBuf]) -> Self {
+        let binary = which("prometheus").expect("prometheus is not installed: run scripts/install-deps.sh");
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config: Value = serde_norway::from_str(
-            &std::fs::read_to_string(root().join("deploy/compose/prometheus.yml")).unwrap(),
+        let config = dir.path().join("prometheus.yml");
+        let rules: Vec<String> = rule_files.iter().map(|p| format!("  - {}\n", p.display())).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{ scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }}\n\
+                 rule_files:\n{}\
+                 scrape_configs:\n  - job_name: {job}\n    static_configs: [ {{ targets: [\"{scrape}\"] }} ]\n",
+                rules.concat()
+            ),
         )
-        .expect("compose prometheus.yml");
-        config["global"]["scrape_interval"] = "1s".into();
-        config["global"]["evaluation_interval"] = "1s".into();
-        config.as_mapping_mut().unwrap().remove("alerting");
-        let job = &mut config["scrape_configs"][0];
-        assert_eq!(job["job_name"], "wsprobe");
-        job["scrape_interval"] = "1s".into();
-        job["scrape_timeout"] = "1s".into();
-        let list: Vec<Value> = targets.iter().map(|t| Value::from(t.to_string())).collect();
-        job["static_configs"][0]["targets"] = Value::Sequence(list);
-        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-        std::fs::copy(root().join("deploy/prometheus/alerts.yml"), dir.path().join("rules/wsprobe.yml"))
-            .unwrap();
-        let file = dir.path().join("prometheus.yml");
-        std::fs::write(&file, serde_norway::to_string(&config).unwrap()).unwrap();
-
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", file.display()))
+        .expect("write config");
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
-            .current_dir(dir.path())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus ({e}); run scripts/install-deps.sh"));
-        let p = Self { child, addr, _dir: dir };
+            .expect("start prometheus");
+        let prometheus = Self { child, addr, _dir: dir };
         let ready = super::poll::poll(Duration::from_secs(20), Duration::from_millis(100), || async {
             let up = tokio::net::TcpStream::connect(addr).await.is_ok()
                 && get(addr, "/-/ready").await.status == 200;
@@ -82,85 +67,32 @@ impl Prometheus {
             }
         });
         ready.await.unwrap_or_else(|()| panic!("Prometheus not ready within 20s"));
-        p
+        prometheus
     }
 
-    /// An instant query's result vector: `(labels, value)` per series.
-    pub async fn query(&self, promql: &str) -> Vec<(serde_json::Map<String, serde_json::Value>, f64)> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let body = get(self.addr, &format!("/api/v1/query?query={encoded}")).await.body;
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        assert_eq!(json["status"], "success", "{promql}: {body}");
-        json["data"]["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let labels = s["metric"].as_object().unwrap().clone();
-                let value = s["value"][1].as_str().unwrap().parse().unwrap();
-                (labels, value)
-            })
-            .collect()
+    /// `GET /api/v1/...` decoded; panics on an API error, with Prometheus' message.
+    pub async fn api(&self, path_and_query: &str) -> serde_json::Value {
+        let response = get(self.addr, &format!("/api/v1/{path_and_query}")).await;
+        let v: serde_json::Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|e| panic!("{path_and_query}: {e}: {}", response.body));
+        assert_eq!(v["status"], "success", "{path_and_query}: {v}");
+        v["data"].clone()
     }
 
-    /// Polls `promql` until `done` accepts its result; fails the test after `within`.
-    pub async fn until(
-        &self,
-        promql: &str,
-        within: Duration,
-        done: impl Fn(&[(serde_json::Map<String, serde_json::Value>, f64)]) -> bool,
-    ) -> Vec<(serde_json::Map<String, serde_json::Value>, f64)> {
-        let deadline = Instant::now() + within;
-        loop {
-            let result = self.query(promql).await;
-            if done(&result) {
-                return result;
-            }
-            assert!(Instant::now() < deadline, "{promql}: not as expected within {within:?}: {result:?}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    /// The series `query` returned at any step of 1 s between `start` and `end` (Unix
+    /// seconds).
+    pub async fn query_range(&self, query: &str, start: f64, end: f64) -> Vec<serde_json::Value> {
+        let path = format!("query_range?query={}&start={start:.3}&end={end:.3}&step=1", encode(query));
+        self.api(&path).await["result"].as_array().cloned().unwrap_or_default()
     }
 }
 
-/// A `wsprobe run` process and the address it serves /metrics on.
-#[derive(Debug)]
-pub struct Instance {
-    pub addr: SocketAddr,
-    _child: ChildGuard,
-}
-
-/// Writes `yaml` to `dir/name.yaml` and runs `wsprobe run` on it with `args`; returns once
-/// it serves (its `Serving /metrics and the API.` log line gives the address).
-pub fn run_wsprobe(dir: &Path, name: &str, yaml: &str, args: &[&str]) -> Instance {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    let config = path.to_str().unwrap().to_owned();
-    let mut all = vec!["run", "--config", &config];
-    all.extend(args);
-    let (child, lines) = spawn(&all, &[("RUST_LOG", "info")], Output::Stderr);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("{name}: wsprobe did not start serving within 10s"));
-        if line.contains("Serving /metrics and the API.") {
-            let addr = line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap();
-            // Keep draining the log so the child never blocks on a full pipe.
-            std::thread::spawn(move || while lines.recv().is_ok() {});
-            return Instance { addr: addr.parse().unwrap(), _child: child };
-        }
-    }
-}
-
-/// A loopback port nothing listens on: connections to it are refused.
-pub fn closed_port() -> u16 {
-    free_port()
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
