@@ -118,7 +118,7 @@ impl From<NetError> for HttpError {
             NetErrorKind::Dns => HttpErrorKind::Dns,
             NetErrorKind::Refused => HttpErrorKind::Refused,
             NetErrorKind::Connect => HttpErrorKind::Connect,
-            NetErrorKind::Tls => HttpErrorKind::Tls,
+            NetErrorKind::Tls | NetErrorKind::NotTls => HttpErrorKind::Tls,
         };
         HttpError::new(kind, e.message)
     }
@@ -314,7 +314,7 @@ impl Hop<'_> {
             let t = Instant::now();
             let name = self.server_name.unwrap_or(&url.host);
             let (conn, _expiry) = bounded(Step::Tls, deadline, timeout, async {
-                tls::handshake(self.tls.clone(), name, tcp).await.map_err(HttpError::from)
+                tls::handshake(self.tls.clone(), name, tls::Conn::Plain(tcp)).await.map_err(HttpError::from)
             })
             .await?;
             add(&mut timings.tls, t.elapsed().as_secs_f64());
@@ -413,11 +413,17 @@ fn too_large(status: StatusCode, limit: usize, declared: Option<u64>) -> HttpErr
     HttpError { kind: HttpErrorKind::BodyTooLarge, message, status: Some(status.as_u16()) }
 }
 
-/// hyper's error with its causes, which say what actually went wrong.
+/// hyper's error with its causes, which say what actually went wrong. A TLS alert after
+/// the handshake (a refused client certificate) is a TLS failure, said plainly.
 fn protocol_error(what: &str, e: &hyper::Error) -> HttpError {
     let mut message = format!("{what}: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
+        if let Some(refused) =
+            cause.downcast_ref::<std::io::Error>().and_then(|io| tls::alert_after_handshake(io))
+        {
+            return HttpError::from(refused);
+        }
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
