@@ -134,9 +134,7 @@ impl ServerCertVerifier for Verifier {
             let pin = spki_pin(end_entity)?;
             if !self.pins.contains(&pin) {
                 let why = PinMismatch(pin_text(&pin));
-                return Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
-                    Arc::new(why),
-                ))));
+                return Err(rustls::Error::Other(OtherError(Arc::new(why))));
             }
         }
         Ok(ServerCertVerified::assertion())

@@ -258,10 +258,14 @@ pub async fn handshake(
     Ok((Conn::Tls(Box::new(stream)), expiry))
 }
 
-/// rustls reports certificate problems wrapped in an `io::Error`; show the inner cause.
+/// rustls reports certificate problems wrapped in an `io::Error`; show the inner cause,
+/// and our own verifier's sentences (a pin mismatch) as they are.
 fn tls_cause(e: &io::Error) -> String {
     match e.get_ref() {
-        Some(inner) => inner.to_string(),
+        Some(inner) => match inner.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::Other(other)) => other.0.to_string(),
+            _ => inner.to_string(),
+        },
         None => e.to_string(),
     }
 }
