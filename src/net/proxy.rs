@@ -343,8 +343,9 @@ pub async fn connect_tunnel(mut conn: Conn, proxy: &ProxyUrl, target: &str) -> R
             head.len() - end
         ))),
         200..=299 => Ok(conn),
-        407 => Err(with_status(format!(
-            "the proxy {shown_proxy} requires authentication (HTTP 407 {name}); {}",
+        // 407 is the proxy's own status; some (tinyproxy) answer a CONNECT with 401.
+        401 | 407 => Err(with_status(format!(
+            "the proxy {shown_proxy} requires authentication (HTTP {status} {name}); {}",
             if proxy.authorization.is_some() {
                 "it refused the credentials of the proxy URL"
             } else {
