@@ -237,3 +237,29 @@ async fn health_checks_present_the_client_certificate_too() {
     let message = result.message.unwrap_or_default();
     assert!(message.contains("requires a client certificate"), "{message}");
 }
+
+#[test]
+fn an_unusable_key_file_is_named_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("client.pem");
+    std::fs::copy("tests/fixtures/config/tls-client.pem", &cert).unwrap();
+    let key = dir.path().join("client.key");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nKEYMATERIALxx!!notbase64\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let config = dir.path().join("wsprobe.yaml");
+    let yaml = format!(
+        "targets:\n  - name: t\n    url: wss://localhost:9/ws\n    tls: {{ cert_file: {}, key_file: {} }}\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = common::config::run(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = common::config::text(&out.stderr);
+    assert!(stderr.contains("target `t`.tls.key_file: `"), "{stderr}");
+    assert!(stderr.contains("holds no PEM private key"), "{stderr}");
+    assert!(!stderr.contains("KEYMATERIAL"), "key material printed: {stderr}");
+}

@@ -332,3 +332,17 @@ async fn lying_proxies_are_proxy_errors() {
     let r = probe(&format!("    url: ws://127.0.0.1:9/ws\n    proxy: {}\n", proxy.url())).await;
     assert_proxy_error(&r, Phase::Proxy, None, "a head larger than 16 KiB");
 }
+
+#[test]
+fn configuration_errors_never_show_proxy_passwords() {
+    let out = common::config::run(&[
+        "check",
+        "--config",
+        "tests/fixtures/config/invalid-proxy-credentials-not-echoed.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = common::config::text(&out.stderr);
+    assert!(stderr.contains("defaults.proxy: `http://***@proxy.corp.example:3128/path`"), "{stderr}");
+    assert!(!stderr.contains("literal-proxy-password"), "{stderr}");
+    assert!(!stderr.contains(common::config::SECRET), "{stderr}");
+}

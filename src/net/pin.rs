@@ -29,6 +29,9 @@ pub(crate) type Pin = [u8; 32];
 /// The error completes "`tls.pin_sha256[i]`: ...".
 pub(crate) fn parse_pin(text: &str) -> Result<Pin, String> {
     let shown = crate::util::text::shown(text);
+    if text.starts_with("sha256/") {
+        return Err(format!("`{shown}`: write the base64 digest alone, without `sha256/`"));
+    }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(|_| format!("`{shown}` is not base64 (a pin is the base64 of a SHA-256 digest)"))?;
