@@ -419,9 +419,7 @@ fn protocol_error(what: &str, e: &hyper::Error) -> HttpError {
     let mut message = format!("{what}: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        if let Some(refused) =
-            cause.downcast_ref::<std::io::Error>().and_then(|io| tls::alert_after_handshake(io))
-        {
+        if let Some(refused) = cause.downcast_ref::<std::io::Error>().and_then(tls::alert_after_handshake) {
             return HttpError::from(refused);
         }
         message.push_str(&format!(": {cause}"));

@@ -316,15 +316,18 @@ pub fn alert_after_handshake(e: &io::Error) -> Option<NetError> {
 fn alert_name(alert: AlertDescription) -> String {
     let camel = format!("{alert:?}");
     let mut out = String::with_capacity(camel.len() + 4);
-    for (i, c) in camel.chars().enumerate() {
+    let mut previous_upper = true;
+    for c in camel.chars() {
         if c.is_ascii_uppercase() {
-            if i > 0 && !camel[..i].ends_with(|p: char| p.is_ascii_uppercase()) {
+            // A run of capitals is one word: `UnknownCA` is `unknown_ca`.
+            if !previous_upper {
                 out.push('_');
             }
             out.push(c.to_ascii_lowercase());
         } else {
             out.push(c);
         }
+        previous_upper = c.is_ascii_uppercase();
     }
     out
 }

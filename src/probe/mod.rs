@@ -324,12 +324,11 @@ impl Prober {
                 upgrade::upgrade(&url.uri, headers, &subprotocols, t.max_message_size, conn),
             )
             .await
-            .map_err(|stop| {
+            .inspect_err(|stop| {
                 // A TLS alert read with the upgrade's answer is the TLS phase's verdict.
-                if matches!(&stop, Stop::Failed(e) if e.reason == Reason::TlsError) {
+                if matches!(stop, Stop::Failed(e) if e.reason == Reason::TlsError) {
                     run.current = Phase::Tls;
                 }
-                stop
             })?;
         run.http_status = Some(101);
         let session = session_slot.insert(Session::new(
