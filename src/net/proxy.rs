@@ -25,7 +25,7 @@ use crate::util::text::shown;
 pub const MAX_HEAD: usize = 16 * 1024;
 
 /// Which proxy a target goes through.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub enum ProxySetting {
     /// Connect directly (`none`, or no `proxy` key).
     #[default]
@@ -34,6 +34,19 @@ pub enum ProxySetting {
     Env,
     /// This proxy URL; a template, so a password can come from `${VAR}`.
     Url(Template),
+}
+
+impl std::fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxySetting::Direct => f.write_str("Direct"),
+            ProxySetting::Env => f.write_str("Env"),
+            // A password written in the file is a secret too.
+            ProxySetting::Url(t) => {
+                write!(f, "Url({:?})", crate::util::url::without_userinfo(t.source()))
+            }
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for ProxySetting {
@@ -396,6 +409,12 @@ mod tests {
         assert!(parse_proxy_url("proxy:3128").unwrap_err().contains("absolute"));
         assert!(parse_proxy_url("http://proxy:0").unwrap_err().contains("port"));
         assert!(parse_proxy_url("http://:3128").unwrap_err().contains("no host"));
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let setting = ProxySetting::Url(Template::parse("http://u:literal-pass@proxy:3128").unwrap());
+        assert_eq!(format!("{setting:?}"), r#"Url("http://***@proxy:3128")"#);
     }
 
     #[test]
