@@ -346,3 +346,29 @@ fn configuration_errors_never_show_proxy_passwords() {
     assert!(!stderr.contains("literal-proxy-password"), "{stderr}");
     assert!(!stderr.contains(common::config::SECRET), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exports_the_proxy_phase_and_its_failures() {
+    let proxy = Tinyproxy::start(None);
+    let server = common::echo(ServerOpts::default()).await;
+    let refusing = HostileProxy::start(ProxyAct::Answer("HTTP/1.1 403 Forbidden\r\n\r\n")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let targets = format!(
+        "  - name: via\n    url: {}\n    proxy: {}\n  - name: refused\n    url: {}\n    proxy: {}\n",
+        server.url(),
+        proxy.url(),
+        server.url(),
+        refusing.url()
+    );
+    common::daemon::write_config(&path, &targets);
+    let (running, cancel) = common::daemon::start(&path).await;
+    let proxied = r#"wsprobe_phase_duration_seconds_count{phase="proxy",target="via"}"#;
+    let refused = r#"wsprobe_probe_failures_total{phase="proxy",reason="proxy_error",target="refused"}"#;
+    let m = common::health::until_metrics(running.addr, "the proxy phase is exported", |m| {
+        m.contains(proxied) && m.contains(refused)
+    })
+    .await;
+    assert!(m.contains(r#"wsprobe_probe_success{target="via"} 1"#), "{m}");
+    cancel.cancel();
+}
