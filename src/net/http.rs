@@ -314,7 +314,7 @@ impl Hop<'_> {
             let t = Instant::now();
             let name = self.server_name.unwrap_or(&url.host);
             let (conn, _expiry) = bounded(Step::Tls, deadline, timeout, async {
-                tls::handshake(self.tls.clone(), name, tls::Conn::Plain(tcp)).await.map_err(HttpError::from)
+                tls::handshake(self.tls.clone(), name, tcp).await.map_err(HttpError::from)
             })
             .await?;
             add(&mut timings.tls, t.elapsed().as_secs_f64());

@@ -234,9 +234,18 @@ fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     parse_ca_pem(&pem)
 }
 
-/// Performs the TLS handshake over `transport`; returns the stream and the leaf
-/// certificate's expiry.
+/// Performs the TLS handshake over TCP; returns the stream and the leaf certificate's
+/// expiry.
 pub async fn handshake(
+    config: Arc<ClientConfig>,
+    server_name: &str,
+    tcp: TcpStream,
+) -> Result<(Conn, Option<i64>), NetError> {
+    handshake_over(config, server_name, Conn::Plain(tcp)).await
+}
+
+/// [`handshake`] over any connection: a proxy's tunnel, itself TLS to an https:// proxy.
+pub async fn handshake_over(
     config: Arc<ClientConfig>,
     server_name: &str,
     transport: Conn,

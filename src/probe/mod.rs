@@ -305,7 +305,7 @@ impl Prober {
                 let name = t.tls.server_name.as_deref().unwrap_or(&url.host);
                 let (conn, expiry) = run
                     .phase(Phase::Tls, to.tls, Reason::TlsTimeout, "TLS handshake did not finish", async {
-                        tls::handshake(config.clone(), name, conn)
+                        tls::handshake_over(config.clone(), name, conn)
                             .await
                             .map_err(|e| proxy::tls_failure(e, via.as_ref()))
                     })

@@ -57,9 +57,13 @@ pub(crate) async fn open(
 ) -> Result<Conn, ProbeError> {
     let conn = match (via.secure, proxy_tls) {
         (true, Some(config)) => {
-            let (conn, _expiry) = tls::handshake(config.clone(), &via.host, conn).await.map_err(|e| {
-                ProbeError::new(Reason::ProxyError, format!("TLS to the proxy {} failed: {e}", via.shown()))
-            })?;
+            let (conn, _expiry) =
+                tls::handshake_over(config.clone(), &via.host, conn).await.map_err(|e| {
+                    ProbeError::new(
+                        Reason::ProxyError,
+                        format!("TLS to the proxy {} failed: {e}", via.shown()),
+                    )
+                })?;
             conn
         }
         (true, None) => {
