@@ -372,3 +372,23 @@ async fn the_daemon_exports_the_proxy_phase_and_its_failures() {
     assert!(m.contains(r#"wsprobe_probe_success{target="via"} 1"#), "{m}");
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn proxy_none_goes_direct_although_defaults_name_a_proxy() {
+    let server = common::echo(ServerOpts::default()).await;
+    let refusing = HostileProxy::start(ProxyAct::Answer("HTTP/1.1 403 Forbidden\r\n\r\n")).await;
+    let yaml = format!(
+        "defaults:\n  proxy: {}\ntargets:\n  - name: inherits\n    url: {url}\n  - name: direct\n    url: {url}\n    proxy: none\n",
+        refusing.url(),
+        url = server.url()
+    );
+    let config = common::config::parse(&yaml).expect("valid test config");
+    let run = |i: usize| {
+        let prober = Prober::new(config.targets[i].clone()).expect("prober");
+        async move { prober.probe(&CancellationToken::new()).await.expect("not cancelled") }
+    };
+    assert_proxy_error(&run(0).await, Phase::Proxy, Some(403), "refused the tunnel");
+    let r = run(1).await;
+    assert!(r.success && r.phases.get(Phase::Proxy).is_none(), "{r:?}");
+    assert_eq!(refusing.heads().len(), 1);
+}
