@@ -53,13 +53,14 @@ enum Kind {
 }
 
 /// Every key whose default the example must document with `# default: X`, and its kind.
-const DOCUMENTED: [(&str, Kind); 26] = [
+const DOCUMENTED: [(&str, Kind); 27] = [
     ("listen", Kind::Addr),
     ("shutdown_grace", Kind::Duration),
     ("defaults.interval", Kind::Duration),
     ("defaults.jitter", Kind::Percent),
     ("defaults.timeouts.dns", Kind::Duration),
     ("defaults.timeouts.connect", Kind::Duration),
+    ("defaults.timeouts.proxy", Kind::Duration),
     ("defaults.timeouts.tls", Kind::Duration),
     ("defaults.timeouts.handshake", Kind::Duration),
     ("defaults.timeouts.first_message", Kind::Duration),
@@ -111,6 +112,7 @@ fn loaded(path: &str, c: &Config, target: usize) -> String {
         "defaults.jitter" => t.jitter.0.to_string(),
         "defaults.timeouts.dns" => d(timeouts.dns),
         "defaults.timeouts.connect" => d(timeouts.connect),
+        "defaults.timeouts.proxy" => d(timeouts.proxy),
         "defaults.timeouts.tls" => d(timeouts.tls),
         "defaults.timeouts.handshake" => d(timeouts.handshake),
         "defaults.timeouts.first_message" => d(timeouts.first_message),

@@ -23,6 +23,7 @@ use crate::breaker;
 use crate::health::settings as health;
 use crate::health::{HealthCheck, RemoteBreakers};
 
+use crate::net::proxy::ProxySetting;
 use crate::net::tls::TlsSettings;
 use crate::probe::scenario::{self, Hooks, RawRespond, RawStep, Step};
 use crate::probe::{ProbeSpec, Timeouts};
@@ -87,6 +88,8 @@ pub struct Target {
     pub subprotocols: Vec<Template>,
     pub server_speaks_first: bool,
     pub tls: TlsSettings,
+    /// The forward proxy of the WebSocket connection (`proxy`); direct when unset.
+    pub proxy: ProxySetting,
     pub interval: Duration,
     pub jitter: Percent,
     pub timeouts: Timeouts,
@@ -113,6 +116,7 @@ impl Target {
             subprotocols: self.subprotocols.clone(),
             server_speaks_first: self.server_speaks_first,
             tls: self.tls.clone(),
+            proxy: self.proxy.clone(),
             timeouts: self.timeouts,
             max_message_size: self.max_message_size,
             steps: self.steps.clone(),
@@ -158,6 +162,7 @@ struct RawSettings {
     headers: BTreeMap<String, Template>,
     subprotocols: Option<Vec<Template>>,
     tls: Option<TlsSettings>,
+    proxy: Option<ProxySetting>,
     fail_on: Option<Vec<RawMatcher>>,
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
@@ -169,6 +174,7 @@ struct RawSettings {
 struct RawTimeouts {
     dns: Option<HumanDuration>,
     connect: Option<HumanDuration>,
+    proxy: Option<HumanDuration>,
     tls: Option<HumanDuration>,
     handshake: Option<HumanDuration>,
     first_message: Option<HumanDuration>,
@@ -193,6 +199,7 @@ struct RawTarget {
     headers: BTreeMap<String, Template>,
     subprotocols: Option<Vec<Template>>,
     tls: Option<TlsSettings>,
+    proxy: Option<ProxySetting>,
     fail_on: Option<Vec<RawMatcher>>,
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
@@ -327,6 +334,7 @@ fn resolve_target(
     headers.extend(own_headers);
     let subprotocols = t.subprotocols.clone().or_else(|| d.subprotocols.clone()).unwrap_or_default();
     let tls = t.tls.clone().or_else(|| d.tls.clone()).unwrap_or_default();
+    let proxy = t.proxy.clone().or_else(|| d.proxy.clone()).unwrap_or_default();
     let max_message_size = t.max_message_size.or(d.max_message_size).unwrap_or(ByteSize::mib(1));
     let timeouts = merge_timeouts(&t.timeouts, &d.timeouts);
     let steps = scenario::compile_steps(at, &t.steps, problems);
@@ -350,6 +358,7 @@ fn resolve_target(
         subprotocols,
         server_speaks_first: t.server_speaks_first.or(d.server_speaks_first).unwrap_or(true),
         tls,
+        proxy,
         interval,
         jitter: t.jitter.or(d.jitter).unwrap_or(Percent(10.0)),
         timeouts,
@@ -371,6 +380,7 @@ struct Settings<'a> {
     headers: &'a BTreeMap<String, Template>,
     subprotocols: Option<&'a Vec<Template>>,
     tls: Option<&'a TlsSettings>,
+    proxy: Option<&'a ProxySetting>,
 }
 
 impl RawSettings {
@@ -382,6 +392,7 @@ impl RawSettings {
             headers: &self.headers,
             subprotocols: self.subprotocols.as_ref(),
             tls: self.tls.as_ref(),
+            proxy: self.proxy.as_ref(),
         }
     }
 }
@@ -395,6 +406,7 @@ impl RawTarget {
             headers: &self.headers,
             subprotocols: self.subprotocols.as_ref(),
             tls: self.tls.as_ref(),
+            proxy: self.proxy.as_ref(),
         }
     }
 }
@@ -430,19 +442,10 @@ fn check_settings(at: &str, s: &Settings<'_>, problems: &mut Vec<String>) -> Vec
     }
 
     if let Some(tls) = s.tls {
-        if let Some(ca) = &tls.ca_file {
-            if let Err(why) = crate::net::tls::check_ca_file(ca) {
-                problems.push(format!("{at}.tls.ca_file: {why}"));
-            }
-        }
-        if let Some(name) = &tls.server_name {
-            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-                problems.push(format!(
-                    "{at}.tls.server_name: `{}` is not a valid DNS name or IP address",
-                    shown(name)
-                ));
-            }
-        }
+        crate::net::tls::check_settings(at, tls, problems);
+    }
+    if let Some(proxy) = s.proxy {
+        crate::net::proxy::check_setting(&format!("{at}.proxy"), proxy, problems);
     }
 
     if s.max_message_size.is_some_and(|size| size.0 < 125) {
@@ -465,6 +468,7 @@ fn merge_timeouts(t: &RawTimeouts, d: &RawTimeouts) -> Timeouts {
     Timeouts {
         dns: pick(t.dns, d.dns, base.dns),
         connect: pick(t.connect, d.connect, base.connect),
+        proxy: pick(t.proxy, d.proxy, base.proxy),
         tls: pick(t.tls, d.tls, base.tls),
         handshake: pick(t.handshake, d.handshake, base.handshake),
         first_message: pick(t.first_message, d.first_message, base.first_message),
@@ -479,6 +483,7 @@ fn check_timeouts(at: &str, t: &RawTimeouts, problems: &mut Vec<String>) {
     let all = [
         ("dns", t.dns),
         ("connect", t.connect),
+        ("proxy", t.proxy),
         ("tls", t.tls),
         ("handshake", t.handshake),
         ("first_message", t.first_message),

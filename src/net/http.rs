@@ -118,7 +118,7 @@ impl From<NetError> for HttpError {
             NetErrorKind::Dns => HttpErrorKind::Dns,
             NetErrorKind::Refused => HttpErrorKind::Refused,
             NetErrorKind::Connect => HttpErrorKind::Connect,
-            NetErrorKind::Tls => HttpErrorKind::Tls,
+            NetErrorKind::Tls | NetErrorKind::NotTls => HttpErrorKind::Tls,
         };
         HttpError::new(kind, e.message)
     }
@@ -413,11 +413,15 @@ fn too_large(status: StatusCode, limit: usize, declared: Option<u64>) -> HttpErr
     HttpError { kind: HttpErrorKind::BodyTooLarge, message, status: Some(status.as_u16()) }
 }
 
-/// hyper's error with its causes, which say what actually went wrong.
+/// hyper's error with its causes, which say what actually went wrong. A TLS alert after
+/// the handshake (a refused client certificate) is a TLS failure, said plainly.
 fn protocol_error(what: &str, e: &hyper::Error) -> HttpError {
     let mut message = format!("{what}: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<std::io::Error>().and_then(tls::alert_after_handshake) {
+            return HttpError::from(refused);
+        }
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }

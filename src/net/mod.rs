@@ -1,11 +1,15 @@
 //! Networking shared by the probe, the health checks and alert delivery: name
-//! resolution, TCP connect (Happy Eyeballs), TLS, and one bounded HTTP/1.1 client.
+//! resolution, TCP connect (Happy Eyeballs), forward proxies (CONNECT), TLS with client
+//! certificates and pins, and one bounded HTTP/1.1 client.
 //!
 //! Errors here are net-level, a kind and a sentence; each feature maps the kind to its own
 //! reason (`connect_refused`, ...) and keeps the sentence as it is. Deadlines are the
 //! callers': each bounds a call with the timeout its own settings name.
 
+pub(crate) mod client_cert;
 pub mod http;
+pub(crate) mod pin;
+pub mod proxy;
 pub mod resolve;
 pub mod tcp;
 pub mod tls;
@@ -21,6 +25,8 @@ pub enum NetErrorKind {
     Connect,
     /// The TLS handshake failed (certificate, name, protocol).
     Tls,
+    /// The peer answered the TLS handshake with something that is not TLS.
+    NotTls,
 }
 
 /// A failed resolve, connect or handshake: its kind and a sentence saying why.

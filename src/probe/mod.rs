@@ -10,6 +10,7 @@ mod guard;
 mod interim;
 pub mod metrics;
 mod outcome;
+mod proxy;
 pub mod resolve;
 pub mod scenario;
 pub mod session;
@@ -56,7 +57,7 @@ impl From<NetError> for ProbeError {
             NetErrorKind::Dns => Reason::DnsError,
             NetErrorKind::Refused => Reason::ConnectRefused,
             NetErrorKind::Connect => Reason::ConnectError,
-            NetErrorKind::Tls => Reason::TlsError,
+            NetErrorKind::Tls | NetErrorKind::NotTls => Reason::TlsError,
         };
         ProbeError::new(reason, e.message)
     }
@@ -77,6 +78,8 @@ pub struct Prober {
     pub spec: Arc<ProbeSpec>,
     hooks: Arc<Hooks>,
     tls: Option<Arc<ClientConfig>>,
+    /// TLS to an `https://` proxy, when the target has a proxy setting.
+    proxy_tls: Option<Arc<ClientConfig>>,
     /// Whether a panic was caught in this target's probes and logged already.
     panicked: Arc<AtomicBool>,
     resolver: Arc<dyn resolve::Resolve>,
@@ -96,7 +99,12 @@ impl Prober {
         let spec = spec.into();
         let secure = spec.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
         let tls = if secure { Some(tls::client_config(&spec.tls)?) } else { None };
+        let proxy_tls = match spec.proxy {
+            crate::net::proxy::ProxySetting::Direct => None,
+            _ => Some(tls::proxy_client_config(&spec.tls)?),
+        };
         Ok(Self {
+            proxy_tls,
             hooks: Arc::new(spec.hooks.clone()),
             spec: Arc::new(spec),
             tls,
@@ -263,13 +271,18 @@ impl Prober {
             subprotocols.push(value);
         }
 
+        // Through a proxy, `dns` and `connect` are about the proxy.
+        run.current = Phase::Proxy;
+        let via = proxy::route(&t.proxy, &url, &vars, &mut run.secrets)?;
+        let (dial_host, dial_port) =
+            via.as_ref().map_or((url.host.as_str(), url.port), |p| (p.host.as_str(), p.port));
         let addrs = run
             .phase(
                 Phase::Dns,
                 to.dns,
                 Reason::DnsError,
                 "DNS resolution did not finish",
-                self.resolver.resolve(&url.host, url.port),
+                self.resolver.resolve(dial_host, dial_port),
             )
             .await?;
         let tcp = run
@@ -281,18 +294,26 @@ impl Prober {
                 tcp::connect(&addrs),
             )
             .await?;
+        let mut conn = tls::Conn::Plain(tcp);
+        if let Some(p) = &via {
+            let what = format!("the proxy {} did not complete the CONNECT exchange", p.shown());
+            let open = proxy::open(conn, p, self.proxy_tls.as_ref(), &url);
+            conn = run.phase(Phase::Proxy, to.proxy, Reason::ProxyError, &what, open).await?;
+        }
         let conn = match &self.tls {
             Some(config) if url.secure => {
                 let name = t.tls.server_name.as_deref().unwrap_or(&url.host);
                 let (conn, expiry) = run
                     .phase(Phase::Tls, to.tls, Reason::TlsTimeout, "TLS handshake did not finish", async {
-                        tls::handshake(config.clone(), name, tcp).await.map_err(ProbeError::from)
+                        tls::handshake_over(config.clone(), name, conn)
+                            .await
+                            .map_err(|e| proxy::tls_failure(e, via.as_ref()))
                     })
                     .await?;
                 run.cert_expiry = expiry;
                 conn
             }
-            _ => tls::Conn::Plain(tcp),
+            _ => conn,
         };
         let ws = run
             .phase(
@@ -302,7 +323,13 @@ impl Prober {
                 "no upgrade response",
                 upgrade::upgrade(&url.uri, headers, &subprotocols, t.max_message_size, conn),
             )
-            .await?;
+            .await
+            .inspect_err(|stop| {
+                // A TLS alert read with the upgrade's answer is the TLS phase's verdict.
+                if matches!(stop, Stop::Failed(e) if e.reason == Reason::TlsError) {
+                    run.current = Phase::Tls;
+                }
+            })?;
         run.http_status = Some(101);
         let session = session_slot.insert(Session::new(
             ws,

@@ -14,6 +14,8 @@ crate::label_enum! {
     pub enum Phase("phase") {
         Dns => "dns",
         Connect => "connect",
+        /// The HTTP CONNECT exchange with a configured proxy (and TLS to an https:// one).
+        Proxy => "proxy",
         Tls => "tls",
         Handshake => "handshake",
         FirstMessage => "first_message",
@@ -50,6 +52,8 @@ crate::label_enum! {
         ErrorMessage => "error_message",
         /// A bug in wsprobe caught while probing: the probe fails, the target keeps running.
         InternalError => "internal_error",
+        /// The proxy refused the tunnel (407, 403, 502...), lied, or did not answer in time.
+        ProxyError => "proxy_error",
     }
 }
 
@@ -89,7 +93,7 @@ impl ProbeError {
 
 /// Phase durations in seconds, serialized as an object in phase order.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct PhaseTimings([Option<f64>; 8]);
+pub struct PhaseTimings([Option<f64>; Phase::ALL.len()]);
 
 impl PhaseTimings {
     pub fn set(&mut self, phase: Phase, seconds: f64) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::http::HeaderName;
 
 use super::scenario::{Hooks, Step};
+use crate::net::proxy::ProxySetting;
 use crate::net::tls::TlsSettings;
 use crate::util::template::Template;
 
@@ -22,6 +23,8 @@ pub struct ProbeSpec {
     pub subprotocols: Vec<Template>,
     pub server_speaks_first: bool,
     pub tls: TlsSettings,
+    /// The forward proxy the connection goes through, if any.
+    pub proxy: ProxySetting,
     pub timeouts: Timeouts,
     pub max_message_size: usize,
     /// The scripted session; empty means: first message, ping, close.
@@ -35,6 +38,8 @@ pub struct ProbeSpec {
 pub struct Timeouts {
     pub dns: Duration,
     pub connect: Duration,
+    /// The CONNECT exchange with a proxy (and TLS to an https:// proxy).
+    pub proxy: Duration,
     pub tls: Duration,
     pub handshake: Duration,
     pub first_message: Duration,
@@ -52,6 +57,7 @@ impl Default for Timeouts {
         Self {
             dns: s(5),
             connect: s(10),
+            proxy: s(10),
             tls: s(10),
             handshake: s(15),
             first_message: s(10),

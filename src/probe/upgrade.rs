@@ -126,6 +126,11 @@ fn map_error(e: WsError, seen: &Seen) -> ProbeError {
             "the upgrade response was too large or sent in too many small pieces",
         ),
         WsError::Io(io) => {
+            // TLS 1.3 servers judge the client certificate after the handshake: their
+            // verdict is read here, and it is about TLS.
+            if let Some(refused) = crate::net::tls::alert_after_handshake(&io) {
+                return ProbeError::from(refused);
+            }
             let reason = io_reason(&io);
             let what = if io.kind() == io::ErrorKind::UnexpectedEof {
                 "server closed the connection before answering the upgrade".to_owned()

@@ -19,6 +19,7 @@ pub mod echoing;
 pub mod health;
 pub mod hostile;
 pub mod http;
+pub mod netpaths;
 pub mod poll;
 pub mod process;
 pub mod prometheus;
