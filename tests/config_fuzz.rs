@@ -69,7 +69,13 @@ fn bases() -> Vec<(String, String)> {
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(p).unwrap()))
         .collect();
     let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let demo = wsprobe::demo::Endpoints { ws: local, wss: local, http: local, ca_file: "/dev/null".into() };
+    let demo = wsprobe::demo::Endpoints {
+        ws: local,
+        wss: local,
+        http: local,
+        ca_file: "/dev/null".into(),
+        pin_sha256: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+    };
     out.push(("demo".to_owned(), wsprobe::demo::config_yaml(local, &demo, Duration::from_secs(1))));
     out
 }

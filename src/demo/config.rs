@@ -15,7 +15,7 @@ pub fn config_yaml(listen: SocketAddr, at: &Endpoints, interval: Duration) -> St
     let recovery = humantime::format_duration(interval.saturating_mul(3));
     let interval = humantime::format_duration(interval);
     let handshake = humantime::format_duration(super::flaky::HANDSHAKE_TIMEOUT);
-    let Endpoints { ws, wss, http, ca_file } = at;
+    let Endpoints { ws, wss, http, ca_file, pin_sha256 } = at;
     let ca_file = ca_file.display();
     format!(
         r#"listen: {listen}
@@ -84,10 +84,11 @@ targets:
         expect: {{ json: {{ type: agent_completed }} }}
         within: 3s
         max_gap: 1s
-  # TLS with a certificate made at start, signed by a CA made at start.
+  # TLS with a certificate made at start, signed by a CA made at start, and its key
+  # pinned on top of the chain check.
   - name: demo-tls
     url: wss://{wss}/tls
-    tls: {{ ca_file: "{ca_file}" }}
+    tls: {{ ca_file: "{ca_file}", pin_sha256: ["{pin_sha256}"] }}
 alerting:
   # Delivered to the demo service's own webhook, so notifications are counted as sent.
   webhooks:

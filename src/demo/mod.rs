@@ -25,13 +25,16 @@ pub use browser::open_browser;
 pub use config::config_yaml;
 pub use http::{DRIFTED_VERSION, EXPECTED_VERSION};
 
-/// Where the demo service listens, and the CA file its `wss://` certificate chains to.
+/// Where the demo service listens, the CA file its `wss://` certificate chains to, and
+/// that certificate's key pin.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub ws: SocketAddr,
     pub wss: SocketAddr,
     pub http: SocketAddr,
     pub ca_file: PathBuf,
+    /// The `wss://` server key's pin (`pin_sha256`).
+    pub pin_sha256: String,
 }
 
 /// The running demo service; dropping it stops the listeners and removes the CA file.
@@ -59,8 +62,13 @@ pub async fn start_server() -> std::io::Result<DemoServer> {
     let ws = TcpListener::bind(("127.0.0.1", 0)).await?;
     let wss = TcpListener::bind(("127.0.0.1", 0)).await?;
     let http = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let endpoints =
-        Endpoints { ws: ws.local_addr()?, wss: wss.local_addr()?, http: http.local_addr()?, ca_file };
+    let endpoints = Endpoints {
+        ws: ws.local_addr()?,
+        wss: wss.local_addr()?,
+        http: http.local_addr()?,
+        ca_file,
+        pin_sha256: identity.pin_sha256,
+    };
     tracing::debug!(dir = %scratch.path().display(), "The demo's CA file is written.");
 
     let flaky_count = Arc::new(AtomicU64::new(0));

@@ -1,11 +1,16 @@
 //! The `wss://` side of the demo: a private CA and a leaf certificate for 127.0.0.1 and
 //! localhost, made at every start (nothing to ship, nothing that expires in the
-//! repository), and the CA written to a file the demo target trusts as `tls.ca_file`.
+//! repository), the CA written to a file the demo target trusts as `tls.ca_file`, and the
+//! leaf key's `pin_sha256` (base64 SHA-256 of its SubjectPublicKeyInfo) pinned on top.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PublicKeyData,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 
@@ -13,6 +18,8 @@ use rustls::ServerConfig;
 #[derive(Debug)]
 pub(crate) struct Identity {
     pub(crate) ca_pem: String,
+    /// The server key's pin, in the `pin_sha256` form.
+    pub(crate) pin_sha256: String,
     pub(crate) server: Arc<ServerConfig>,
 }
 
@@ -34,13 +41,15 @@ pub(crate) fn make() -> Result<Identity, String> {
     let leaf_key = KeyPair::generate().map_err(why("certificate key"))?;
     let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(why("certificate"))?;
 
+    let spki = ring::digest::digest(&ring::digest::SHA256, &leaf_key.subject_public_key_info());
+    let pin_sha256 = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let chain = vec![CertificateDer::from(leaf.der().to_vec()), ca.der().clone()];
     let server = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
         .map_err(|e| format!("cannot configure the demo's TLS listener: {e}"))?;
-    Ok(Identity { ca_pem: ca.pem(), server: Arc::new(server) })
+    Ok(Identity { ca_pem: ca.pem(), pin_sha256, server: Arc::new(server) })
 }
 
 /// A directory of this process's own, removed when dropped: it holds the CA file the
