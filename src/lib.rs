@@ -18,6 +18,7 @@ pub mod once;
 pub mod probe;
 pub mod record;
 pub mod replay;
+pub mod session;
 pub mod slots;
 pub mod state;
 pub mod target;

@@ -9,6 +9,7 @@ mod close;
 mod guard;
 mod interim;
 pub mod metrics;
+mod open;
 mod outcome;
 pub mod resolve;
 pub mod scenario;
@@ -28,6 +29,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+pub use open::Opened;
+pub(crate) use open::parting_code;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{Event, Session, Wait};
 pub use settings::{ProbeSpec, Timeouts};
@@ -169,6 +172,7 @@ impl Prober {
             step: None,
             steps: Vec::new(),
             secrets: Vec::new(),
+            keep_open: false,
         };
         let mut session = None;
         let mut panicked = false;
@@ -322,6 +326,9 @@ impl Prober {
                 first_message(session, to.first_message).await?;
                 run.record_first_message(session);
             }
+            if run.keep_open {
+                return Ok(());
+            }
             run.current = Phase::Ping;
             let rtt = session.ping(to.ping).await?;
             run.phases.set(Phase::Ping, rtt.as_secs_f64());
@@ -335,6 +342,9 @@ impl Prober {
             run.record_first_message(session);
             for (phase, secs) in outcome? {
                 run.phases.set(phase, secs);
+            }
+            if run.keep_open {
+                return Ok(());
             }
             if matches!(t.steps.last().map(|s| &s.kind), Some(StepKind::Close { .. })) {
                 return Ok(());
@@ -392,6 +402,8 @@ struct Run {
     steps: Vec<StepResult>,
     /// Substituted values, to redact from the report.
     secrets: Vec<String>,
+    /// Stop once connected and scripted, leaving the session open ([`Prober::open`]).
+    keep_open: bool,
 }
 
 impl Run {

@@ -50,6 +50,8 @@ crate::label_enum! {
         ErrorMessage => "error_message",
         /// A bug in wsprobe caught while probing: the probe fails, the target keeps running.
         InternalError => "internal_error",
+        /// A held session's application heartbeat went unanswered (`session.heartbeat`).
+        HeartbeatTimeout => "heartbeat_timeout",
     }
 }
 
@@ -67,6 +69,7 @@ impl Reason {
                 | Reason::PingTimeout
                 | Reason::CloseTimeout
                 | Reason::ProbeTimeout
+                | Reason::HeartbeatTimeout
         )
     }
 }

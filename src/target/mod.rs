@@ -9,6 +9,7 @@
 pub mod metrics;
 mod round;
 pub mod scheduler;
+pub(crate) mod sessions;
 mod watch;
 
 use std::sync::Arc;
