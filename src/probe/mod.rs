@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-pub use open::Opened;
 pub(crate) use open::parting_code;
+pub use open::Opened;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{Event, Session, Wait};
 pub use settings::{ProbeSpec, Timeouts};

@@ -94,7 +94,9 @@ impl Prober {
 /// or a normal close; `None` when the connection is gone or its state unknown.
 pub(crate) fn parting_code(reason: Reason) -> Option<CloseCode> {
     match reason {
-        Reason::UnexpectedClose | Reason::ConnectionReset | Reason::CloseTimeout | Reason::InternalError => None,
+        Reason::UnexpectedClose | Reason::ConnectionReset | Reason::CloseTimeout | Reason::InternalError => {
+            None
+        }
         Reason::ProtocolError => Some(CloseCode::Protocol),
         Reason::MessageTooLarge => Some(CloseCode::Size),
         _ => Some(CloseCode::Normal),

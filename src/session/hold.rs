@@ -71,7 +71,12 @@ pub async fn hold(
             .flatten()
             .min()
             .unwrap_or(next_ping);
-        let wait = Wait { started: now, deadline: wake, timeout: wake.saturating_duration_since(now), max_gap: None };
+        let wait = Wait {
+            started: now,
+            deadline: wake,
+            timeout: wake.saturating_duration_since(now),
+            max_gap: None,
+        };
         match session.next_event(&wait).await {
             Err(Stop::Cancelled) => return End::Cancelled,
             Err(Stop::Failed(e)) => return End::Failed(stale_message(e, settings.stale_after)),

@@ -115,7 +115,8 @@ impl SessionMetrics {
     /// Drops a target's session series when it is no longer a session target.
     pub fn forget(&self, target: &str) {
         self.tracker.forget_where(target, |s| {
-            s.metric().starts_with("wsprobe_session_") || s.metric() == "wsprobe_sessions_open"
+            s.metric().starts_with("wsprobe_session_")
+                || s.metric() == "wsprobe_sessions_open"
                 || s.metric() == "wsprobe_sessions_configured"
         });
     }

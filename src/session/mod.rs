@@ -14,6 +14,6 @@ pub mod metrics;
 pub mod settings;
 pub mod status;
 
-pub use settings::{Heartbeat, Reconnect, SessionSettings};
 pub(crate) use settings::RawSession;
+pub use settings::{Heartbeat, Reconnect, SessionSettings};
 pub use status::SessionsView;

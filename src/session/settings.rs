@@ -121,7 +121,8 @@ pub(crate) fn resolve(
     bounds::check(&field("max_lifetime"), raw.max_lifetime, bounds::DEADLINE, problems);
     bounds::check(&field("reconnect.initial"), raw.reconnect.initial, BACKOFF, problems);
     bounds::check(&field("reconnect.max"), raw.reconnect.max, BACKOFF, problems);
-    let get = |v: Option<HumanDuration>, default: u64| v.map_or(Duration::from_secs(default), HumanDuration::get);
+    let get =
+        |v: Option<HumanDuration>, default: u64| v.map_or(Duration::from_secs(default), HumanDuration::get);
     let ping_interval = get(raw.ping_interval, 15);
     let stale_after = get(raw.stale_after, 360);
     let reconnect = Reconnect { initial: get(raw.reconnect.initial, 1), max: get(raw.reconnect.max, 60) };

@@ -68,14 +68,23 @@ struct Shared {
 }
 
 /// Starts the task that holds a session target's sessions until `cancel` fires.
-pub(crate) fn spawn(prepared: Prepared, recorder: Recorder, cancel: CancellationToken) -> (JoinHandle<()>, Resize) {
+pub(crate) fn spawn(
+    prepared: Prepared,
+    recorder: Recorder,
+    cancel: CancellationToken,
+) -> (JoinHandle<()>, Resize) {
     let count = prepared.target.session.as_ref().map_or(0, |s| s.count);
     let (tx, rx) = watch::channel(count);
     let span = tracing::info_span!("target", name = %prepared.name());
     (tokio::spawn(run(prepared, recorder, cancel, rx).instrument(span)), Resize(tx))
 }
 
-async fn run(prepared: Prepared, recorder: Recorder, cancel: CancellationToken, mut count: watch::Receiver<u32>) {
+async fn run(
+    prepared: Prepared,
+    recorder: Recorder,
+    cancel: CancellationToken,
+    mut count: watch::Receiver<u32>,
+) {
     let t = Arc::clone(&prepared.target);
     let Some(settings) = t.session.clone() else { return };
     let started = WatchEvent::Started {
@@ -113,7 +122,8 @@ async fn run(prepared: Prepared, recorder: Recorder, cancel: CancellationToken, 
             let slot = board.add_slot();
             let index = held.len();
             let span = tracing::info_span!("session", index);
-            let handle = tokio::spawn(holder(Arc::clone(&shared), slot, index, token.clone()).instrument(span));
+            let handle =
+                tokio::spawn(holder(Arc::clone(&shared), slot, index, token.clone()).instrument(span));
             held.push((token, handle));
         }
         leaving.retain(|h| !h.is_finished());
@@ -164,8 +174,14 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
         s.series.open.inc();
         slot.opened();
         let since = Instant::now();
-        let end = hold(&mut session, &s.settings, timeouts.ping, None, Live { series: Some(&s.series), slot: &slot })
-            .await;
+        let end = hold(
+            &mut session,
+            &s.settings,
+            timeouts.ping,
+            None,
+            Live { series: Some(&s.series), slot: &slot },
+        )
+        .await;
         s.series.open.dec();
         let lifetime = since.elapsed();
         match end {
@@ -244,7 +260,8 @@ pub(crate) async fn once(prepared: &Prepared, cancel: &CancellationToken) -> Opt
     let before = session.received;
     let slot = Slot::default();
     let until = crate::util::time::deadline(Instant::now(), settings.ping_interval);
-    let end = hold(&mut session, settings, timeouts.ping, Some(until), Live { series: None, slot: &slot }).await;
+    let end =
+        hold(&mut session, settings, timeouts.ping, Some(until), Live { series: None, slot: &slot }).await;
     let failed = match end {
         End::Cancelled => {
             session.abandon(CloseCode::Away, CLOSE_LIMIT).await;

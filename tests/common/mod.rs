@@ -21,6 +21,7 @@ pub mod http;
 pub mod poll;
 pub mod process;
 pub mod promtool;
+pub mod session;
 mod tls;
 mod wire;
 
