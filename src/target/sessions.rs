@@ -9,9 +9,11 @@
 //! is shared by the holders of the target; it reports, it does not hold connects back
 //! (the back-off does that).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -22,7 +24,7 @@ use tracing::Instrument;
 use super::scheduler::{failure_summary, Circuit, Recorder};
 use super::Prepared;
 use crate::config::Target;
-use crate::probe::{parting_code, Phase, ProbeResult, Reason, Stop};
+use crate::probe::{parting_code, Phase, ProbeError, ProbeResult, Reason, Stop};
 use crate::session::backoff::Backoff;
 use crate::session::hold::{hold, End, Live};
 use crate::session::metrics::Series;
@@ -174,14 +176,19 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
         s.series.open.inc();
         slot.opened();
         let since = Instant::now();
-        let end = hold(
-            &mut session,
-            &s.settings,
-            timeouts.ping,
-            None,
-            Live { series: Some(&s.series), slot: &slot },
-        )
-        .await;
+        let live = Live { series: Some(&s.series), slot: &slot };
+        // A bug while holding ends this session as `internal_error`, not the holder: the
+        // gauge, the slot and the reconnects stay right.
+        let end = match AssertUnwindSafe(hold(&mut session, &s.settings, timeouts.ping, None, live))
+            .catch_unwind()
+            .await
+        {
+            Ok(end) => end,
+            Err(_) => End::Failed(ProbeError::new(
+                Reason::InternalError,
+                "wsprobe bug: a panic while holding the session",
+            )),
+        };
         s.series.open.dec();
         let lifetime = since.elapsed();
         match end {
