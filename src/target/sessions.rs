@@ -151,8 +151,10 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
     let timeouts = s.prepared.target.timeouts;
     let mut backoff = Backoff::new(s.settings.reconnect);
     loop {
-        s.circuit.lock().await.poll(Instant::now(), &s.recorder).await;
-        let Some(opened) = s.prepared.prober.open(&cancel).await else { return };
+        Box::pin(async { s.circuit.lock().await.poll(Instant::now(), &s.recorder).await }).await;
+        // Boxed: the connect's state (resolver, TLS, upgrade) is large and only lives while
+        // connecting; inline, every held session would carry its 17 KiB for its whole life.
+        let Some(opened) = Box::pin(s.prepared.prober.open(&cancel)).await else { return };
         let result = opened.result;
         let failure = (!result.success).then(|| failure_summary(&result));
         if result.success {
@@ -164,8 +166,11 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
         if result.messages_received > 0 {
             slot.message();
         }
-        s.recorder.record(result).await;
-        s.circuit.lock().await.observe(failure.as_deref(), Instant::now(), &s.recorder).await;
+        Box::pin(async {
+            s.recorder.record(result).await;
+            s.circuit.lock().await.observe(failure.as_deref(), Instant::now(), &s.recorder).await;
+        })
+        .await;
         let Some(mut session) = opened.session else {
             if !pause(backoff.next_wait(), &cancel).await {
                 return;
