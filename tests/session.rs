@@ -24,8 +24,11 @@ fn metrics(r: &Running) -> String {
     r.shared.metrics.render()
 }
 
-fn api(r: &Running) -> serde_json::Value {
-    serde_json::to_value(&*r.shared.snapshot.borrow().clone()).unwrap()
+/// `GET /api/targets`, through the daemon's listener.
+async fn api(r: &Running) -> serde_json::Value {
+    let answer = common::http::get(r.addr, "/api/targets").await;
+    assert_eq!(answer.status, 200);
+    serde_json::from_str(&answer.body).unwrap()
 }
 
 fn target<'a>(api: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -72,7 +75,7 @@ async fn sessions_are_held_open_with_timed_pings() {
     assert_eq!(server.server.connections(), 2, "held, not reconnected");
     assert_eq!(server.live(), 2);
 
-    let a = api(&running);
+    let a = api(&running).await;
     let s = &target(&a, "stream")["sessions"];
     assert_eq!(s["configured"], 2);
     assert_eq!(s["open"], 2);
@@ -107,6 +110,14 @@ async fn an_unanswered_heartbeat_ends_the_session_as_heartbeat_timeout() {
     .await;
     let m = metrics(&running);
     assert_eq!(value(&m, "wsprobe_session_heartbeat_rtt_seconds_count{target=\"beat\"}"), Some(2.0));
+    // Every session family has a series here; Prometheus's own linter accepts them.
+    let lint = common::promtool::promtool(&["check", "metrics"], &m);
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        common::config::text(&lint.stdout),
+        common::config::text(&lint.stderr)
+    );
     // Two answered (at 60 and 120 ms), the third sent at 180 ms and due at 220 ms.
     let lifetime = value(&m, "wsprobe_session_lifetime_seconds_sum{target=\"beat\"}").unwrap();
     assert!((0.2..0.4).contains(&lifetime), "lifetime {lifetime}s, expected 0.22s (+0.18s tolerance)");
@@ -117,7 +128,7 @@ async fn an_unanswered_heartbeat_ends_the_session_as_heartbeat_timeout() {
         async move { closes == [1000] }
     })
     .await;
-    let a = api(&running);
+    let a = api(&running).await;
     let one = &target(&a, "beat")["sessions"]["sessions"][0];
     assert_eq!(one["last_disconnect"]["reason"], "heartbeat_timeout");
     assert_eq!(one["disconnects_last_hour"], serde_json::json!({"heartbeat_timeout": 1}));
@@ -186,7 +197,7 @@ async fn steps_run_once_per_session_and_fail_on_applies_while_held() {
         value_or_zero(&m, "wsprobe_session_ping_rtt_seconds_count{target=\"sub\"}") >= 2.0,
         "held between"
     );
-    let a = api(&running);
+    let a = api(&running).await;
     let last = &target(&a, "sub")["sessions"]["sessions"][0]["last_disconnect"];
     assert!(last["message"].as_str().unwrap().contains("kicked"), "{last}");
     cancel.cancel();
@@ -227,7 +238,7 @@ async fn a_reload_resizes_without_dropping_the_sessions_that_stay() {
     let m = metrics(&running);
     assert_eq!(value(&m, "wsprobe_sessions_open{target=\"pool\"}"), Some(1.0));
     assert!(!m.contains("wsprobe_session_disconnects_total{"), "a resize is not a disconnect:\n{m}");
-    assert_eq!(api(&running)["targets"][0]["sessions"]["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(api(&running).await["targets"][0]["sessions"]["sessions"].as_array().unwrap().len(), 1);
 
     // Any other change restarts the target's sessions.
     std::fs::write(&path, with(1).replace("ping_interval: 50ms", "ping_interval: 60ms")).unwrap();
