@@ -315,3 +315,30 @@ fn once_holds_one_session_for_a_ping_interval_and_reports() {
     assert!(took < Duration::from_secs(3), "{took:?}");
     drop((ok, cut));
 }
+
+#[tokio::test]
+async fn a_wss_session_is_held_over_real_tls_with_its_phases_timed() {
+    let identity = common::self_signed(&["localhost"]);
+    let ca = common::write_temp(&identity.cert_pem);
+    let server = common::echo(common::ServerOpts { tls: Some(identity), ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = yaml(&format!(
+        "  - name: secure\n    url: {}\n    tls: {{ ca_file: {} }}\n    session: {{ ping_interval: 40ms, stale_after: 1s }}\n",
+        server.url(),
+        ca.path().display()
+    ));
+    let (running, cancel) = common::daemon::start_yaml(dir.path(), &config, Options::default()).await;
+    eventually(Duration::from_secs(3), "pings answered over TLS", || {
+        let m = metrics(&running);
+        async move { value_or_zero(&m, "wsprobe_session_ping_rtt_seconds_count{target=\"secure\"}") >= 3.0 }
+    })
+    .await;
+    let m = metrics(&running);
+    assert_eq!(value(&m, "wsprobe_phase_duration_seconds_count{phase=\"tls\",target=\"secure\"}"), Some(1.0));
+    assert!(value(&m, "wsprobe_tls_cert_expiry_timestamp_seconds{target=\"secure\"}").unwrap() > 1.0e9);
+    assert_eq!(value(&m, "wsprobe_sessions_open{target=\"secure\"}"), Some(1.0));
+    assert_eq!(server.connections(), 1);
+    cancel.cancel();
+    running.wait().await;
+    assert_eq!(server.closes(), [1001]);
+}
