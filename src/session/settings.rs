@@ -14,6 +14,8 @@ use serde::Deserialize;
 use crate::probe::scenario::{Payload, RawPayload, Step, StepKind};
 use crate::util::bounds::{self, Limit};
 use crate::util::matcher::{Matcher, RawMatcher};
+use crate::util::template::BUILTINS;
+use crate::util::text::shown;
 use crate::util::units::HumanDuration;
 
 /// The most sessions one target may hold: each costs a socket and a file descriptor.
@@ -162,6 +164,12 @@ fn heartbeat(at: &str, raw: &RawHeartbeat, problems: &mut Vec<String>) -> Option
     let expect = Matcher::compile(&raw.expect).map_err(|e| problems.push(format!("{at}.expect: {e}"))).ok();
     bounds::check(&format!("{at}.every"), Some(raw.every), bounds::INTERVAL, problems);
     bounds::check(&format!("{at}.within"), Some(raw.within), bounds::DEADLINE, problems);
+    // Captures are per step; the heartbeat has only the built-ins and the environment.
+    for var in send.iter().flat_map(Payload::templates).flat_map(|t| t.variables()) {
+        if !BUILTINS.contains(&var) && std::env::var_os(var).is_none() {
+            problems.push(format!("{at}.send: environment variable `{}` is not set", shown(var)));
+        }
+    }
     if problems.len() == before && raw.within.get() >= raw.every.get() {
         problems.push(format!(
             "{at}.within: {} must be shorter than every ({}): one heartbeat is answered before the next is sent",
