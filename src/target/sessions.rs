@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -36,6 +36,11 @@ use crate::util::time::unix_now;
 
 /// The longest a closing session waits for the server's close frame.
 const CLOSE_LIMIT: Duration = Duration::from_millis(500);
+
+/// Connects of one target in flight at once: a target of thousands of sessions opens
+/// them in waves instead of one burst of SYNs that overflows the server's accept queue
+/// (and, after a mass cut, does not return as one either).
+const CONNECTS_IN_FLIGHT: usize = 256;
 
 /// Changes the number of sessions a running session target holds.
 #[derive(Debug, Clone)]
@@ -67,6 +72,7 @@ struct Shared {
     recorder: Recorder,
     series: Series,
     circuit: Mutex<Circuit>,
+    connecting: Semaphore,
 }
 
 /// Starts the task that holds a session target's sessions until `cancel` fires.
@@ -103,7 +109,9 @@ async fn run(
     let view = SessionsView(Arc::clone(&board));
     recorder.state.send(Event::Sessions { target: t.name.clone(), view }).await;
     let circuit = Circuit::start(&t.name, t.circuit_breaker, t.interval, &recorder).await;
-    let shared = Arc::new(Shared { prepared, settings, recorder, series, circuit: Mutex::new(circuit) });
+    let connecting = Semaphore::new(CONNECTS_IN_FLIGHT);
+    let shared =
+        Arc::new(Shared { prepared, settings, recorder, series, circuit: Mutex::new(circuit), connecting });
 
     let mut held: Vec<(CancellationToken, JoinHandle<()>)> = Vec::new();
     let mut leaving: Vec<JoinHandle<()>> = Vec::new();
@@ -154,7 +162,11 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
         Box::pin(async { s.circuit.lock().await.poll(Instant::now(), &s.recorder).await }).await;
         // Boxed: the connect's state (resolver, TLS, upgrade) is large and only lives while
         // connecting; inline, every held session would carry its 17 KiB for its whole life.
-        let Some(opened) = Box::pin(s.prepared.prober.open(&cancel)).await else { return };
+        let opening = async {
+            let _turn = s.connecting.acquire().await.ok()?;
+            s.prepared.prober.open(&cancel).await
+        };
+        let Some(opened) = Box::pin(opening).await else { return };
         let result = opened.result;
         let failure = (!result.success).then(|| failure_summary(&result));
         if result.success {
