@@ -79,10 +79,11 @@ pub enum Event {
         target: String,
         count: u64,
     },
-    /// A session target started: where its sessions' status is read from.
+    /// A session target started (where its sessions' status is read from), or a target
+    /// stopped holding sessions (`None`).
     Sessions {
         target: String,
-        view: crate::session::SessionsView,
+        view: Option<crate::session::SessionsView>,
     },
     /// News from the breaker, a health check or the remote-breaker poll of a target.
     Watch {
@@ -176,7 +177,7 @@ fn apply(targets: &mut BTreeMap<String, TargetStatus>, order: &mut Vec<String>, 
         }
         Event::Sessions { target, view } => {
             if let Some(status) = targets.get_mut(&target) {
-                status.sessions = Some(view);
+                status.sessions = view;
             }
         }
         Event::Watch { target, event } => {

@@ -244,6 +244,19 @@ async fn a_reload_resizes_without_dropping_the_sessions_that_stay() {
     std::fs::write(&path, with(1).replace("ping_interval: 50ms", "ping_interval: 60ms")).unwrap();
     reload(&running).await;
     assert!(server.server.wait_connections(4, Duration::from_secs(2)).await, "restarted");
+
+    // Back to periodic probes: the session series and status go with the sessions.
+    let periodic = format!("  - name: pool\n    url: {}\n    interval: 1h\n", server.url());
+    std::fs::write(&path, yaml(&periodic)).unwrap();
+    reload(&running).await;
+    eventually(Duration::from_secs(2), "the sessions are gone", || {
+        let live = server.live();
+        async move { live == 0 }
+    })
+    .await;
+    let m = metrics(&running);
+    assert!(!m.contains("wsprobe_session"), "{m}");
+    assert!(api(&running).await["targets"][0].get("sessions").is_none());
     cancel.cancel();
     running.wait().await;
 }

@@ -323,6 +323,9 @@ impl Supervisor {
                     }
                 }
                 task.cancel.cancel();
+                if task.sessions.is_some() && prober.target.session.is_none() {
+                    self.recorder.state.send(Event::Sessions { target: name.clone(), view: None }).await;
+                }
                 // Steps, health checks and remote breakers it no longer has; the breaker
                 // restarts closed.
                 retain_series(&metrics.target, &prober.target);

@@ -107,7 +107,7 @@ async fn run(
     let series = recorder.metrics.session.series(&t.name, gaps);
     let board = Board::new(settings.count);
     let view = SessionsView(Arc::clone(&board));
-    recorder.state.send(Event::Sessions { target: t.name.clone(), view }).await;
+    recorder.state.send(Event::Sessions { target: t.name.clone(), view: Some(view) }).await;
     let circuit = Circuit::start(&t.name, t.circuit_breaker, t.interval, &recorder).await;
     let connecting = Semaphore::new(CONNECTS_IN_FLIGHT);
     let shared =
