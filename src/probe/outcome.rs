@@ -69,7 +69,6 @@ impl Reason {
                 | Reason::PingTimeout
                 | Reason::CloseTimeout
                 | Reason::ProbeTimeout
-                | Reason::HeartbeatTimeout
         )
     }
 }
