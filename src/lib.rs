@@ -19,6 +19,7 @@ pub mod probe;
 pub mod record;
 pub mod replay;
 pub mod shard;
+pub mod session;
 pub mod slots;
 pub mod state;
 pub mod target;

@@ -229,6 +229,13 @@ fn check(path: &Path, shard: Option<Shard>) -> ExitCode {
         if t.remote_breakers.is_some() {
             watched.push_str("; remote breakers");
         }
+        if let Some(s) = &t.session {
+            let ping = humantime::format_duration(s.ping_interval);
+            watched.push_str(&format!(
+                "; held: {} session(s), ping every {ping} (not probed on the interval)",
+                s.count
+            ));
+        }
         println!(
             "  {:<24} {}  every {} ±{}, probe timeout {}, {}{watched}",
             t.name,

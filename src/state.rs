@@ -52,6 +52,9 @@ pub struct TargetStatus {
     /// Circuit breaker, health checks, deployment, remote breakers.
     #[serde(flatten)]
     pub watched: Watched,
+    /// The held sessions of a `session:` target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::session::SessionsView>,
 }
 
 /// Everything the API shows, as of the last change.
@@ -75,6 +78,12 @@ pub enum Event {
     Skipped {
         target: String,
         count: u64,
+    },
+    /// A session target started (where its sessions' status is read from), or a target
+    /// stopped holding sessions (`None`).
+    Sessions {
+        target: String,
+        view: Option<crate::session::SessionsView>,
     },
     /// News from the breaker, a health check or the remote-breaker poll of a target.
     Watch {
@@ -133,6 +142,7 @@ fn apply(targets: &mut BTreeMap<String, TargetStatus>, order: &mut Vec<String>, 
                         recent_failures: VecDeque::new(),
                         probes: Counts::default(),
                         watched: Watched::default(),
+                        sessions: None,
                     },
                 };
                 next.insert(status.info.name.clone(), status);
@@ -163,6 +173,11 @@ fn apply(targets: &mut BTreeMap<String, TargetStatus>, order: &mut Vec<String>, 
         Event::Skipped { target, count } => {
             if let Some(status) = targets.get_mut(&target) {
                 status.probes.skipped += count;
+            }
+        }
+        Event::Sessions { target, view } => {
+            if let Some(status) = targets.get_mut(&target) {
+                status.sessions = view;
             }
         }
         Event::Watch { target, event } => {

@@ -53,7 +53,7 @@ enum Kind {
 }
 
 /// Every key whose default the example must document with `# default: X`, and its kind.
-const DOCUMENTED: [(&str, Kind); 27] = [
+const DOCUMENTED: [(&str, Kind); 32] = [
     ("listen", Kind::Addr),
     ("shutdown_grace", Kind::Duration),
     ("defaults.interval", Kind::Duration),
@@ -81,6 +81,11 @@ const DOCUMENTED: [(&str, Kind); 27] = [
     ("targets.remote_breakers.timeout", Kind::Duration),
     ("targets.remote_breakers.max_body_size", Kind::Size),
     ("targets.fail_on_drift", Kind::Bool),
+    ("targets.session.count", Kind::Count),
+    ("targets.session.ping_interval", Kind::Duration),
+    ("targets.session.stale_after", Kind::Duration),
+    ("targets.session.reconnect.initial", Kind::Duration),
+    ("targets.session.reconnect.max", Kind::Duration),
 ];
 
 /// A value written in the file, in a form that compares equal across spellings
@@ -102,6 +107,8 @@ fn canonical(kind: Kind, written: &str) -> Result<String, String> {
 /// `defaults.*` from `target`, which must not override them.
 fn loaded(path: &str, c: &Config, target: usize) -> String {
     let remote = |t: &config::Target| t.remote_breakers.clone().expect("the target polls remote breakers");
+    // The first target holding sessions: the defaults' first target does not.
+    let session = || c.targets.iter().find_map(|t| t.session.clone()).expect("a session target");
     let t = &c.targets[target];
     let timeouts = &t.timeouts;
     let d = |d: Duration| format!("{d:?}");
@@ -133,6 +140,11 @@ fn loaded(path: &str, c: &Config, target: usize) -> String {
         "targets.remote_breakers.timeout" => d(remote(t).timeout),
         "targets.remote_breakers.max_body_size" => remote(t).max_body_size.to_string(),
         "targets.fail_on_drift" => t.fail_on_drift.to_string(),
+        "targets.session.count" => session().count.to_string(),
+        "targets.session.ping_interval" => d(session().ping_interval),
+        "targets.session.stale_after" => d(session().stale_after),
+        "targets.session.reconnect.initial" => d(session().reconnect.initial),
+        "targets.session.reconnect.max" => d(session().reconnect.max),
         other => panic!("no accessor for `{other}`"),
     }
 }
@@ -195,7 +207,8 @@ fn example_documents_the_real_defaults() {
     // With one health check and a remote-breaker poll, so their defaults show too.
     let builtin = parse(
         "targets:\n  - name: t\n    url: ws://127.0.0.1/\n    health: [ { name: h, url: 'http://127.0.0.1/' } ]\n\
-         \x20   remote_breakers: { url: 'http://127.0.0.1/', paths: { a: b } }\n",
+         \x20   remote_breakers: { url: 'http://127.0.0.1/', paths: { a: b } }\n\
+         \x20 - { name: s, url: 'ws://127.0.0.1/', session: {} }\n",
     )
     .unwrap();
     assert_eq!(builtin.targets[0].timeouts, Timeouts::default());

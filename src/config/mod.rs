@@ -104,6 +104,8 @@ pub struct Target {
     pub remote_breakers: Option<RemoteBreakers>,
     /// `wsprobe once` fails when the live version is not the expected one.
     pub fail_on_drift: bool,
+    /// Held open instead of probed on `interval`, when set.
+    pub session: Option<crate::session::SessionSettings>,
 }
 
 impl Target {
@@ -210,6 +212,7 @@ struct RawTarget {
     health: Vec<health::RawHealthCheck>,
     remote_breakers: Option<health::RawRemoteBreakers>,
     fail_on_drift: Option<bool>,
+    session: Option<crate::session::RawSession>,
 }
 
 /// Headers the WebSocket handshake sets itself; a configured value would break it.
@@ -348,6 +351,7 @@ fn resolve_target(
     let remote_breakers = health::resolve_remote(at, t.remote_breakers.as_ref(), &tls, problems);
     let fail_on_drift = t.fail_on_drift.unwrap_or(false);
     health::check_drift_gate(at, fail_on_drift, &health, problems);
+    let session = t.session.as_ref().and_then(|s| crate::session::settings::resolve(at, s, &steps, problems));
     if problems.len() > before {
         return None;
     }
@@ -369,6 +373,7 @@ fn resolve_target(
         health,
         remote_breakers,
         fail_on_drift,
+        session,
     })
 }
 

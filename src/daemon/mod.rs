@@ -213,6 +213,8 @@ struct TargetTask {
     target: Target,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+    /// A session target's count, changed in place by a reload.
+    sessions: Option<crate::target::sessions::Resize>,
 }
 
 struct Supervisor {
@@ -328,7 +330,20 @@ impl Supervisor {
                     self.tasks.insert(name, task);
                     continue;
                 }
+                if let Some(resize) = task.sessions.as_ref().filter(|_| !task.handle.is_finished()) {
+                    if crate::target::sessions::only_count_changed(&task.target, &prober.target) {
+                        // The sessions that stay are kept open; only the difference moves.
+                        resize.to(prober.target.session.as_ref().map_or(0, |s| s.count));
+                        let target = (*prober.target).clone();
+                        tracing::info!(target_name = %name, "Session count changed; resizing in place.");
+                        self.tasks.insert(name, TargetTask { target, ..task });
+                        continue;
+                    }
+                }
                 task.cancel.cancel();
+                if task.sessions.is_some() && prober.target.session.is_none() {
+                    self.recorder.state.send(Event::Sessions { target: name.clone(), view: None }).await;
+                }
                 // Steps, health checks and remote breakers it no longer has; the breaker
                 // restarts closed.
                 retain_series(&metrics.target, &prober.target);
@@ -339,14 +354,21 @@ impl Supervisor {
             let cancel = self.cancel.child_token();
             let offset = scheduler::initial_offset(prober.target.interval, index, count);
             let target = (*prober.target).clone();
-            let handle = scheduler::spawn_target(
-                prober,
-                offset,
-                self.limit.clone(),
-                self.recorder.clone(),
-                cancel.clone(),
-            );
-            self.tasks.insert(name, TargetTask { target, cancel, handle });
+            let (handle, sessions) = if target.session.is_some() {
+                let (handle, resize) =
+                    crate::target::sessions::spawn(prober, self.recorder.clone(), cancel.clone());
+                (handle, Some(resize))
+            } else {
+                let handle = scheduler::spawn_target(
+                    prober,
+                    offset,
+                    self.limit.clone(),
+                    self.recorder.clone(),
+                    cancel.clone(),
+                );
+                (handle, None)
+            };
+            self.tasks.insert(name, TargetTask { target, cancel, handle, sessions });
         }
         for (name, task) in old {
             task.cancel.cancel();
@@ -385,6 +407,9 @@ fn retain_series(metrics: &TargetMetrics, target: &Target) {
         target.remote_breakers.iter().flat_map(|r| r.paths.iter().map(|(n, _)| n.as_str())).collect();
     let reports_version = target.health.iter().any(|c| c.version_path.is_some());
     metrics.health.retain(&target.name, &checks, &breakers, reports_version);
+    if target.session.is_none() {
+        metrics.session.forget(&target.name);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

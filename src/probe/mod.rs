@@ -9,6 +9,7 @@ mod close;
 mod guard;
 mod interim;
 pub mod metrics;
+mod open;
 mod outcome;
 mod proxy;
 pub mod resolve;
@@ -29,6 +30,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use open::parting_code;
+pub use open::Opened;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{Event, Session, Wait};
 pub use settings::{ProbeSpec, Timeouts};
@@ -177,6 +180,7 @@ impl Prober {
             step: None,
             steps: Vec::new(),
             secrets: Vec::new(),
+            keep_open: false,
         };
         let mut session = None;
         let mut panicked = false;
@@ -349,6 +353,9 @@ impl Prober {
                 first_message(session, to.first_message).await?;
                 run.record_first_message(session);
             }
+            if run.keep_open {
+                return Ok(());
+            }
             run.current = Phase::Ping;
             let rtt = session.ping(to.ping).await?;
             run.phases.set(Phase::Ping, rtt.as_secs_f64());
@@ -362,6 +369,9 @@ impl Prober {
             run.record_first_message(session);
             for (phase, secs) in outcome? {
                 run.phases.set(phase, secs);
+            }
+            if run.keep_open {
+                return Ok(());
             }
             if matches!(t.steps.last().map(|s| &s.kind), Some(StepKind::Close { .. })) {
                 return Ok(());
@@ -419,6 +429,8 @@ struct Run {
     steps: Vec<StepResult>,
     /// Substituted values, to redact from the report.
     secrets: Vec<String>,
+    /// Stop once connected and scripted, leaving the session open ([`Prober::open`]).
+    keep_open: bool,
 }
 
 impl Run {

@@ -54,6 +54,8 @@ crate::label_enum! {
         InternalError => "internal_error",
         /// The proxy refused the tunnel (407, 403, 502...), lied, or did not answer in time.
         ProxyError => "proxy_error",
+        /// A held session's application heartbeat went unanswered (`session.heartbeat`).
+        HeartbeatTimeout => "heartbeat_timeout",
     }
 }
 

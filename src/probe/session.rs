@@ -320,6 +320,19 @@ impl Session {
         }
     }
 
+    /// Puts a protocol ping on the wire without waiting for its pong, so a held session
+    /// keeps reading (and matching heartbeat answers) while the pong is on its way.
+    pub(crate) async fn send_ping(&mut self, payload: Bytes, wait: &Wait) -> Result<(), Stop> {
+        self.send_frame(Message::Ping(payload), wait).await
+    }
+
+    /// Turns a probe's session into a held one: silence is judged by `stale_after`
+    /// instead of `timeouts.idle`, and the probe's deadline no longer applies.
+    pub(crate) fn hold_open(&mut self, stale_after: Duration) {
+        self.idle = stale_after;
+        self.probe_deadline = deadline(Instant::now(), crate::util::time::FAR_FUTURE);
+    }
+
     /// Best-effort close on shutdown or failure: never waits longer than `limit`.
     pub async fn abandon(mut self, code: CloseCode, limit: Duration) {
         let frame = CloseFrame { code, reason: "wsprobe stopping".into() };

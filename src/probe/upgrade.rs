@@ -20,6 +20,9 @@ use super::tap::{Seen, Tap};
 use super::{ProbeError, Reason};
 use crate::net::tls::Conn;
 
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 4096;
+
 /// The open socket, with the tap that watches what the server sends.
 pub(crate) type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
 
@@ -48,7 +51,11 @@ pub async fn upgrade(
     // rejected from the frame header before anything is allocated for it.
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size));
+        .max_frame_size(Some(max_message_size))
+        // The library's 128 KiB default, allocated per connection, is most of what an
+        // idle held session costs; reads of larger messages just take more turns.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
     let tap = Tap::new(SkipInterim::new(conn));
     let seen = tap.seen();
     match client_async_with_config(request, tap, Some(config)).await {

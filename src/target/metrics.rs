@@ -10,6 +10,7 @@ use crate::breaker::metrics::CircuitMetrics;
 use crate::health::metrics::HealthMetrics;
 use crate::metrics::{Error, Registry, TargetCounter, Tracker};
 use crate::probe::metrics::ProbeMetrics;
+use crate::session::metrics::SessionMetrics;
 use crate::slots::SlotMetrics;
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct TargetMetrics {
     pub probe: ProbeMetrics,
     pub circuit: CircuitMetrics,
     pub health: HealthMetrics,
+    /// Held sessions of `session:` targets.
+    pub session: SessionMetrics,
     /// Probes that waited for a `max_concurrent_probes` slot.
     pub slots: SlotMetrics,
     pub probes_skipped: TargetCounter,
@@ -30,6 +33,7 @@ impl TargetMetrics {
             probe: ProbeMetrics::register(registry)?,
             circuit: CircuitMetrics::register(registry)?,
             health: HealthMetrics::register(registry)?,
+            session: SessionMetrics::register(registry)?,
             slots: SlotMetrics::register(registry)?,
             probes_skipped: registry.target_counter(
                 "wsprobe_probes_skipped_total",

@@ -1,6 +1,7 @@
 //! The target task: one target's probes on their schedule, its circuit breaker, and the
 //! health checks and remote-breaker poll started beside them; and one round of it, now
-//! (`round`), for `wsprobe once`.
+//! (`round`), for `wsprobe once`. A `session:` target runs `sessions` instead: its held
+//! sessions, each reconnecting on its own, with the same sink and breaker.
 //!
 //! Above the features and the configuration: it joins a `config::Target` to the probe,
 //! breaker and health pieces that know nothing of each other, and routes what they report
@@ -9,6 +10,7 @@
 pub mod metrics;
 mod round;
 pub mod scheduler;
+pub(crate) mod sessions;
 mod watch;
 
 use std::sync::Arc;

@@ -40,6 +40,9 @@ pub(crate) async fn round(prepared: &Prepared, limit: &Arc<Semaphore>, cancel: &
         .collect();
     let probe = async {
         let _permit = limit.clone().acquire_owned().await.ok()?;
+        if prepared.target.session.is_some() {
+            return super::sessions::once(prepared, cancel).await;
+        }
         prepared.prober.probe(cancel).await
     };
     let health = async {

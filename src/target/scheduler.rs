@@ -210,7 +210,7 @@ fn catch_up(next: Instant, now: Instant, every: Duration) -> (Instant, u64) {
 }
 
 /// A failure as the breaker's reason quotes it: `handshake_status in handshake (HTTP 404)`.
-fn failure_summary(r: &ProbeResult) -> String {
+pub(super) fn failure_summary(r: &ProbeResult) -> String {
     let mut s =
         format!("{} in {}", r.reason.map_or("?", |x| x.as_str()), r.phase.map_or("?", |x| x.as_str()));
     if let Some(step) = &r.step {
@@ -223,7 +223,7 @@ fn failure_summary(r: &ProbeResult) -> String {
 }
 
 /// A target's breaker with what follows from it: metrics, logs and `/api/targets`.
-struct Circuit {
+pub(super) struct Circuit {
     target: String,
     breaker: Breaker,
     /// The target's interval, used while closed.
@@ -232,7 +232,7 @@ struct Circuit {
 }
 
 impl Circuit {
-    async fn start(
+    pub(super) async fn start(
         target: &str,
         settings: breaker::Settings,
         interval: Duration,
@@ -254,14 +254,14 @@ impl Circuit {
     }
 
     /// Lets time act: open becomes half-open once the recovery timeout has passed.
-    async fn poll(&mut self, now: Instant, recorder: &Recorder) {
+    pub(super) async fn poll(&mut self, now: Instant, recorder: &Recorder) {
         if let Some(t) = self.breaker.poll(now.into_std()) {
             self.announce(&[t], recorder).await;
         }
     }
 
     /// Feeds a probe outcome: `failure` describes a failed probe, `None` is a success.
-    async fn observe(&mut self, failure: Option<&str>, now: Instant, recorder: &Recorder) {
+    pub(super) async fn observe(&mut self, failure: Option<&str>, now: Instant, recorder: &Recorder) {
         let outcome = failure.map_or(breaker::Outcome::Success, breaker::Outcome::Failure);
         let changes = self.breaker.record(outcome, now.into_std());
         if changes.is_empty() {

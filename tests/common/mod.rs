@@ -25,6 +25,7 @@ pub mod process;
 pub mod prometheus;
 pub mod prometheus_stack;
 pub mod promtool;
+pub mod session;
 mod tls;
 mod wire;
 
