@@ -42,6 +42,9 @@ pub enum DaemonError {
     Record { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Listener(String),
+    /// `--web.config.file` is invalid: a usage error (exit 2), like a bad configuration.
+    #[error("{0}")]
+    WebConfig(crate::config::ConfigError),
 }
 
 /// Where the configuration comes from, and so what a reload re-reads.
@@ -73,6 +76,8 @@ pub struct Options {
     /// The HTTP listener's limits; `None`: the defaults with the `WSPROBE_HTTP_*`
     /// environment overrides.
     pub listener: Option<crate::listener::Settings>,
+    /// TLS, authentication and request checks of the listener (`--web.*`).
+    pub web: crate::listener::web::Options,
 }
 
 /// A started daemon.
@@ -126,6 +131,11 @@ pub async fn start_with(
     options: Options,
 ) -> Result<Running, DaemonError> {
     let probers = probers(&config)?;
+    let web_active = match &options.web.config_file {
+        Some(path) => crate::listener::web::load(path).map_err(DaemonError::WebConfig)?,
+        None => crate::listener::web::Active::default(),
+    };
+    let web = crate::listener::web::Handle::new(options.web.config_file.clone(), web_active);
     let listener_settings = match options.listener {
         Some(s) => s,
         None => crate::listener::Settings::from_env().map_err(DaemonError::Listener)?,
@@ -172,6 +182,7 @@ pub async fn start_with(
         recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
         metrics: metrics.clone(),
         cancel: cancel.clone(),
+        web: web.clone(),
     };
     supervisor.apply(probers).await;
     metrics.reload_successful.set(1);
@@ -185,6 +196,10 @@ pub async fn start_with(
         listener_settings,
         max_connections,
         metrics.listener.clone(),
+        crate::listener::Guarded {
+            policy: Arc::new(crate::listener::web::Policy::new(addr, &options.web)),
+            active: web.subscribe(),
+        },
         cancel.clone(),
     ));
     tracing::info!(
@@ -195,6 +210,8 @@ pub async fn start_with(
         header_read_timeout = %humantime::format_duration(listener_settings.header_read_timeout),
         idle_timeout = %humantime::format_duration(listener_settings.idle_timeout),
         max_concurrent_probes = supervisor_cap,
+        web = %web.subscribe().borrow().summary(),
+        lifecycle = options.web.enable_lifecycle,
         "Serving /metrics and the API."
     );
     Ok(Running { addr, shared, supervisor, server, helpers })
@@ -215,6 +232,8 @@ struct Supervisor {
     recorder: Recorder,
     metrics: Metrics,
     cancel: CancellationToken,
+    /// The listener's web configuration, re-read with the configuration.
+    web: crate::listener::web::Handle,
 }
 
 impl Supervisor {
@@ -257,8 +276,13 @@ impl Supervisor {
             Source::File(path) => config::load(path).map_err(|e| e.to_string()),
         };
         let loaded = loaded.and_then(|c| probers(&c).map(|p| (c, p)).map_err(|e| e.to_string()));
+        // Both files or neither: an invalid web configuration keeps the old of each.
+        let loaded = loaded.and_then(|(c, p)| self.web.prepare().map(|w| (c, p, w)));
         match loaded {
-            Ok((config, probers)) => {
+            Ok((config, probers, web)) => {
+                if let Some(web) = web {
+                    self.web.install(web);
+                }
                 if config.listen != self.config.listen {
                     tracing::warn!(
                         listen = %config.listen,
