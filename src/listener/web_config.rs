@@ -284,37 +284,40 @@ fn tls(dir: &Path, t: RawTls, problems: &mut Vec<String>) -> Option<TlsServer> {
         problems.push(format!("{at}.key_file: required to serve TLS (or give `key` inline)"));
     }
 
+    // `None`: invalid, already reported; the checks that depend on it are skipped.
     let client_auth = match t.client_auth_type.as_deref().filter(|s| !s.is_empty()) {
-        None => ClientAuth::NoClientCert,
-        Some(name) => match ClientAuth::NAMES.iter().find(|(n, _)| *n == name) {
-            Some((_, auth)) => *auth,
-            None => {
+        None => Some(ClientAuth::NoClientCert),
+        Some(name) => {
+            let found = ClientAuth::NAMES.iter().find(|(n, _)| *n == name).map(|(_, auth)| *auth);
+            if found.is_none() {
                 problems.push(format!(
                     "{at}.client_auth_type: `{}` is not one of NoClientCert, RequestClientCert, \
                      RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert",
                     crate::util::text::shown(name)
                 ));
-                ClientAuth::NoClientCert
             }
-        },
+            found
+        }
     };
-    if client_ca.is_some() && client_auth == ClientAuth::NoClientCert {
-        problems.push(format!(
-            "{at}.client_auth_type: a client CA is configured but no client certificate is asked for; \
-             set RequireAndVerifyClientCert (or VerifyClientCertIfGiven)"
-        ));
-    }
-    if client_auth.verifies() && client_ca.is_none() {
-        problems.push(format!(
-            "{at}.client_ca_file: required with client_auth_type {}: the CA client certificates must chain to",
-            if client_auth.requires() { "RequireAndVerifyClientCert" } else { "VerifyClientCertIfGiven" }
-        ));
-    }
-    if t.client_allowed_sans.is_some() && !client_auth.requires() {
-        problems.push(format!(
-            "{at}.client_allowed_sans: needs client_auth_type RequireAnyClientCert or \
-             RequireAndVerifyClientCert, or a client could connect without a certificate to match"
-        ));
+    if let Some(client_auth) = client_auth {
+        if client_ca.is_some() && client_auth == ClientAuth::NoClientCert {
+            problems.push(format!(
+                "{at}.client_auth_type: a client CA is configured but no client certificate is asked for; \
+                 set RequireAndVerifyClientCert (or VerifyClientCertIfGiven)"
+            ));
+        }
+        if client_auth.verifies() && client_ca.is_none() {
+            problems.push(format!(
+                "{at}.client_ca_file: required with client_auth_type {} (the CA client certificates must chain to)",
+                if client_auth.requires() { "RequireAndVerifyClientCert" } else { "VerifyClientCertIfGiven" }
+            ));
+        }
+        if t.client_allowed_sans.is_some() && !client_auth.requires() {
+            problems.push(format!(
+                "{at}.client_allowed_sans: needs client_auth_type RequireAnyClientCert or \
+                 RequireAndVerifyClientCert, or a client could connect without a certificate to match"
+            ));
+        }
     }
 
     let version =
@@ -383,7 +386,7 @@ fn tls(dir: &Path, t: RawTls, problems: &mut Vec<String>) -> Option<TlsServer> {
         cert: cert?,
         key: key?,
         client_ca,
-        client_auth,
+        client_auth: client_auth?,
         client_allowed_sans: t.client_allowed_sans,
         min_version,
         max_version,
