@@ -368,6 +368,9 @@ async fn prometheus_scrapes_through_tls_and_basic_auth() {
     let web =
         write_web(dir.path(), &ca.issue(&["127.0.0.1"]), &tls_with_users(&[("prometheus", "scrape-me")], 10));
     let d = start(dir.path(), "127.0.0.1:0", &["--web.config.file", web.to_str().unwrap()]);
+    // Credentials are in force: without them, the same scrape is refused.
+    let anonymous = exchange(d.addr, Some(ca.client(None)), &get(d.addr, "/metrics", &[])).await.unwrap();
+    assert_eq!(anonymous.status, 401);
 
     let prom_config = dir.path().join("prometheus.yml");
     std::fs::write(

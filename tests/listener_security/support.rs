@@ -2,6 +2,9 @@
 //! certificates, a raw HTTP/1.1 client over plain TCP or real TLS (tokio-rustls), and
 //! the real `wsprobe run` started with `--web.*` flags.
 
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
