@@ -41,7 +41,8 @@ crate::label_enum! {
 }
 
 impl Refusal {
-    fn response(self) -> Response<Body> {
+    /// The answer sent instead of the API's.
+    pub fn response(self) -> Response<Body> {
         let (status, text) = match self {
             Self::Host => (
                 StatusCode::FORBIDDEN,
@@ -67,35 +68,29 @@ impl Refusal {
     }
 }
 
-/// Runs the checks; `Err` holds the answer to send instead of the API's.
-pub async fn check<B>(
-    policy: &Policy,
-    active: &Active,
-    req: &Request<B>,
-    tls: bool,
-) -> Result<(), (Refusal, Response<Body>)> {
-    let refuse = |r: Refusal| Err((r, r.response()));
+/// Runs the checks; `Err` says why the request is turned away.
+pub async fn check<B>(policy: &Policy, active: &Active, req: &Request<B>, tls: bool) -> Result<(), Refusal> {
     if req.uri().path() == OPEN_PATH {
         return Ok(());
     }
     if policy.listen.ip().is_loopback() && !host_allowed(policy, req) {
-        return refuse(Refusal::Host);
+        return Err(Refusal::Host);
     }
     if active.limiter.as_ref().is_some_and(|l| !l.allow()) {
-        return refuse(Refusal::RateLimited);
+        return Err(Refusal::RateLimited);
     }
     if let Some(auth) = &active.auth {
         let value = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
         if !auth.allows(value).await {
-            return refuse(Refusal::Unauthorized);
+            return Err(Refusal::Unauthorized);
         }
     }
     if req.uri().path() == RELOAD_PATH {
         if !policy.enable_lifecycle {
-            return refuse(Refusal::LifecycleDisabled);
+            return Err(Refusal::LifecycleDisabled);
         }
         if is_cross_site(req.headers(), policy, tls) {
-            return refuse(Refusal::CrossSite);
+            return Err(Refusal::CrossSite);
         }
     }
     Ok(())

@@ -264,10 +264,10 @@ async fn connection<S>(
             let active = guarded.active.borrow().clone();
             let mut response = match guard::check(&guarded.policy, &active, &req, tls).await {
                 Ok(()) => hyper::service::Service::call(&svc, req).await?,
-                Err((reason, response)) => {
+                Err(reason) => {
                     refused.with_label_values(&[reason.as_str()]).inc();
                     tracing::debug!(reason = reason.as_str(), "An API request was refused.");
-                    response
+                    reason.response()
                 }
             };
             guard::decorate(&active, &mut response);
