@@ -68,7 +68,7 @@ struct RawRateLimit {
 
 /// A validated web configuration. Files it names are read when the TLS configuration is
 /// built ([`super::tls`]), so a reload picks up rotated certificates.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WebConfig {
     pub tls: Option<TlsServer>,
     /// User name and bcrypt hash, in file order.
@@ -76,6 +76,19 @@ pub struct WebConfig {
     /// Response headers added to every answer.
     pub headers: Vec<(&'static str, String)>,
     pub rate_limit: Option<RateLimit>,
+}
+
+/// User names only: the hashes stay out of any debug output.
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls)
+            .field("users", &users)
+            .field("headers", &self.headers)
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
 }
 
 /// PEM text given inline or by file.
