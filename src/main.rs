@@ -54,6 +54,8 @@ enum Command {
         /// Probe only this shard's targets: INDEX/TOTAL, INDEX from 0 or a pod name ending in `-N`.
         #[arg(long, env = "WSPROBE_SHARD", value_name = "INDEX/TOTAL")]
         shard: Option<Shard>,
+        #[command(flatten)]
+        web: WebArgs,
     },
     /// Replay a recorded trace through the alert detector and print every alert transition.
     Replay {
@@ -72,6 +74,9 @@ enum Command {
         /// List only the targets this shard would probe (INDEX/TOTAL, as for `run`).
         #[arg(long, env = "WSPROBE_SHARD", value_name = "INDEX/TOTAL")]
         shard: Option<Shard>,
+        /// Also validate this web configuration (TLS, basic auth), as `run` would load it.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config: Option<PathBuf>,
     },
     /// Probe each target once now (exit 0 all ok, 1 any failed, 2 bad configuration).
     Once {
@@ -97,6 +102,33 @@ enum Command {
     },
 }
 
+/// How the listener is secured (`wsprobe run`).
+#[derive(Debug, clap::Args)]
+struct WebArgs {
+    /// TLS and basic authentication for /metrics and the API, in the Prometheus
+    /// exporter-toolkit web configuration format; re-read on reload. Guards every route
+    /// but /healthz.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Serve POST /-/reload (SIGHUP reloads either way).
+    #[arg(long = "web.enable-lifecycle", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    enable_lifecycle: bool,
+    /// Host names a loopback listener answers to besides localhost and IP addresses,
+    /// e.g. a name in /etc/hosts or a tunnel's (comma-separated or repeated).
+    #[arg(long = "web.allowed-hosts", value_name = "NAME", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+}
+
+impl WebArgs {
+    fn options(self) -> wsprobe::listener::web::Options {
+        wsprobe::listener::web::Options {
+            config_file: self.config_file,
+            enable_lifecycle: self.enable_lifecycle,
+            allowed_hosts: self.allowed_hosts,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. } | Command::Replay { .. });
@@ -111,9 +143,9 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Check { config, shard } => check(&config, shard),
-            Command::Run { config, record, shard } => {
-                with_config(&config, |c| run(c, config.clone(), record, shard)).await
+            Command::Check { config, shard, web_config } => check(&config, shard, web_config.as_deref()),
+            Command::Run { config, record, shard, web } => {
+                with_config(&config, |c| run(c, config.clone(), record, shard, web.options())).await
             }
             Command::Replay { config, trace, format } => {
                 with_config(&config, |c| async move { replay(&c, &trace, format) }).await
@@ -202,7 +234,7 @@ fn report(outcome: anyhow::Result<ExitCode>) -> ExitCode {
     })
 }
 
-fn check(path: &Path, shard: Option<Shard>) -> ExitCode {
+fn check(path: &Path, shard: Option<Shard>, web_config: Option<&Path>) -> ExitCode {
     let mut c = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -210,6 +242,15 @@ fn check(path: &Path, shard: Option<Shard>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(web) = web_config {
+        match wsprobe::listener::web::load(web) {
+            Ok(active) => println!("{}: valid; {}", web.display(), active.summary()),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let probers: Result<Vec<_>, _> = c.targets.iter().map(|t| Prepared::new(t.clone())).collect();
     if let Err(e) = probers {
         eprintln!("{}: {e}", path.display());
@@ -258,11 +299,20 @@ async fn run(
     path: PathBuf,
     record: Option<PathBuf>,
     shard: Option<Shard>,
+    web: wsprobe::listener::web::Options,
 ) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let targets = config.targets.iter().filter(|t| shard.is_none_or(|s| s.owns(&t.name))).count();
-    let options = daemon::Options { record, shard, ..Default::default() };
-    let running = daemon::start_with(config, Source::File(path.clone()), cancel.clone(), options).await?;
+    let options = daemon::Options { record, shard, web, ..Default::default() };
+    let running = match daemon::start_with(config, Source::File(path.clone()), cancel.clone(), options).await
+    {
+        Ok(running) => running,
+        Err(daemon::DaemonError::WebConfig(e)) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(config = %path.display(), targets, "wsprobe started.");
     daemon::reload_on_sighup(running.shared.reload.clone(), cancel.clone());
     daemon::shutdown_signal().await;

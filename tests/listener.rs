@@ -72,7 +72,7 @@ async fn scrape(addr: SocketAddr, limit: Duration) -> (Option<String>, Duration)
     let start = Instant::now();
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.ok()?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.ok()?;
         let text = String::from_utf8_lossy(&raw).into_owned();

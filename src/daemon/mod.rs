@@ -42,6 +42,9 @@ pub enum DaemonError {
     Record { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Listener(String),
+    /// `--web.config.file` is invalid: a usage error (exit 2), like a bad configuration.
+    #[error("{0}")]
+    WebConfig(crate::config::ConfigError),
 }
 
 /// Where the configuration comes from, and so what a reload re-reads.
@@ -75,6 +78,8 @@ pub struct Options {
     pub listener: Option<crate::listener::Settings>,
     /// Probe only the targets of this shard (`--shard`); `None`: every target.
     pub shard: Option<crate::shard::Shard>,
+    /// TLS, authentication and request checks of the listener (`--web.*`).
+    pub web: crate::listener::web::Options,
 }
 
 /// A started daemon.
@@ -131,6 +136,11 @@ pub async fn start_with(
     let mut config = config;
     keep_shard(&mut config, shard);
     let probers = probers(&config)?;
+    let web_active = match &options.web.config_file {
+        Some(path) => crate::listener::web::load(path).map_err(DaemonError::WebConfig)?,
+        None => crate::listener::web::Active::default(),
+    };
+    let web = crate::listener::web::Handle::new(options.web.config_file.clone(), web_active);
     let listener_settings = match options.listener {
         Some(s) => s,
         None => crate::listener::Settings::from_env().map_err(DaemonError::Listener)?,
@@ -181,6 +191,7 @@ pub async fn start_with(
         recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
         metrics: metrics.clone(),
         cancel: cancel.clone(),
+        web: web.clone(),
     };
     supervisor.apply(probers).await;
     metrics.reload_successful.set(1);
@@ -194,6 +205,10 @@ pub async fn start_with(
         listener_settings,
         max_connections,
         metrics.listener.clone(),
+        crate::listener::Guarded {
+            policy: Arc::new(crate::listener::web::Policy::new(addr, &options.web)),
+            active: web.subscribe(),
+        },
         cancel.clone(),
     ));
     tracing::info!(
@@ -204,6 +219,8 @@ pub async fn start_with(
         header_read_timeout = %humantime::format_duration(listener_settings.header_read_timeout),
         idle_timeout = %humantime::format_duration(listener_settings.idle_timeout),
         max_concurrent_probes = supervisor_cap,
+        web = %web.subscribe().borrow().summary(),
+        lifecycle = options.web.enable_lifecycle,
         "Serving /metrics and the API."
     );
     Ok(Running { addr, shared, supervisor, server, helpers })
@@ -227,6 +244,8 @@ struct Supervisor {
     recorder: Recorder,
     metrics: Metrics,
     cancel: CancellationToken,
+    /// The listener's web configuration, re-read with the configuration.
+    web: crate::listener::web::Handle,
 }
 
 impl Supervisor {
@@ -274,8 +293,13 @@ impl Supervisor {
             c
         });
         let loaded = loaded.and_then(|c| probers(&c).map(|p| (c, p)).map_err(|e| e.to_string()));
+        // Both files or neither: an invalid web configuration keeps the old of each.
+        let loaded = loaded.and_then(|(c, p)| self.web.prepare().map(|w| (c, p, w)));
         match loaded {
-            Ok((config, probers)) => {
+            Ok((config, probers, web)) => {
+                if let Some(web) = web {
+                    self.web.install(web);
+                }
                 if config.listen != self.config.listen {
                     tracing::warn!(
                         listen = %config.listen,

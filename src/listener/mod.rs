@@ -7,10 +7,20 @@
 //!   [`crate::daemon::fdlimit`]) are open; past that the oldest connection not serving a request
 //!   makes room ([`conns`]), so stalled clients cannot lock scrapers out.
 //!
+//! - With a web configuration (`--web.config.file`, [`web`]) it serves TLS ([`tls`]),
+//!   and every request but `/healthz` passes the [`guard`]: Host, rate limit, basic
+//!   authentication ([`auth`]) and the cross-site checks on `/-/reload`.
+//!
 //! Shutdown stops accepting, lets requests in progress finish, and gives connections
 //! [`DRAIN`] to close before they are dropped.
 
+pub mod auth;
 pub mod conns;
+pub mod guard;
+mod handshake;
+pub mod tls;
+pub mod web;
+pub mod web_config;
 
 use std::future::Future;
 use std::pin::pin;
@@ -22,7 +32,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounterVec, IntGauge};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +104,10 @@ crate::label_enum! {
         Evicted => "evicted",
         /// Every slot was serving a request.
         Refused => "refused",
+        /// The TLS handshake failed or did not finish within `header_read_timeout`.
+        TlsError => "tls_error",
+        /// Plain HTTP sent to the TLS listener (answered with a 400 saying so).
+        PlainHttp => "plain_http",
     }
 }
 
@@ -99,8 +115,10 @@ crate::label_enum! {
 #[derive(Debug, Clone)]
 pub struct ListenerMetrics {
     pub open: IntGauge,
-    /// reason: `header_timeout`, `idle_timeout`, `evicted`, `refused`.
+    /// reason: `header_timeout`, `idle_timeout`, `evicted`, `refused`, `tls_error`, `plain_http`.
     pub closed: IntCounterVec,
+    /// reason: see [`guard::Refusal`].
+    pub refused: IntCounterVec,
 }
 
 impl ListenerMetrics {
@@ -112,14 +130,32 @@ impl ListenerMetrics {
         let closed = registry.counter_vec(
             "wsprobe_http_connections_closed_total",
             "Connections to /metrics and the API closed by wsprobe: header_timeout, idle_timeout, \
-             evicted (room made for a new client), refused (every slot serving a request).",
+             evicted (room made for a new client), refused (every slot serving a request), \
+             tls_error (failed TLS handshake), plain_http (plain HTTP sent to the TLS listener).",
             &["reason"],
         )?;
         for reason in CloseReason::ALL {
             closed.with_label_values(&[reason.as_str()]);
         }
-        Ok(Self { open, closed })
+        let refused = registry.counter_vec(
+            "wsprobe_http_requests_refused_total",
+            "Requests to the API turned away before reaching it: host (not a name a loopback listener \
+             answers to), rate_limited, unauthorized, lifecycle_disabled, cross_site (a /-/reload another \
+             site could have sent).",
+            &["reason"],
+        )?;
+        for reason in guard::Refusal::ALL {
+            refused.with_label_values(&[reason.as_str()]);
+        }
+        Ok(Self { open, closed, refused })
     }
+}
+
+/// The guard's inputs: the fixed policy and the web configuration in force.
+#[derive(Debug, Clone)]
+pub struct Guarded {
+    pub policy: Arc<web::Policy>,
+    pub active: watch::Receiver<Arc<web::Active>>,
 }
 
 /// Serves `app` on `listener` with at most `cap` connections until `cancel` fires.
@@ -129,6 +165,7 @@ pub async fn serve(
     settings: Settings,
     cap: usize,
     metrics: ListenerMetrics,
+    guarded: Guarded,
     cancel: CancellationToken,
 ) {
     let table = Table::new(cap);
@@ -172,8 +209,25 @@ pub async fn serve(
         };
         metrics.open.set(i64::try_from(table.open()).unwrap_or(i64::MAX));
         let (app, metrics, cancel, table) = (app.clone(), metrics.clone(), cancel.clone(), table.clone());
+        let guarded = guarded.clone();
         tasks.spawn(async move {
-            connection(stream, app, settings, &slot.conn, &metrics, &cancel).await;
+            let tls = guarded.active.borrow().tls.clone();
+            match tls {
+                None => {
+                    connection(stream, false, app, settings, &slot.conn, &metrics, guarded, &cancel).await
+                }
+                Some(tls) => {
+                    let accepted = tokio::select! {
+                        biased;
+                        () = slot.conn.evicted.cancelled() => None,
+                        () = cancel.cancelled() => None,
+                        s = handshake::accept(stream, tls, settings.header_read_timeout, &metrics) => s,
+                    };
+                    if let Some(stream) = accepted {
+                        connection(stream, true, app, settings, &slot.conn, &metrics, guarded, &cancel).await;
+                    }
+                }
+            }
             drop(slot);
             metrics.open.set(i64::try_from(table.open()).unwrap_or(i64::MAX));
         });
@@ -186,23 +240,39 @@ pub async fn serve(
 }
 
 /// Drives one connection until it ends, times out, is evicted or shutdown completes.
-async fn connection(
-    stream: TcpStream,
+#[allow(clippy::too_many_arguments)]
+async fn connection<S>(
+    stream: S,
+    tls: bool,
     app: Router,
     settings: Settings,
     conn: &Arc<Conn>,
     metrics: &ListenerMetrics,
+    guarded: Guarded,
     cancel: &CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let svc = TowerToHyperService::new(app);
     let state = conn.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let refused = metrics.refused.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let busy = state.request();
-        let call = hyper::service::Service::call(&svc, req);
+        let (svc, guarded, refused) = (svc.clone(), guarded.clone(), refused.clone());
         async move {
-            let response = call.await;
+            // Per request, so a reload changes users and headers on open connections too.
+            let active = guarded.active.borrow().clone();
+            let mut response = match guard::check(&guarded.policy, &active, &req, tls).await {
+                Ok(()) => hyper::service::Service::call(&svc, req).await?,
+                Err(reason) => {
+                    refused.with_label_values(&[reason.as_str()]).inc();
+                    tracing::debug!(reason = reason.as_str(), "An API request was refused.");
+                    reason.response()
+                }
+            };
+            guard::decorate(&active, &mut response);
             drop(busy);
-            response
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = http1::Builder::new();
