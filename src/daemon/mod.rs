@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerting::AlertsView;
 use crate::config::{self, Config, Target};
 use crate::daemon::metrics::Metrics;
-use crate::state::{self, Event, Snapshot, TargetInfo};
+use crate::state::{self, Event, StateView, TargetInfo};
 use crate::target::metrics::TargetMetrics;
 use crate::target::scheduler::{self, Recorder};
 use crate::target::Prepared;
@@ -59,7 +59,8 @@ pub(crate) type ReloadReply = oneshot::Sender<Result<String, String>>;
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub metrics: Metrics,
-    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Every target's status, assembled when asked for.
+    pub snapshot: StateView,
     pub reload: mpsc::Sender<ReloadReply>,
     /// Pending and firing alerts (always empty without `alerting:`).
     pub alerts: AlertsView,
@@ -158,7 +159,7 @@ pub async fn start_with(
         None => (None, crate::alerting::no_alerts()),
     };
 
-    let (state, snapshot) = state::spawn();
+    let (state, snapshot) = state::new();
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx, alerts: alerts_view };
 
