@@ -100,6 +100,12 @@ impl Registry {
         self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
     }
 
+    /// A histogram on [`LATENCY_BUCKETS`] whose one series belongs to no target.
+    pub fn latency_histogram(&self, name: &str, help: &str) -> Result<prometheus::Histogram, Error> {
+        let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        self.add(prometheus::Histogram::with_opts(opts)?)
+    }
+
     pub fn target_counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetCounter, Error> {
         self.track(name, labels, IntCounterVec::new(Opts::new(name, help), labels)?)
     }

@@ -175,6 +175,8 @@ async fn probe_loop(
         else {
             return;
         };
+        // Late for any reason (a busy runtime, a slot wait): never silently.
+        recorder.metrics.lateness.started(prober.name(), circuit.probe_interval(), next, Instant::now());
         recorder.metrics.probes_in_flight.inc();
         let result = prober.probe(cancel).await;
         recorder.metrics.probes_in_flight.dec();
