@@ -23,7 +23,15 @@ use crate::net::tls::Conn;
 /// The open socket, with the tap that watches what the server sends.
 pub(crate) type Socket = WebSocketStream<Tap<SkipInterim<Conn>>>;
 
+/// The socket's read buffer. The library's default (128 KiB) is allocated up front for
+/// every connection; probes and held sessions read small messages, and with ten thousand
+/// sessions open that default alone would be 1.25 GiB. Larger messages still arrive
+/// whole, read in more chunks.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Sends the upgrade request and checks the answer; returns the open socket.
+/// Frames are written as they are sent (no write buffering), so a probe's timings
+/// include the write.
 pub async fn upgrade(
     uri: &Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -48,7 +56,9 @@ pub async fn upgrade(
     // rejected from the frame header before anything is allocated for it.
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size));
+        .max_frame_size(Some(max_message_size))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
     let tap = Tap::new(SkipInterim::new(conn));
     let seen = tap.seen();
     match client_async_with_config(request, tap, Some(config)).await {
