@@ -97,6 +97,8 @@ pub struct Target {
     pub remote_breakers: Option<RemoteBreakers>,
     /// `wsprobe once` fails when the live version is not the expected one.
     pub fail_on_drift: bool,
+    /// The phases whose `wsprobe_phase_duration_seconds` series this target exports.
+    pub phase_histograms: crate::probe::PhaseHistograms,
 }
 
 impl Target {
@@ -156,6 +158,7 @@ struct RawSettings {
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
     circuit_breaker: breaker::RawBreaker,
+    phase_histograms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -197,6 +200,7 @@ struct RawTarget {
     health: Vec<health::RawHealthCheck>,
     remote_breakers: Option<health::RawRemoteBreakers>,
     fail_on_drift: Option<bool>,
+    phase_histograms: Option<Vec<String>>,
 }
 
 /// Headers the WebSocket handshake sets itself; a configured value would break it.
@@ -226,6 +230,9 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     // Checked once under `defaults`, not once per inheriting target under the target's name.
     let default_headers = check_settings("defaults", &defaults.settings(), &mut problems);
     breaker::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
+    if let Some(names) = &defaults.phase_histograms {
+        crate::probe::PhaseHistograms::parse("defaults", names, &mut problems);
+    }
     if raw.targets.is_empty() {
         problems.push("targets: at least one target is required".to_owned());
     }
@@ -332,6 +339,12 @@ fn resolve_target(
     let remote_breakers = health::resolve_remote(at, t.remote_breakers.as_ref(), &tls, problems);
     let fail_on_drift = t.fail_on_drift.unwrap_or(false);
     health::check_drift_gate(at, fail_on_drift, &health, problems);
+    let phase_histograms = match (&t.phase_histograms, &d.phase_histograms) {
+        (Some(own), _) => crate::probe::PhaseHistograms::parse(at, own, problems),
+        // Its problems are reported once, under `defaults`.
+        (None, Some(inherited)) => crate::probe::PhaseHistograms::parse(at, inherited, &mut Vec::new()),
+        (None, None) => crate::probe::PhaseHistograms::ALL,
+    };
     if problems.len() > before {
         return None;
     }
@@ -352,6 +365,7 @@ fn resolve_target(
         health,
         remote_breakers,
         fail_on_drift,
+        phase_histograms,
     })
 }
 

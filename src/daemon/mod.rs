@@ -170,7 +170,13 @@ pub async fn start_with(
         shutdown_grace: config.shutdown_grace,
         config,
         tasks: HashMap::new(),
-        recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
+        recorder: Recorder {
+            metrics: metrics.target.clone(),
+            state,
+            record,
+            alerts,
+            phases: crate::probe::PhaseHistograms::ALL,
+        },
         metrics: metrics.clone(),
         cancel: cancel.clone(),
     };
@@ -353,6 +359,7 @@ fn retain_series(metrics: &TargetMetrics, target: &Target) {
         target.remote_breakers.iter().flat_map(|r| r.paths.iter().map(|(n, _)| n.as_str())).collect();
     let reports_version = target.health.iter().any(|c| c.version_path.is_some());
     metrics.health.retain(&target.name, &checks, &breakers, reports_version);
+    metrics.probe.retain_phases(&target.name, target.phase_histograms);
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,6 +6,7 @@
 //! the probe's.
 
 mod close;
+mod exported;
 mod guard;
 mod interim;
 pub mod metrics;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+pub use exported::PhaseHistograms;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};
 use session::{Event, Session, Wait};
 pub use settings::{ProbeSpec, Timeouts};
