@@ -77,7 +77,8 @@ fn main() {
             };
             let mut child = child;
             let pid = child.id();
-            let deadline = started + Duration::from_secs(support::env_or("WSPROBE_BENCH_OPEN_LIMIT_SECS", 180));
+            let deadline =
+                started + Duration::from_secs(support::env_or("WSPROBE_BENCH_OPEN_LIMIT_SECS", 180));
             let mut established = 0;
             while Instant::now() < deadline {
                 established = fleet::established_to(&ports);
@@ -199,11 +200,12 @@ fn bare_child(dir: &Path, urls: &[String]) -> Child {
 /// The bare client: every session opened (a bounded number at a time), then held with a
 /// ping every 15 s, until SIGTERM ends the process.
 fn bare_client() {
-    let urls: Vec<String> = fs::read_to_string(std::env::var("WSPROBE_BENCH_URLS").expect("WSPROBE_BENCH_URLS"))
-        .expect("read the URLs")
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let urls: Vec<String> =
+        fs::read_to_string(std::env::var("WSPROBE_BENCH_URLS").expect("WSPROBE_BENCH_URLS"))
+            .expect("read the URLs")
+            .lines()
+            .map(str::to_owned)
+            .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,7 +221,8 @@ fn bare_client() {
                 let host = url.trim_start_matches("ws://").split('/').next().unwrap_or("").to_owned();
                 let Ok(tcp) = tokio::net::TcpStream::connect(host).await else { return };
                 let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-                let Ok((mut ws, _)) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await
+                let Ok((mut ws, _)) =
+                    tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await
                 else {
                     return;
                 };
