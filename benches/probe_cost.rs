@@ -12,6 +12,8 @@
 //! `200x1,1000x5,3000x15,10000x50`: targets × interval in seconds, 200 probes/s each).
 //! Columns: `WSPROBE_BENCH_CLIENTS` (default `wsprobe,bare,python`).
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::fmt::Write as _;
@@ -50,9 +52,10 @@ impl Cell {
 
     fn show(&self, due: f64) -> String {
         format!(
-            "{:.3} ms ({:.0} % of a core; {} of {:.0} due done{})",
+            "{:.3} ms ({:.0} % of a core, `stat`: {} ticks; {} of {:.0} due done{})",
             self.per_probe_ms(),
             self.cpu_ns as f64 / 1e9 / self.window * 100.0,
+            self.ticks,
             self.probes,
             due,
             self.note

@@ -8,7 +8,8 @@
 //! `WSPROBE_BENCH_SCRAPES` times on this thread, reading this thread's CPU from
 //! `/proc/self/task/<tid>/schedstat`. Targets: `WSPROBE_BENCH_TARGETS` (default 5000).
 
-#[allow(dead_code)]
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -64,7 +65,7 @@ fn main() {
         e.1 += 1;
     }
     let mut families: Vec<_> = by_family.into_iter().collect();
-    families.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    families.sort_by_key(|f| std::cmp::Reverse(f.1 .0));
 
     println!(
         "## /metrics exposition, {targets} targets ({} {})\n",

@@ -11,6 +11,8 @@
 //! when the binary accepts the `session:` configuration (`wsprobe check`), and is
 //! reported as not supported otherwise.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::fmt::Write as _;
