@@ -89,6 +89,55 @@ impl Lateness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn late_starts_are_counted_and_warned_about_at_most_once_per_window() {
+        let registry = crate::metrics::Registry::new().unwrap_or_else(|e| panic!("{e}"));
+        let late = registry.target_counter("late_total", "h", &["target"]).unwrap_or_else(|e| panic!("{e}"));
+        let lag = registry.latency_histogram("lag_seconds", "h").unwrap_or_else(|e| panic!("{e}"));
+        let lateness = Lateness::new(late.clone(), lag.clone());
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let (t0, second) = (Instant::now(), Duration::from_secs(1));
+        let ms = Duration::from_millis;
+        tracing::subscriber::with_default(subscriber, || {
+            lateness.started("a", second, t0, t0 + ms(50)); // within 100 ms: on time
+            lateness.started("a", second, t0, t0 + ms(300)); // late: the first warning
+            lateness.started("b", second, t0, t0 + ms(2000)); // late, within 30 s of it: quiet
+            lateness.started("a", second, t0 + ms(30_000), t0 + ms(31_000)); // late, 30.7 s on: warned
+        });
+        assert_eq!(late.with_label_values(&["a"]).get(), 2);
+        assert_eq!(late.with_label_values(&["b"]).get(), 1);
+        assert_eq!(lag.get_sample_count(), 4, "every start's lag is observed");
+        let text =
+            String::from_utf8_lossy(&log.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+        let warnings: Vec<&str> = text.lines().filter(|l| l.contains("cannot keep its schedule")).collect();
+        assert_eq!(warnings.len(), 2, "{text}");
+        assert!(
+            warnings[0].contains("1 probe(s) started later") && warnings[0].contains("`a`, 300 ms late"),
+            "{text}"
+        );
+        assert!(
+            warnings[1].contains("2 probe(s) in the last 30s") && warnings[1].contains("`b`, 2000 ms late"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn tolerance_is_a_tenth_of_the_interval_within_bounds() {
