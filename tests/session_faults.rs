@@ -110,7 +110,7 @@ async fn sessions_cut_after_200ms_are_counted_and_reopened_with_back_off() {
         let low = Duration::from_millis(200 + nominal * 8 / 10);
         assert!(*gap >= low && *gap < low + Duration::from_millis(nominal / 5 + 150), "gap {i}: {gap:?}");
     }
-    let snap = serde_json::to_value(&*running.shared.snapshot.borrow().clone()).unwrap();
+    let snap = serde_json::to_value(running.shared.snapshot.latest()).unwrap();
     let broken = snap["targets"].as_array().unwrap().iter().find(|t| t["name"] == "broken").unwrap();
     let last = &broken["sessions"]["sessions"][0]["last_disconnect"];
     assert_eq!(last["reason"], "unexpected_close");

@@ -29,6 +29,8 @@ pub const WELCOME: &str = r#"{"type":"welcome"}"#;
 /// The largest request head the raw upgrade accepts.
 const MAX_HEAD: usize = 16 * 1024;
 
+pub mod fleet;
+
 // ---------------------------------------------------------------------------------------
 // Servers
 

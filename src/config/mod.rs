@@ -106,6 +106,8 @@ pub struct Target {
     pub fail_on_drift: bool,
     /// Held open instead of probed on `interval`, when set.
     pub session: Option<crate::session::SessionSettings>,
+    /// The phases whose `wsprobe_phase_duration_seconds` series this target exports.
+    pub phase_histograms: crate::probe::PhaseHistograms,
 }
 
 impl Target {
@@ -169,6 +171,7 @@ struct RawSettings {
     respond: Option<Vec<RawRespond>>,
     #[serde(default)]
     circuit_breaker: breaker::RawBreaker,
+    phase_histograms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -213,6 +216,7 @@ struct RawTarget {
     remote_breakers: Option<health::RawRemoteBreakers>,
     fail_on_drift: Option<bool>,
     session: Option<crate::session::RawSession>,
+    phase_histograms: Option<Vec<String>>,
 }
 
 /// Headers the WebSocket handshake sets itself; a configured value would break it.
@@ -242,6 +246,9 @@ fn resolve(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     // Checked once under `defaults`, not once per inheriting target under the target's name.
     let default_headers = check_settings("defaults", &defaults.settings(), &mut problems);
     breaker::check_breaker("defaults", &defaults.circuit_breaker, &mut problems);
+    if let Some(names) = &defaults.phase_histograms {
+        crate::probe::PhaseHistograms::parse("defaults", names, &mut problems);
+    }
     if raw.targets.is_empty() {
         problems.push("targets: at least one target is required".to_owned());
     }
@@ -352,6 +359,12 @@ fn resolve_target(
     let fail_on_drift = t.fail_on_drift.unwrap_or(false);
     health::check_drift_gate(at, fail_on_drift, &health, problems);
     let session = t.session.as_ref().and_then(|s| crate::session::settings::resolve(at, s, &steps, problems));
+    let phase_histograms = match (&t.phase_histograms, &d.phase_histograms) {
+        (Some(own), _) => crate::probe::PhaseHistograms::parse(at, own, problems),
+        // Its problems are reported once, under `defaults`.
+        (None, Some(inherited)) => crate::probe::PhaseHistograms::parse(at, inherited, &mut Vec::new()),
+        (None, None) => crate::probe::PhaseHistograms::ALL,
+    };
     if problems.len() > before {
         return None;
     }
@@ -374,6 +387,7 @@ fn resolve_target(
         remote_breakers,
         fail_on_drift,
         session,
+        phase_histograms,
     })
 }
 

@@ -37,8 +37,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {
-    let snap = s.snapshot.borrow().clone();
-    let (probed, total) = (snap.probed(), snap.targets.len());
+    let (probed, total) = s.snapshot.readiness();
     // Not a reason to be unready (probes still run, late), but never to be missed either.
     let exhausted = s.metrics.target.slots.exhausted.get();
     let detail = if exhausted > 0 {
@@ -64,8 +63,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
 }
 
 async fn targets(State(s): State<Shared>) -> Response {
-    let snap = s.snapshot.borrow().clone();
-    Json(&*snap).into_response()
+    Json(s.snapshot.latest()).into_response()
 }
 
 /// Pending and firing alerts; `?target=NAME` narrows to one target.

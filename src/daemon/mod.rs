@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerting::AlertsView;
 use crate::config::{self, Config, Target};
 use crate::daemon::metrics::Metrics;
-use crate::state::{self, Event, Snapshot, TargetInfo};
+use crate::state::{self, Event, StateView, TargetInfo};
 use crate::target::metrics::TargetMetrics;
 use crate::target::scheduler::{self, Recorder};
 use crate::target::Prepared;
@@ -62,7 +62,8 @@ pub(crate) type ReloadReply = oneshot::Sender<Result<String, String>>;
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub metrics: Metrics,
-    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Every target's status, assembled when asked for.
+    pub snapshot: StateView,
     pub reload: mpsc::Sender<ReloadReply>,
     /// Pending and firing alerts (always empty without `alerting:`).
     pub alerts: AlertsView,
@@ -176,7 +177,7 @@ pub async fn start_with(
         None => (None, crate::alerting::no_alerts()),
     };
 
-    let (state, snapshot) = state::spawn();
+    let (state, snapshot) = state::new();
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx, alerts: alerts_view };
 
@@ -188,7 +189,13 @@ pub async fn start_with(
         config,
         shard,
         tasks: HashMap::new(),
-        recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
+        recorder: Recorder {
+            metrics: metrics.target.clone(),
+            state,
+            record,
+            alerts,
+            phases: crate::probe::PhaseHistograms::ALL,
+        },
         metrics: metrics.clone(),
         cancel: cancel.clone(),
         web: web.clone(),
@@ -434,6 +441,7 @@ fn retain_series(metrics: &TargetMetrics, target: &Target) {
     if target.session.is_none() {
         metrics.session.forget(&target.name);
     }
+    metrics.probe.retain_phases(&target.name, target.phase_histograms);
 }
 
 /// Resolves on SIGINT or SIGTERM.

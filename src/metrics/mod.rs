@@ -23,14 +23,19 @@
 //! // Nothing else: when the target leaves, `tracker.forget(target)` takes this series too.
 //! ```
 
+mod histogram;
 mod tracker;
 
 use prometheus::core::Collector;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    TextEncoder,
 };
 
+pub use histogram::{LatencyHistogram, LatencyVec};
 pub use prometheus::Error;
 pub use tracker::{Series, Tracked, Tracker, Vector};
 
@@ -45,20 +50,30 @@ pub const REVISION: &str = env!("WSPROBE_REVISION");
 pub type TargetCounter = Tracked<IntCounterVec>;
 pub type TargetGauge = Tracked<GaugeVec>;
 pub type TargetIntGauge = Tracked<IntGaugeVec>;
-pub type TargetHistogram = Tracked<HistogramVec>;
+pub type TargetHistogram = Tracked<LatencyVec>;
 
 /// The daemon's registry and its series tracker. Cheap to clone (shared).
 #[derive(Debug, Clone)]
 pub struct Registry {
     inner: prometheus::Registry,
     tracker: Tracker,
+    /// The per-target latency histograms, which render themselves ([`histogram`]).
+    histograms: Arc<Mutex<Vec<LatencyVec>>>,
+    /// The size of the last exposition: the next one starts with that much room, rather
+    /// than copying tens of megabytes each time the buffer doubles.
+    last_size: Arc<AtomicUsize>,
 }
 
 impl Registry {
     /// An empty registry with `wsprobe_build_info`. Fails only on a programming error
     /// (a bad name, a metric registered twice), as every register helper does.
     pub fn new() -> Result<Self, Error> {
-        let r = Self { inner: prometheus::Registry::new(), tracker: Tracker::new() };
+        let r = Self {
+            inner: prometheus::Registry::new(),
+            tracker: Tracker::new(),
+            histograms: Arc::default(),
+            last_size: Arc::default(),
+        };
         let build = r.int_gauge_vec(
             "wsprobe_build_info",
             "Always 1; labels carry the running build.",
@@ -100,6 +115,12 @@ impl Registry {
         self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
     }
 
+    /// A histogram on [`LATENCY_BUCKETS`] whose one series belongs to no target.
+    pub fn latency_histogram(&self, name: &str, help: &str) -> Result<prometheus::Histogram, Error> {
+        let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        self.add(prometheus::Histogram::with_opts(opts)?)
+    }
+
     pub fn target_counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetCounter, Error> {
         self.track(name, labels, IntCounterVec::new(Opts::new(name, help), labels)?)
     }
@@ -119,8 +140,27 @@ impl Registry {
         help: &str,
         labels: &[&str],
     ) -> Result<TargetHistogram, Error> {
-        let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-        self.track(name, labels, HistogramVec::new(opts, labels)?)
+        // The same checks the registry makes of its own metrics.
+        let desc = prometheus::core::Desc::new(
+            name.to_owned(),
+            help.to_owned(),
+            labels.iter().map(|l| (*l).to_owned()).collect(),
+            Default::default(),
+        )?;
+        let vec = LatencyVec::new(&desc.fq_name, help, labels);
+        {
+            let mut all = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
+            if all.iter().any(|h| h.name() == name) {
+                return Err(Error::AlreadyReg);
+            }
+            all.push(vec.clone());
+        }
+        if labels.first() != Some(&"target") {
+            return Err(Error::Msg(format!(
+                "per-target metric `{name}` must have `target` as its first label"
+            )));
+        }
+        Ok(self.tracker.track(name, labels, vec))
     }
 
     fn track<V: Vector + Collector>(&self, name: &str, labels: &[&str], vec: V) -> Result<Tracked<V>, Error> {
@@ -134,11 +174,17 @@ impl Registry {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(self.last_size.load(Ordering::Relaxed) + 64 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.inner.gather(), &mut buf) {
             tracing::error!(error = %e, "Could not encode metrics.");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        for h in &histograms {
+            h.render(&mut text);
+        }
+        self.last_size.store(text.len(), Ordering::Relaxed);
+        text
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::metrics::{Error, Registry, TargetCounter, TargetGauge, TargetHistogram, TargetIntGauge, Tracker};
 
-use super::ProbeResult;
+use super::{PhaseHistograms, ProbeResult};
 
 #[derive(Debug, Clone)]
 pub struct ProbeMetrics {
@@ -107,8 +107,21 @@ impl ProbeMetrics {
         self.tracker.forget_where(target, |s| s.label("step").is_some_and(|step| !steps.contains(&step)));
     }
 
+    /// Drops the phase series of phases the target no longer exports.
+    pub fn retain_phases(&self, target: &str, phases: PhaseHistograms) {
+        self.tracker.forget_where(target, |s| {
+            s.metric() == "wsprobe_phase_duration_seconds"
+                && s.label("phase").and_then(super::Phase::from_label).is_some_and(|p| !phases.exports(p))
+        });
+    }
+
     /// Records one probe result in every metric it touches.
     pub fn observe(&self, r: &ProbeResult) {
+        self.observe_with(r, PhaseHistograms::ALL);
+    }
+
+    /// [`Self::observe`], exporting the phase histograms of `phases` only.
+    pub fn observe_with(&self, r: &ProbeResult, phases: PhaseHistograms) {
         let t = r.target.as_str();
         self.success.with_label_values(&[t]).set(if r.success { 1.0 } else { 0.0 });
         let result = if r.success { "success" } else { "failure" };
@@ -117,7 +130,7 @@ impl ProbeMetrics {
             self.failures.with_label_values(&[t, phase.as_str(), reason.as_str()]).inc();
         }
         self.duration.with_label_values(&[t]).observe(r.duration_seconds);
-        for (phase, secs) in r.phases.iter() {
+        for (phase, secs) in r.phases.iter().filter(|(p, _)| phases.exports(*p)) {
             self.phase_duration.with_label_values(&[t, phase.as_str()]).observe(secs);
         }
         for step in r.steps.iter().filter(|s| s.ok) {

@@ -6,6 +6,7 @@
 //! the probe's.
 
 mod close;
+mod exported;
 mod guard;
 mod interim;
 pub mod metrics;
@@ -30,6 +31,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+pub use exported::PhaseHistograms;
 pub(crate) use open::parting_code;
 pub use open::Opened;
 pub use outcome::{Phase, PhaseTimings, ProbeError, ProbeResult, Reason, StepResult};

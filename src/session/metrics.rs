@@ -5,9 +5,11 @@
 //! holders: recording a message or a round trip is then an atomic add, with no lookup
 //! and no lock, however many sessions are held.
 
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::{IntCounter, IntGauge};
 
-use crate::metrics::{Error, Registry, TargetCounter, TargetHistogram, TargetIntGauge, Tracker};
+use crate::metrics::{
+    Error, LatencyHistogram, Registry, TargetCounter, TargetHistogram, TargetIntGauge, Tracker,
+};
 use crate::probe::Reason;
 
 #[derive(Debug, Clone)]
@@ -32,12 +34,12 @@ pub struct Series {
     pub configured: IntGauge,
     pub connected: IntCounter,
     pub failed: IntCounter,
-    pub lifetime: Histogram,
-    pub ping_rtt: Histogram,
-    pub heartbeat_rtt: Histogram,
+    pub lifetime: LatencyHistogram,
+    pub ping_rtt: LatencyHistogram,
+    pub heartbeat_rtt: LatencyHistogram,
     pub messages: IntCounter,
     /// `wsprobe_message_gap_seconds` of the probe metrics, fed by held sessions too.
-    pub gaps: Histogram,
+    pub gaps: LatencyHistogram,
 }
 
 impl Series {
@@ -96,7 +98,7 @@ impl SessionMetrics {
     /// Resolves a session target's series, creating the ones that must exist from the
     /// first scrape (open, configured, connects by result, messages). `gaps` is the probe
     /// metrics' gap histogram series of the same target.
-    pub fn series(&self, target: &str, gaps: Histogram) -> Series {
+    pub fn series(&self, target: &str, gaps: LatencyHistogram) -> Series {
         Series {
             target: target.to_owned(),
             disconnects: self.disconnects.clone(),

@@ -6,6 +6,8 @@
 
 use prometheus::IntGauge;
 
+use super::lateness::Lateness;
+
 use crate::breaker::metrics::CircuitMetrics;
 use crate::health::metrics::HealthMetrics;
 use crate::metrics::{Error, Registry, TargetCounter, Tracker};
@@ -24,6 +26,8 @@ pub struct TargetMetrics {
     pub slots: SlotMetrics,
     pub probes_skipped: TargetCounter,
     pub probes_in_flight: IntGauge,
+    /// Probes that started later than due (the scheduler could not keep up).
+    pub(crate) lateness: Lateness,
     tracker: Tracker,
 }
 
@@ -41,6 +45,17 @@ impl TargetMetrics {
                 &["target"],
             )?,
             probes_in_flight: registry.int_gauge("wsprobe_probes_in_flight", "Probes running now.")?,
+            lateness: Lateness::new(
+                registry.target_counter(
+                    "wsprobe_probes_late_total",
+                    "Probes that started later than a tenth of their interval (at least 100 ms, at most 5 s) after they were due.",
+                    &["target"],
+                )?,
+                registry.latency_histogram(
+                    "wsprobe_probe_start_lag_seconds",
+                    "How long after it was due each probe started, across targets.",
+                )?,
+            ),
             tracker: registry.tracker().clone(),
         })
     }
@@ -51,6 +66,7 @@ impl TargetMetrics {
         self.probe.add_target(target);
         self.probes_skipped.with_label_values(&[target]);
         self.slots.delayed.with_label_values(&[target]);
+        self.lateness.late.with_label_values(&[target]);
     }
 
     /// Removes every series of a target that left the configuration, of every metric.

@@ -7,6 +7,7 @@
 //! breaker and health pieces that know nothing of each other, and routes what they report
 //! to the log, the metrics, the state snapshot, the record file and the alert engine.
 
+mod lateness;
 pub mod metrics;
 mod round;
 pub mod scheduler;

@@ -37,12 +37,14 @@ pub(crate) struct Recorder {
     pub record: Option<crate::record::RecordHandle>,
     /// The alert engine, when alerting is configured.
     pub alerts: Option<crate::alerting::AlertsHandle>,
+    /// The target's `phase_histograms` (every phase until its task starts).
+    pub phases: crate::probe::PhaseHistograms,
 }
 
 impl Recorder {
     pub async fn record(&self, result: ProbeResult) {
         log_result(&result);
-        self.metrics.probe.observe(&result);
+        self.metrics.probe.observe_with(&result, self.phases);
         if let Some(r) = &self.record {
             r.record(&result);
         }
@@ -115,9 +117,10 @@ pub(crate) fn spawn_target(
     prepared: Prepared,
     offset: Duration,
     limit: Arc<Semaphore>,
-    recorder: Recorder,
+    mut recorder: Recorder,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
+    recorder.phases = prepared.target.phase_histograms;
     let span = tracing::info_span!("target", name = %prepared.name());
     tokio::spawn(target_loop(prepared, offset, limit, recorder, cancel).instrument(span))
 }
@@ -175,6 +178,8 @@ async fn probe_loop(
         else {
             return;
         };
+        // Late for any reason (a busy runtime, a slot wait): never silently.
+        recorder.metrics.lateness.started(prober.name(), circuit.probe_interval(), next, Instant::now());
         recorder.metrics.probes_in_flight.inc();
         let result = prober.probe(cancel).await;
         recorder.metrics.probes_in_flight.dec();

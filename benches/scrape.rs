@@ -1,0 +1,98 @@
+//! What one `/metrics` scrape costs with thousands of targets: bytes, time and CPU of the
+//! text exposition, and which metric families the bytes go to.
+//!
+//! It registers the daemon's metrics through the library (`daemon::metrics::Metrics`),
+//! creates each target's series as the supervisor does (`add_target`, a closed circuit)
+//! and records one successful probe per target with the six phases of a `ws://` probe
+//! (dns, connect, handshake, first_message, ping, close), then renders the exposition
+//! `WSPROBE_BENCH_SCRAPES` times on this thread, reading this thread's CPU from
+//! `/proc/self/task/<tid>/schedstat`. Targets: `WSPROBE_BENCH_TARGETS` (default 5000).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use wsprobe::breaker::State;
+use wsprobe::daemon::metrics::Metrics;
+use wsprobe::probe::{Phase, ProbeResult};
+
+fn main() {
+    let targets: usize = support::env_or("WSPROBE_BENCH_TARGETS", 5000);
+    let scrapes: usize = support::env_or("WSPROBE_BENCH_SCRAPES", 10);
+    let metrics = Metrics::new().expect("the metrics register");
+    for i in 0..targets {
+        let name = format!("target-{i:05}");
+        metrics.target.add_target(&name);
+        metrics.target.circuit.set(&name, State::Closed, 1.7e9);
+        let mut r = ProbeResult::new(&name);
+        r.duration_seconds = 0.004;
+        r.http_status = Some(101);
+        r.started_at = 1.7e9;
+        r.messages_received = 1;
+        for (k, phase) in
+            [Phase::Dns, Phase::Connect, Phase::Handshake, Phase::FirstMessage, Phase::Ping, Phase::Close]
+                .into_iter()
+                .enumerate()
+        {
+            r.phases.set(phase, 0.0002 * (k + 1) as f64);
+        }
+        metrics.target.probe.observe(&r);
+    }
+    let load_before = support::loadavg();
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok());
+    let cpu = || support::threads_cpu("self").into_iter().find(|t| Some(t.tid) == tid).map_or(0, |t| t.nanos);
+    let (mut walls, mut cpus, mut bytes) = (Vec::new(), Vec::new(), 0);
+    let mut text = String::new();
+    for _ in 0..scrapes {
+        let (t0, c0) = (Instant::now(), cpu());
+        text = metrics.render();
+        let (wall, c1) = (t0.elapsed(), cpu());
+        walls.push(wall.as_secs_f64() * 1000.0);
+        cpus.push((c1 - c0) as f64 / 1e6);
+        bytes = text.len();
+    }
+    let mut by_family: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let family = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        let e = by_family.entry(family).or_default();
+        e.0 += line.len() + 1;
+        e.1 += 1;
+    }
+    let mut families: Vec<_> = by_family.into_iter().collect();
+    families.sort_by_key(|f| std::cmp::Reverse(f.1 .0));
+
+    println!(
+        "## /metrics exposition, {targets} targets ({} {})\n",
+        support::today(),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("{}", support::machine_table());
+    println!(
+        "| targets | bytes | lines | render wall median / worst | render CPU median / worst | scrapes |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {targets} | {:.1} MB | {} | {:.0} ms / {:.0} ms | {:.0} ms / {:.0} ms | {scrapes} |",
+        bytes as f64 / 1e6,
+        text.lines().count(),
+        support::percentile(&walls, 50.0),
+        support::percentile(&walls, 100.0),
+        support::percentile(&cpus, 50.0),
+        support::percentile(&cpus, 100.0),
+    );
+    println!("\n| family | share of bytes | bytes | lines |\n|---|---|---|---|");
+    for (name, (b, l)) in families.iter().take(6) {
+        println!(
+            "| `{name}` | {:.0} % | {:.1} MB | {l} |",
+            *b as f64 * 100.0 / bytes as f64,
+            *b as f64 / 1e6
+        );
+    }
+    println!("\nLoad average before / after: {load_before} / {}.", support::loadavg());
+}

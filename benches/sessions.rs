@@ -1,0 +1,275 @@
+//! What holding N idle `ws://` sessions costs, side by side in one run: `wsprobe run` with
+//! `session:` targets, a bare tokio-tungstenite client (`read_buffer_size(4096)`) and a
+//! Python `websockets` 17.4 client, each a child process of its own, holding the same N
+//! against one server (this process, spread over 127.0.0.1–127.0.0.8).
+//!
+//! For each client and N: the time until N client sockets are ESTABLISHED in
+//! `/proc/net/tcp` (and the server has upgraded N), the CPU that took, then the RSS and
+//! the CPU over `WSPROBE_BENCH_HOLD_SECS` (default 30) of holding with a protocol ping on
+//! every session every 15 s. N: `WSPROBE_BENCH_SESSIONS` (default `1000,10000`); clients:
+//! `WSPROBE_BENCH_CLIENTS` (default `wsprobe,bare,python`). The wsprobe column is measured
+//! when the binary accepts the `session:` configuration (`wsprobe check`), and is
+//! reported as not supported otherwise.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use support::fleet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// Upgrades in flight at once while opening, for the clients the bench writes.
+const OPENING_AT_ONCE: usize = 256;
+
+fn main() {
+    if std::env::var("WSPROBE_BENCH_ROLE").as_deref() == Ok("bare-client") {
+        return bare_client();
+    }
+    let hold = Duration::from_secs(support::env_or("WSPROBE_BENCH_HOLD_SECS", 30));
+    let sizes: Vec<usize> = std::env::var("WSPROBE_BENCH_SESSIONS")
+        .unwrap_or_else(|_| "1000,10000".to_owned())
+        .split(',')
+        .map(|n| n.trim().parse().expect("WSPROBE_BENCH_SESSIONS: numbers separated by commas"))
+        .collect();
+    let clients = std::env::var("WSPROBE_BENCH_CLIENTS").unwrap_or_else(|_| "wsprobe,bare,python".to_owned());
+    let fd = fleet::raise_fd_limit();
+    let binary = support::release_binary();
+    let python = clients.contains("python").then(fleet::python_websockets);
+    let load_before = support::loadavg();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-srv")
+        .enable_all()
+        .build()
+        .expect("the server's runtime");
+    let (addrs, counts) = server_rt.block_on(fleet::start_server());
+    let ports: Vec<u16> = addrs.iter().map(|a| a.port()).collect();
+    let dir = tempfile::tempdir().expect("a temp dir");
+
+    let mut out = String::new();
+    let _ = writeln!(out, "| client | sessions | established | time to open | CPU to open (per session) | RSS holding (per session) | CPU holding, pings every 15 s | ");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        for client in clients.split(',') {
+            eprintln!("sessions: {client} holding {n}");
+            let urls = fleet::urls(&addrs, n);
+            let started = Instant::now();
+            let opened_before = counts.opened.load(Ordering::Relaxed);
+            let child = match client {
+                "wsprobe" => match wsprobe_child(&binary, dir.path(), &addrs, n) {
+                    Some(c) => c,
+                    None => {
+                        let _ = writeln!(out, "| wsprobe | {n} | this binary does not accept `session:` targets (`wsprobe check` refused the configuration) | | | | |");
+                        continue;
+                    }
+                },
+                "bare" => bare_child(dir.path(), &urls),
+                "python" => python_child(python.as_deref().expect("python"), dir.path(), &urls),
+                other => panic!("unknown client `{other}`"),
+            };
+            let mut child = child;
+            let pid = child.id();
+            let deadline =
+                started + Duration::from_secs(support::env_or("WSPROBE_BENCH_OPEN_LIMIT_SECS", 180));
+            let mut established = 0;
+            while Instant::now() < deadline {
+                established = fleet::established_to(&ports);
+                let upgraded = counts.opened.load(Ordering::Relaxed) - opened_before;
+                if established >= n && upgraded >= n as u64 {
+                    break;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{client} exited with {status} while opening sessions");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let opened_in = started.elapsed();
+            let open_cpu = fleet::process_cpu(pid).0;
+            // Let the opening settle (buffers freed, first pings sent) before holding.
+            std::thread::sleep(Duration::from_secs(2));
+            let (c0, t0) = (fleet::process_cpu(pid).0, Instant::now());
+            let mut rss_peak = 0;
+            while t0.elapsed() < hold {
+                std::thread::sleep(Duration::from_millis(500));
+                rss_peak = rss_peak.max(support::status_kib(pid, "VmRSS").unwrap_or(0));
+            }
+            let (c1, held) = (fleet::process_cpu(pid).0, t0.elapsed());
+            let still = fleet::established_to(&ports);
+            let rss = support::status_kib(pid, "VmRSS").unwrap_or(0);
+            stop(&mut child);
+            let _ = writeln!(
+                out,
+                "| {client} | {n} | {established} at open, {still} after holding | {:.2} s | {:.2} s ({:.3} ms) | {:.1} MiB, peak {:.1} MiB ({:.1} KiB) | {:.2} % of one core ({:.0} ms in {:.0} s) |",
+                opened_in.as_secs_f64(),
+                open_cpu as f64 / 1e9,
+                open_cpu as f64 / 1e6 / n as f64,
+                rss as f64 / 1024.0,
+                rss_peak as f64 / 1024.0,
+                rss as f64 / n as f64,
+                (c1 - c0) as f64 / 1e9 / held.as_secs_f64() * 100.0,
+                (c1 - c0) as f64 / 1e6,
+                held.as_secs_f64(),
+            );
+            // Let the server see every close and TIME_WAIT drain a little.
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+    println!("## Holding idle sessions ({}; {})\n", support::today(), support::binary_version(&binary));
+    println!("{}", support::machine_table());
+    println!("Holding window {} s; file limit {fd}.\n", hold.as_secs());
+    println!("{out}");
+    println!("Load average before / after: {load_before} / {}.", support::loadavg());
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `wsprobe run` with one `session:` target per server address, `count` adding up to `n`;
+/// `None` when `wsprobe check` does not accept it.
+fn wsprobe_child(binary: &Path, dir: &Path, addrs: &[std::net::SocketAddr], n: usize) -> Option<Child> {
+    let mut y = "listen: 127.0.0.1:0\nshutdown_grace: 10s\ntargets:\n".to_owned();
+    for (k, a) in addrs.iter().enumerate() {
+        let count = n / addrs.len() + usize::from(k < n % addrs.len());
+        let _ = writeln!(
+            y,
+            "  - name: held{k}\n    url: ws://{a}/held{k}\n    session: {{ count: {count}, ping_interval: 15s }}"
+        );
+    }
+    let config = dir.join("sessions.yaml");
+    fs::write(&config, y).expect("write the configuration");
+    let accepted = Command::new(binary)
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !accepted {
+        return None;
+    }
+    let log = fs::File::create(dir.join("wsprobe-sessions.log")).expect("the log file");
+    Some(
+        Command::new(binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn,wsprobe::daemon=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wsprobe"),
+    )
+}
+
+fn urls_file(dir: &Path, urls: &[String]) -> PathBuf {
+    let path = dir.join("urls.txt");
+    fs::write(&path, urls.join("\n")).expect("write the URLs");
+    path
+}
+
+/// This bench binary again, as the bare client.
+fn bare_child(dir: &Path, urls: &[String]) -> Child {
+    Command::new(std::env::current_exe().expect("the bench's own path"))
+        .env("WSPROBE_BENCH_ROLE", "bare-client")
+        .env("WSPROBE_BENCH_URLS", urls_file(dir, urls))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the bare client")
+}
+
+/// The bare client: every session opened (a bounded number at a time), then held with a
+/// ping every 15 s, until SIGTERM ends the process.
+fn bare_client() {
+    let urls: Vec<String> =
+        fs::read_to_string(std::env::var("WSPROBE_BENCH_URLS").expect("WSPROBE_BENCH_URLS"))
+            .expect("read the URLs")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the bare client's runtime");
+    rt.block_on(async move {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(OPENING_AT_ONCE));
+        for (i, url) in urls.into_iter().enumerate() {
+            let gate = gate.clone();
+            let offset = PING_EVERY.mul_f64((i % 1000) as f64 / 1000.0);
+            tokio::spawn(async move {
+                let permit = gate.acquire_owned().await;
+                let host = url.trim_start_matches("ws://").split('/').next().unwrap_or("").to_owned();
+                let Ok(tcp) = tokio::net::TcpStream::connect(host).await else { return };
+                let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+                let Ok((mut ws, _)) =
+                    tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await
+                else {
+                    return;
+                };
+                drop(permit);
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, PING_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {
+                            if ws.send(Message::Ping(Vec::from(*b"hold").into())).await.is_err() { return; }
+                        }
+                        m = ws.next() => match m { Some(Ok(_)) => {}, _ => return },
+                    }
+                }
+            });
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    });
+}
+
+const PYTHON_HOLD: &str = r#"
+import asyncio, signal
+from websockets.asyncio.client import connect
+
+URLS = open(__FILE__).read().split()
+
+async def hold(url, gate, done):
+    async with gate:
+        ws = await connect(url, compression=None, ping_interval=15, ping_timeout=10, max_size=2**20)
+    await done.wait()
+    await ws.close()
+
+async def main():
+    gate = asyncio.Semaphore(__AT_ONCE__)
+    done = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+    await asyncio.gather(*(hold(u, gate, done) for u in URLS), return_exceptions=True)
+
+asyncio.run(main())
+"#;
+
+fn python_child(python: &Path, dir: &Path, urls: &[String]) -> Child {
+    let file = urls_file(dir, urls);
+    let body = PYTHON_HOLD
+        .replace("__FILE__", &format!("{:?}", file.display().to_string()))
+        .replace("__AT_ONCE__", &OPENING_AT_ONCE.to_string());
+    let script = fleet::write_script(dir, "hold.py", &body);
+    Command::new(python).arg(script).stdin(Stdio::null()).spawn().expect("start the Python client")
+}
