@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod detect;
 pub mod health;
+pub mod history;
 pub mod listener;
 pub mod metrics;
 pub mod net;

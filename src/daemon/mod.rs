@@ -63,6 +63,8 @@ pub struct Shared {
     pub reload: mpsc::Sender<ReloadReply>,
     /// Pending and firing alerts (always empty without `alerting:`).
     pub alerts: AlertsView,
+    /// Each target's recent history, for the status page.
+    pub history: crate::history::HistoryView,
 }
 
 /// Optional behaviour of `wsprobe run`.
@@ -159,8 +161,18 @@ pub async fn start_with(
     };
 
     let (state, snapshot) = state::spawn();
+    let state_dir = config.alerting.as_ref().and_then(|a| a.state_dir.clone());
+    let (history, history_view, history_task) =
+        crate::history::spawn(state_dir, snapshot.clone(), cancel.clone());
+    helpers.push(history_task);
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx, alerts: alerts_view };
+    let shared = Shared {
+        metrics: metrics.clone(),
+        snapshot,
+        reload: reload_tx,
+        alerts: alerts_view,
+        history: history_view,
+    };
 
     let supervisor_cap = config.max_concurrent_probes.map_or(0, std::num::NonZeroUsize::get);
     let mut supervisor = Supervisor {
@@ -169,7 +181,7 @@ pub async fn start_with(
         shutdown_grace: config.shutdown_grace,
         config,
         tasks: HashMap::new(),
-        recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts },
+        recorder: Recorder { metrics: metrics.target.clone(), state, record, alerts, history },
         metrics: metrics.clone(),
         cancel: cancel.clone(),
     };

@@ -37,6 +37,8 @@ pub(crate) struct Recorder {
     pub record: Option<crate::record::RecordHandle>,
     /// The alert engine, when alerting is configured.
     pub alerts: Option<crate::alerting::AlertsHandle>,
+    /// The status page's history.
+    pub history: crate::history::HistoryHandle,
 }
 
 impl Recorder {
@@ -49,6 +51,7 @@ impl Recorder {
         if let Some(a) = &self.alerts {
             a.observe(&result);
         }
+        self.history.record(&result);
         self.state.send(Event::Result(Box::new(result))).await;
     }
 
