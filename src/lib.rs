@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod once;
+pub mod page;
 pub mod probe;
 pub mod record;
 pub mod replay;
