@@ -27,7 +27,7 @@ pub fn body(out: &mut String, inputs: &Inputs<'_>) {
     alerts::section(out, &shown, inputs.now, true);
     out.push_str(
         r#"<section aria-labelledby="targets-h"><h2 id="targets-h">Targets</h2>
-<table class="targets"><caption>Every configured target, most urgent first; the name opens its page.</caption>
+<table class="targets cards"><caption>Every configured target, most urgent first; the name opens its page.</caption>
 <thead><tr><th scope="col">Target</th><th scope="col">State</th><th scope="col">Last probe</th><th scope="col">Phases</th><th scope="col">Last 24 h</th><th scope="col">Duration</th><th scope="col">Version</th></tr></thead>
 <tbody>
 "#,

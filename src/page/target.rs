@@ -127,7 +127,8 @@ fn timings(out: &mut String, r: &ProbeResult, h: Option<&TargetHistory>) {
             (Some(l), Some(m)) if m > 0.0 => format!("{:.1}×", l / f64::from(m)),
             _ => "—".to_owned(),
         };
-        let slow = matches!((last, median), (Some(l), Some(m)) if m > 0.0 && l / f64::from(m) >= 1.5);
+        // As the detector judges a regression: half again as slow and noticeably so.
+        let slow = matches!((last, median), (Some(l), Some(m)) if m > 0.0 && l / f64::from(m) >= 1.5 && l - f64::from(m) >= 0.02);
         let _ = write!(
             out,
             r#"<tr{}><th scope="row">{label}</th><td data-label="Last">{}</td><td data-label="Median">{}</td><td data-label="Ratio">{ratio}</td></tr>"#,
@@ -154,7 +155,7 @@ fn timings(out: &mut String, r: &ProbeResult, h: Option<&TargetHistory>) {
 fn results(out: &mut String, h: Option<&TargetHistory>) {
     out.push_str(
         r#"<section aria-labelledby="results-h"><h2 id="results-h">Recent probes</h2>
-<table class="results"><caption>Newest first.</caption><thead><tr><th scope="col">Started</th><th scope="col">Result</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">HTTP</th><th scope="col">Close</th><th scope="col">Duration</th></tr></thead><tbody>"#,
+<table class="results cards"><caption>Newest first.</caption><thead><tr><th scope="col">Started</th><th scope="col">Result</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">HTTP</th><th scope="col">Close</th><th scope="col">Duration</th></tr></thead><tbody>"#,
     );
     let entries = h.map(|h| h.results.iter().rev().collect::<Vec<_>>()).unwrap_or_default();
     if entries.is_empty() {
@@ -199,7 +200,7 @@ fn transitions(out: &mut String, h: Option<&TargetHistory>) {
         out.push_str(r#"<p class="quiet">No transition seen.</p></section>"#);
         return;
     }
-    out.push_str(r#"<table class="transitions"><caption>Newest first.</caption><thead><tr><th scope="col">At</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Why</th></tr></thead><tbody>"#);
+    out.push_str(r#"<table class="transitions cards"><caption>Newest first.</caption><thead><tr><th scope="col">At</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Why</th></tr></thead><tbody>"#);
     for t in list {
         let _ = write!(
             out,
@@ -218,7 +219,7 @@ fn versions(out: &mut String, h: Option<&TargetHistory>) {
     if list.is_empty() {
         return;
     }
-    out.push_str(r#"<section aria-labelledby="versions-h"><h2 id="versions-h">Deployed and expected version</h2><table class="versions"><caption>Each change as read, newest first.</caption><thead><tr><th scope="col">Since</th><th scope="col">Deployed</th><th scope="col">Expected</th><th scope="col">Drift</th></tr></thead><tbody>"#);
+    out.push_str(r#"<section aria-labelledby="versions-h"><h2 id="versions-h">Deployed and expected version</h2><table class="versions cards"><caption>Each change as read, newest first.</caption><thead><tr><th scope="col">Since</th><th scope="col">Deployed</th><th scope="col">Expected</th><th scope="col">Drift</th></tr></thead><tbody>"#);
     for v in list {
         let drift = match v.drift {
             Some(true) => r#"<span class="state drift">drift</span>"#,
@@ -240,7 +241,7 @@ fn health(out: &mut String, t: &TargetStatus) {
     if t.watched.health.is_empty() {
         return;
     }
-    out.push_str(r#"<section aria-labelledby="health-h"><h2 id="health-h">Health checks</h2><table class="health"><thead><tr><th scope="col">Check</th><th scope="col">Result</th><th scope="col">HTTP</th><th scope="col">Duration</th><th scope="col">Message</th></tr></thead><tbody>"#);
+    out.push_str(r#"<section aria-labelledby="health-h"><h2 id="health-h">Health checks</h2><table class="health cards"><thead><tr><th scope="col">Check</th><th scope="col">Result</th><th scope="col">HTTP</th><th scope="col">Duration</th><th scope="col">Message</th></tr></thead><tbody>"#);
     for c in &t.watched.health {
         let (class, word) = if c.success { ("ok", "ok") } else { ("failing", "failed") };
         let _ = write!(
