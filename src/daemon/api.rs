@@ -31,8 +31,7 @@ async fn index(State(s): State<Shared>, headers: axum::http::HeaderMap) -> Respo
         .get_all(header::ACCEPT)
         .iter()
         .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("text/html")));
-    let mut response =
-        if html { page(&s, |inputs| crate::page::overview(inputs)) } else { text_index().into_response() };
+    let mut response = if html { page(&s, crate::page::overview) } else { text_index().into_response() };
     response.headers_mut().insert(header::VARY, header::HeaderValue::from_static("accept"));
     response
 }
