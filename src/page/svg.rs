@@ -124,11 +124,12 @@ pub fn sparkline(out: &mut String, h: Option<&TargetHistory>, width: u32, height
     let y = |s: f32| f64::from(height - 3) - f64::from(s) / max * f64::from(height - 6);
     out.push_str(r#"<polyline points=""#);
     for (i, e) in results.iter().enumerate() {
-        let _ = write!(out, "{:.1},{:.1} ", x(i), y(e.seconds));
+        // Whole pixels: finer is invisible at this size and costs bytes and time.
+        let _ = write!(out, "{:.0},{:.0} ", x(i), y(e.seconds));
     }
     out.push_str(r#""/>"#);
     for (i, e) in results.iter().enumerate().filter(|(_, e)| !e.success) {
-        let _ = write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="2"/>"#, x(i), y(e.seconds));
+        let _ = write!(out, r#"<circle cx="{:.0}" cy="{:.0}" r="2"/>"#, x(i), y(e.seconds));
     }
     out.push_str("</svg>");
 }
