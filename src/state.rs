@@ -154,6 +154,11 @@ impl StateHandle {
         self.apply(event);
     }
 
+    /// The breaker and health part of `target`'s status, if it is configured: one cell.
+    pub fn watched(&self, target: &str) -> Option<Watched> {
+        self.shared.cell(target).map(|cell| lock(&cell).watched.clone())
+    }
+
     fn apply(&self, event: Event) {
         let (target, update): (String, Update) = match event {
             Event::Targets(list) => return self.replace_targets(list),

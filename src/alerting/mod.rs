@@ -198,6 +198,7 @@ impl Engine {
             if !transitions.is_empty() {
                 self.apply(transitions);
             }
+            self.refresh_view();
         }
         if let Some((path, state)) = self.snapshot() {
             persist::save(&path, &state).await;
@@ -224,7 +225,20 @@ impl Engine {
             }
         }
         self.dispatcher.notify(notify);
-        self.view.send_replace(Arc::new(self.detector.alerts()));
+    }
+
+    /// Publishes the alerts as of the latest evaluation. Every input and tick re-evaluates
+    /// the numbers (a streak grows, a quantile moves) without a state change, and
+    /// `/api/alerts` must tell the same numbers the receivers are sent.
+    fn refresh_view(&self) {
+        let alerts = self.detector.alerts();
+        self.view.send_if_modified(|shown| {
+            let changed = **shown != alerts;
+            if changed {
+                *shown = Arc::new(alerts);
+            }
+            changed
+        });
     }
 
     /// The state to write, taken synchronously (the detector is not `Sync`, so no borrow

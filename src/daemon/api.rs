@@ -15,6 +15,7 @@ use crate::daemon::{request_reload, Shared};
 pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/targets/{name}", get(target_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -24,8 +25,66 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-async fn index() -> &'static str {
-    "wsprobe\n\n/metrics        Prometheus metrics\n/healthz        liveness\n/readyz         readiness (configuration loaded, first round done)\n/api/targets    per-target status (JSON)\n/api/alerts     pending and firing alerts (JSON)\nPOST /-/reload  re-read the configuration file\n"
+/// The status page for browsers (`Accept` naming `text/html`), the text index otherwise.
+async fn index(State(s): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    let html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("text/html")));
+    let mut response = if html { page(&s, crate::page::overview) } else { text_index().into_response() };
+    response.headers_mut().insert(header::VARY, header::HeaderValue::from_static("accept"));
+    response
+}
+
+/// A target's status page; 404 (still a page) for a name not configured.
+async fn target_page(
+    State(s): State<Shared>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let mut found = true;
+    let mut response = page(&s, |inputs| {
+        crate::page::target(inputs, &name).unwrap_or_else(|| {
+            found = false;
+            crate::page::not_found(&name)
+        })
+    });
+    if !found {
+        *response.status_mut() = StatusCode::NOT_FOUND;
+    }
+    response
+}
+
+/// Renders from the latest snapshot, history and alerts. The page needs nothing from
+/// elsewhere, and the policy says so to the browser: a slip in escaping could not load
+/// a script or reach another host.
+fn page(s: &Shared, render: impl FnOnce(&crate::page::Inputs<'_>) -> String) -> Response {
+    let snapshot = s.snapshot.latest();
+    let histories = s.history.borrow().clone();
+    let alerts = s.alerts.borrow().clone();
+    let inputs = crate::page::Inputs {
+        snapshot: &snapshot,
+        histories: &histories,
+        alerts: &alerts,
+        now: crate::util::time::unix_now(),
+    };
+    let body = render(&inputs);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn text_index() -> &'static str {
+    "wsprobe\n\n/               status page (HTML, for an Accept header with text/html)\n/targets/NAME   a target's status page (HTML)\n/metrics        Prometheus metrics\n/healthz        liveness\n/readyz         readiness (configuration loaded, first round done)\n/api/targets    per-target status (JSON)\n/api/alerts     pending and firing alerts (JSON)\nPOST /-/reload  re-read the configuration file\n"
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {

@@ -67,6 +67,8 @@ pub struct Shared {
     pub reload: mpsc::Sender<ReloadReply>,
     /// Pending and firing alerts (always empty without `alerting:`).
     pub alerts: AlertsView,
+    /// Each target's recent history, for the status page.
+    pub history: crate::history::HistoryView,
 }
 
 /// Optional behaviour of `wsprobe run`.
@@ -178,8 +180,17 @@ pub async fn start_with(
     };
 
     let (state, snapshot) = state::new();
+    let state_dir = config.alerting.as_ref().and_then(|a| a.state_dir.clone());
+    let (history, history_view, history_task) = crate::history::spawn(state_dir, cancel.clone());
+    helpers.push(history_task);
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let shared = Shared { metrics: metrics.clone(), snapshot, reload: reload_tx, alerts: alerts_view };
+    let shared = Shared {
+        metrics: metrics.clone(),
+        snapshot,
+        reload: reload_tx,
+        alerts: alerts_view,
+        history: history_view,
+    };
 
     let supervisor_cap = config.max_concurrent_probes.map_or(0, std::num::NonZeroUsize::get);
     let mut supervisor = Supervisor {
@@ -195,6 +206,7 @@ pub async fn start_with(
             record,
             alerts,
             phases: crate::probe::PhaseHistograms::ALL,
+            history,
         },
         metrics: metrics.clone(),
         cancel: cancel.clone(),
@@ -343,7 +355,7 @@ impl Supervisor {
     async fn apply(&mut self, probers: Vec<Prepared>) {
         let metrics = &self.metrics;
         let count = probers.len();
-        let infos = probers
+        let infos: Vec<TargetInfo> = probers
             .iter()
             .map(|p| TargetInfo {
                 name: p.target.name.clone(),
@@ -351,6 +363,7 @@ impl Supervisor {
                 interval_seconds: p.target.interval.as_secs_f64(),
             })
             .collect();
+        self.recorder.history.targets(infos.iter().map(|i| i.name.clone()).collect());
         self.recorder.state.send(Event::Targets(infos)).await;
 
         let mut old = std::mem::take(&mut self.tasks);

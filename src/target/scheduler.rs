@@ -39,6 +39,8 @@ pub(crate) struct Recorder {
     pub alerts: Option<crate::alerting::AlertsHandle>,
     /// The target's `phase_histograms` (every phase until its task starts).
     pub phases: crate::probe::PhaseHistograms,
+    /// The status page's history.
+    pub history: crate::history::HistoryHandle,
 }
 
 impl Recorder {
@@ -51,7 +53,17 @@ impl Recorder {
         if let Some(a) = &self.alerts {
             a.observe(&result);
         }
+        self.history.record(&result);
         self.state.send(Event::Result(Box::new(result))).await;
+    }
+
+    /// News from the breaker, a health check or the remote-breaker poll: to the state,
+    /// then the target's resulting status to the history.
+    pub(crate) async fn watch(&self, target: &str, event: WatchEvent) {
+        self.state.send(Event::Watch { target: target.to_owned(), event }).await;
+        if let Some(watched) = self.state.watched(target) {
+            self.history.watched(target, watched);
+        }
     }
 
     async fn skipped(&self, target: &str, count: u64) {
@@ -138,7 +150,7 @@ async fn target_loop(
         reports_version: t.health.iter().any(|c| c.version_path.is_some()),
         remote_breakers: t.remote_breakers.is_some(),
     };
-    recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
+    recorder.watch(&t.name, started).await;
     let mut watchers = prepared.watchers.spawn(&t.name, &recorder, &cancel);
     probe_loop(&prepared, offset, &limit, &recorder, &cancel).await;
     // The probe loop ends on cancellation, which the watchers have seen too.
@@ -317,10 +329,7 @@ impl Circuit {
             transitions: self.transitions,
             probe_interval_seconds: self.probe_interval().as_secs_f64(),
         };
-        recorder
-            .state
-            .send(Event::Watch { target: self.target.clone(), event: WatchEvent::Circuit(status) })
-            .await;
+        recorder.watch(&self.target, WatchEvent::Circuit(status)).await;
     }
 }
 

@@ -100,7 +100,7 @@ async fn run(
         reports_version: t.health.iter().any(|c| c.version_path.is_some()),
         remote_breakers: t.remote_breakers.is_some(),
     };
-    recorder.state.send(Event::Watch { target: t.name.clone(), event: started }).await;
+    recorder.watch(&t.name, started).await;
     let mut watchers = prepared.watchers.spawn(&t.name, &recorder, &cancel);
 
     let gaps = recorder.metrics.probe.message_gap.with_label_values(&[&t.name]);

@@ -5,7 +5,7 @@
 use super::scheduler::Recorder;
 use crate::detect::Signal;
 use crate::health::{Deployment, HealthReason, HealthResult, RemoteState, RemoteStatus, Report};
-use crate::state::{Event, WatchEvent};
+use crate::state::WatchEvent;
 
 impl Report for Recorder {
     fn observed(&self, result: &HealthResult) {
@@ -24,7 +24,7 @@ impl Report for Recorder {
 
     async fn checked(&self, target: &str, result: HealthResult, deployment: Option<Deployment>) {
         let event = WatchEvent::Health { result: Box::new(result), deployment };
-        self.state.send(Event::Watch { target: target.to_owned(), event }).await;
+        self.watch(target, event).await;
     }
 
     fn remote_poll_failed(&self, target: &str, reason: HealthReason) {
@@ -36,6 +36,6 @@ impl Report for Recorder {
     }
 
     async fn polled(&self, target: &str, status: RemoteStatus) {
-        self.state.send(Event::Watch { target: target.to_owned(), event: WatchEvent::Remote(status) }).await;
+        self.watch(target, WatchEvent::Remote(status)).await;
     }
 }

@@ -12,6 +12,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod alertmanager;
+pub mod chromium;
 pub mod config;
 pub mod daemon;
 pub mod demo;
