@@ -422,7 +422,7 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
 }
 
 async fn run_demo(listen: SocketAddr, interval: Duration, open: bool) -> anyhow::Result<ExitCode> {
-    let server = demo::start_server().await.context("cannot start the demo service")?;
+    let server = demo::start_server(interval).await.context("cannot start the demo service")?;
     // The usual port may be taken (a real wsprobe running?); the demo must still start.
     let listen = match std::net::TcpListener::bind(listen) {
         Ok(_) => listen,
@@ -443,7 +443,7 @@ async fn run_demo(listen: SocketAddr, interval: Duration, open: bool) -> anyhow:
     // take the demo down.
     let e = &server.endpoints;
     let banner = format!(
-        "wsprobe demo\n  status page   {page}\n{opened}  metrics       http://{addr}/metrics\n  targets       http://{addr}/api/targets\n  alerts        http://{addr}/api/alerts\n  demo service  ws://{ws}/agent (healthy), ws://{ws}/flaky (fails on a cycle: breaker opens and closes)\n                wss://{wss}/tls (certificate made at start, CA in {ca})\n                http://{http}/health (the build drifts from {expected} and comes back)\n  probing every {}; alerts within a minute or two; press Ctrl-C to stop.\n",
+        "wsprobe demo\n  status page   {page}\n{opened}  metrics       http://{addr}/metrics\n  targets       http://{addr}/api/targets\n  alerts        http://{addr}/api/alerts\n  demo service  ws://{ws}/agent (healthy), ws://{ws}/flaky (fails on a cycle: breaker opens and closes)\n                ws://{ws}/session (held sessions, cut after a short life for a stretch of every cycle)\n                wss://{wss}/tls (certificate made at start, CA in {ca})\n                http://{http}/health (the build drifts from {expected} and comes back)\n  probing every {}; alerts within a minute or two; press Ctrl-C to stop.\n",
         humantime::format_duration(interval),
         ws = e.ws,
         wss = e.wss,

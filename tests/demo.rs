@@ -95,7 +95,7 @@ async fn demo_probes_every_target_kind_and_stops_on_ctrl_c() {
     let api: serde_json::Value = serde_json::from_str(&get(addr, "/api/targets").await.body).unwrap();
     let names: Vec<&str> =
         api["targets"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["demo-agent", "demo-flaky", "demo-tls"]);
+    assert_eq!(names, ["demo-agent", "demo-flaky", "demo-stream-session", "demo-tls"]);
 
     child.signal("INT");
     let status = child.wait_exit(Duration::from_secs(5));
@@ -177,6 +177,86 @@ async fn demo_flaky_cycle_opens_and_closes_the_breaker_and_raises_and_resolves_p
     assert_eq!(stalled["step"], "agent_completed", "{stalled}");
     assert!(stalled["message"].as_str().unwrap().contains("went quiet"), "{stalled}");
     eprintln!("ProbeFailing raised after {raised_after:?}");
+}
+
+/// The session target holds its three sessions; in the service's cut stretch (after 10
+/// intervals, for 4) each is cut after about one interval, alternately with 1001 and by a
+/// dropped connection; both are counted with their reason and their lifetimes observed,
+/// and the sessions come back. At 300 ms a cycle is 4.2 s: the first sessions live
+/// through the held stretch (about 3 s), the ones opened in the cut stretch about 300 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_session_target_holds_its_sessions_and_counts_the_cycle_cuts_and_comes_back() {
+    const T: &str = "demo-stream-session";
+    let (_child, banner) = common::demo::start(FAST, &[], &[]);
+    let addr = banner.addr;
+    let target = [("target", T)];
+    let open = |m: &str| sample(m, "wsprobe_sessions_open", &target);
+    let disconnects = |m: &str, reason| {
+        sample(m, "wsprobe_session_disconnects_total", &[("target", T), ("reason", reason)])
+    };
+    let lifetimes = |m: &str, le| {
+        sample(m, "wsprobe_session_lifetime_seconds_bucket", &[("target", T), ("le", le)]).unwrap_or(0.0)
+    };
+
+    let m =
+        metrics_until(addr, Duration::from_secs(10), "every session open", |m| open(m) == Some(3.0)).await;
+    assert_eq!(sample(&m, "wsprobe_sessions_configured", &target), Some(3.0), "{m}");
+
+    // Cut with both kinds, young (under 0.5 s) and, for the sessions held through the held
+    // stretch, old (over 2.5 s).
+    let m = metrics_until(addr, Duration::from_secs(30), "cuts of both kinds, young and old", |m| {
+        disconnects(m, "unexpected_close").is_some_and(|n| n >= 2.0)
+            && disconnects(m, "connection_reset").is_some_and(|n| n >= 2.0)
+            && lifetimes(m, "0.5") >= 1.0
+            && lifetimes(m, "+Inf") - lifetimes(m, "2.5") >= 1.0
+    })
+    .await;
+    let cut = disconnects(&m, "unexpected_close").unwrap() + disconnects(&m, "connection_reset").unwrap();
+    let observed = sample(&m, "wsprobe_session_lifetime_seconds_count", &target).unwrap();
+    assert_eq!(observed, cut, "one lifetime per disconnect:\n{m}");
+    let reasons: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("wsprobe_session_disconnects_total{") && l.contains(T))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(reasons.len(), 2, "only the two cuts end sessions: {reasons:#?}");
+    for series in ["wsprobe_session_ping_rtt_seconds_count", "wsprobe_session_heartbeat_rtt_seconds_count"] {
+        assert!(sample(&m, series, &target).is_some_and(|n| n >= 1.0), "no {series}:\n{m}");
+    }
+
+    // They come back: all three open again, after more connects than sessions.
+    let m =
+        metrics_until(addr, Duration::from_secs(10), "every session open again", |m| open(m) == Some(3.0))
+            .await;
+    let connects = [("target", T), ("result", "success")];
+    assert!(sample(&m, "wsprobe_session_connects_total", &connects).is_some_and(|n| n >= 3.0 + cut), "{m}");
+
+    // /api/targets: the sessions block, each cut with its reason, close code and a
+    // lifetime of a cut session.
+    let api: serde_json::Value = serde_json::from_str(&get(addr, "/api/targets").await.body).unwrap();
+    let t = api["targets"].as_array().unwrap().iter().find(|t| t["name"] == T).unwrap();
+    let sessions = &t["sessions"];
+    assert_eq!(sessions["configured"], 3, "{sessions:#}");
+    let held = sessions["sessions"].as_array().unwrap();
+    assert_eq!(held.len(), 3, "{sessions:#}");
+    let hour = &sessions["disconnects_last_hour"];
+    assert!(hour["unexpected_close"].as_u64().is_some_and(|n| n >= 2), "{sessions:#}");
+    assert!(hour["connection_reset"].as_u64().is_some_and(|n| n >= 2), "{sessions:#}");
+    for s in held {
+        assert!(s["connects"].as_u64().is_some_and(|n| n >= 2), "{s:#}");
+        let last = &s["last_disconnect"];
+        let lifetime = last["lifetime_seconds"].as_f64().unwrap_or_else(|| panic!("{s:#}"));
+        assert!(lifetime > 0.0 && lifetime < 4.2 + 1.0, "a cut within one cycle and a second: {s:#}");
+        match last["reason"].as_str() {
+            Some("unexpected_close") => {
+                assert_eq!(last["close_code"], 1001, "{s:#}");
+                assert!(last["message"].as_str().unwrap().contains("load balancer"), "{s:#}");
+            }
+            Some("connection_reset") => assert_eq!(last["close_code"], serde_json::Value::Null, "{s:#}"),
+            other => panic!("unexpected reason {other:?}: {s:#}"),
+        }
+        assert!(s["last_rtt_seconds"].as_f64().is_some(), "{s:#}");
+    }
 }
 
 /// The health endpoint reports the old build for a stretch of every cycle: drift is

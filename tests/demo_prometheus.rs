@@ -8,8 +8,8 @@
 //!
 //! The demo runs at `--interval 300ms` and Prometheus scrapes every second, so one flaky
 //! cycle (breaker opened and closed, alerts raised and resolved), several drift cycles
-//! and failed health checks all happen within about 15 s. Grafana's `$__rate_interval`
-//! becomes 5s.
+//! and failed health checks all happen within about 15 s; the session target's cut
+//! stretch starts 3 s in. Grafana's `$__rate_interval` becomes 5s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 use common::prometheus::Prometheus;
 use regex::Regex;
 
-/// Exempt until the demo has a `session:` target: expressions over these metrics return
-/// nothing against it today. Remove this list when the demo gains its session target
-/// (after `session:` targets land); the test then holds them to data like the rest.
-const EXEMPT_UNTIL_THE_DEMO_HAS_A_SESSION_TARGET: &[&str] = &[
+/// The session series the dashboard and the rules read, all fed by the demo's
+/// `demo-stream-session` target.
+const SESSION_METRICS: &[&str] = &[
     "wsprobe_sessions_open",
     "wsprobe_sessions_configured",
     "wsprobe_session_connects_total",
@@ -43,7 +42,7 @@ fn root() -> PathBuf {
 }
 
 /// Every query of the dashboard (panels and annotations), as Prometheus receives it
-/// with the variables expanded: all targets, a 5 s rate window.
+/// with the variables expanded: all targets, all locations, a 5 s rate window.
 fn dashboard_queries() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(root().join("dashboards/wsprobe.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -51,7 +50,11 @@ fn dashboard_queries() -> Vec<(String, String)> {
     walk(&dashboard, "", &mut out);
     out.into_iter()
         .map(|(title, q)| {
-            let q = q.replace("$__rate_interval", "5s").replace("$__interval", "1s").replace("$target", ".*");
+            let q = q
+                .replace("$__rate_interval", "5s")
+                .replace("$__interval", "1s")
+                .replace("$target", ".*")
+                .replace("$location", ".*");
             (format!("dashboard `{title}`"), q)
         })
         .collect()
@@ -98,10 +101,6 @@ fn rule_selectors() -> Vec<(String, String)> {
     out.into_iter().collect()
 }
 
-fn exempt(query: &str) -> bool {
-    EXEMPT_UNTIL_THE_DEMO_HAS_A_SESSION_TARGET.iter().any(|m| query.contains(m))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_and_rule_selector_returns_data_against_the_demo() {
     let (_demo, banner) = common::demo::start("300ms", &[], &[]);
@@ -112,14 +111,10 @@ async fn every_dashboard_query_and_rule_selector_returns_data_against_the_demo()
     let mut pending: Vec<(String, String)> =
         dashboard_queries().into_iter().chain(rule_selectors()).collect();
     assert!(pending.len() >= 60, "expected the dashboard's queries and the rules' selectors: {pending:#?}");
-    let exempted: Vec<_> = pending.iter().filter(|(_, q)| exempt(q)).cloned().collect();
-    pending.retain(|(_, q)| !exempt(q));
-    // The exemption covers only what it names, and each name is used.
-    for metric in EXEMPT_UNTIL_THE_DEMO_HAS_A_SESSION_TARGET {
-        assert!(
-            exempted.iter().any(|(_, q)| q.contains(metric)),
-            "`{metric}` is exempted but no query uses it"
-        );
+    // The session panels and rules are held to data like the rest: the demo's session
+    // target feeds them.
+    for metric in SESSION_METRICS {
+        assert!(pending.iter().any(|(_, q)| q.contains(metric)), "no query uses `{metric}`");
     }
 
     let deadline = Instant::now() + PATIENCE;

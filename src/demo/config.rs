@@ -1,6 +1,6 @@
 //! The demo's configuration, as YAML a user could have written: every target kind the
-//! demo service can answer, the circuit breaker, health and drift checks, remote
-//! breakers, and alerting with windows short enough to show alerts within a minute or
+//! demo service can answer (held sessions among them), the circuit breaker, health and
+//! drift checks, remote breakers, and alerting with windows short enough to show alerts within a minute or
 //! two of starting.
 
 use std::net::SocketAddr;
@@ -10,9 +10,12 @@ use super::http::EXPECTED_VERSION;
 use super::Endpoints;
 
 /// The configuration probing `at`, every target on `interval`. The breaker's recovery
-/// timeout is three intervals, so the flaky cycle opens and closes it at any pace.
+/// timeout is three intervals, so the flaky cycle opens and closes it at any pace; the
+/// session target's pings, heartbeat and back-off scale with the interval too, as does
+/// the service's cut cycle.
 pub fn config_yaml(listen: SocketAddr, at: &Endpoints, interval: Duration) -> String {
     let recovery = humantime::format_duration(interval.saturating_mul(3));
+    let Held { ping, stale, initial, max, beat_every, beat_within } = Held::new(interval);
     let interval = humantime::format_duration(interval);
     let handshake = humantime::format_duration(super::flaky::HANDSHAKE_TIMEOUT);
     let Endpoints { ws, wss, http, ca_file, pin_sha256 } = at;
@@ -84,6 +87,30 @@ targets:
         expect: {{ json: {{ type: agent_completed }} }}
         within: 3s
         max_gap: 1s
+  # Held sessions, as real clients keep them: three open at once, each subscribed once,
+  # pinged and heartbeated. For a stretch of every cycle the service cuts each session
+  # after a short life (close code 1001, or a dropped connection), then holds them again.
+  - name: demo-stream-session
+    url: ws://{ws}/session
+    session:
+      count: 3
+      ping_interval: {ping}
+      stale_after: {stale}
+      reconnect: {{ initial: {initial}, max: {max} }}
+      heartbeat:
+        send: {{ json: {{ type: ping }} }}
+        expect: {{ json: {{ type: pong }} }}
+        every: {beat_every}
+        within: {beat_within}
+    steps:
+      - name: welcome
+        expect: {{ json: {{ data.event: connection_established }} }}
+        within: 2s
+      - name: subscribe
+        send: {{ json: {{ type: subscribe, channel: agent_events }} }}
+      - name: subscribed
+        expect: {{ json: {{ type: subscribed }} }}
+        within: 2s
   # TLS with a certificate made at start, signed by a CA made at start, and its key
   # pinned on top of the chain check.
   - name: demo-tls
@@ -105,4 +132,35 @@ alerting:
     deployment_drift: {{ for: 0s }}
 "#
     )
+}
+
+/// The session target's timings, from the demo's interval: a ping every interval, the
+/// heartbeat every two (at least 1 s, so a loaded machine does not miss its answer), a
+/// back-off from a fifth of an interval to one, so cut sessions come back within the
+/// service's cut stretch and are cut again.
+struct Held {
+    ping: String,
+    stale: String,
+    initial: String,
+    max: String,
+    beat_every: String,
+    beat_within: String,
+}
+
+impl Held {
+    fn new(interval: Duration) -> Self {
+        let ms = |d: Duration| {
+            let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(10);
+            humantime::format_duration(Duration::from_millis(millis)).to_string()
+        };
+        let beat_every = interval.saturating_mul(2).max(Duration::from_secs(1));
+        Self {
+            ping: ms(interval),
+            stale: ms(interval.saturating_mul(6).max(Duration::from_secs(3))),
+            initial: ms(interval / 5),
+            max: ms(interval),
+            beat_every: ms(beat_every),
+            beat_within: ms(beat_every / 2),
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! `wsprobe demo`: an embedded service and a daemon probing it, showing every feature.
 //!
 //! No configuration file, no network beyond loopback. The service listens on three
-//! ephemeral loopback ports: WebSocket (`/agent`, `/flaky`, see [`stream`]), `wss://`
+//! ephemeral loopback ports: WebSocket (`/agent`, `/flaky`, see [`stream`]; `/session`,
+//! held sessions cut on a cycle, see [`session`]), `wss://`
 //! with a certificate made at start ([`tls`]), and HTTP (health with version drift,
 //! remote breakers and a webhook for alert notifications, see [`http`]). [`config`] is
 //! the configuration the daemon runs with; [`browser`] opens the status page on request.
@@ -10,6 +11,7 @@ mod browser;
 mod config;
 mod flaky;
 mod http;
+mod session;
 mod stream;
 mod tls;
 
@@ -17,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -53,8 +56,9 @@ impl Drop for DemoServer {
     }
 }
 
-/// Starts the demo service on ephemeral loopback ports.
-pub async fn start_server() -> std::io::Result<DemoServer> {
+/// Starts the demo service on ephemeral loopback ports; `interval` (the demo's probe
+/// interval) paces the session cut cycle.
+pub async fn start_server(interval: Duration) -> std::io::Result<DemoServer> {
     let identity = tls::make().map_err(std::io::Error::other)?;
     let scratch = tls::ScratchDir::create()?;
     let ca_file = scratch.write("demo-ca.pem", &identity.ca_pem)?;
@@ -72,10 +76,11 @@ pub async fn start_server() -> std::io::Result<DemoServer> {
     tracing::debug!(dir = %scratch.path().display(), "The demo's CA file is written.");
 
     let flaky_count = Arc::new(AtomicU64::new(0));
+    let cycle = Arc::new(session::Cycle::new(interval));
     let plain = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = ws.accept().await else { continue };
-            tokio::spawn(stream::serve_tcp(stream, flaky_count.clone()));
+            tokio::spawn(stream::serve_tcp(stream, flaky_count.clone(), cycle.clone()));
         }
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.server);

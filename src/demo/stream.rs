@@ -2,7 +2,8 @@
 //! welcome, then on an `execute_agent` request an application-level heartbeat
 //! (`{"type":"ping"}`, answered by the target's `respond` rule) and the five agent events
 //! with realistic gaps. `/flaky` runs the same request quickly and misbehaves on the cycle
-//! of [`super::flaky`]. Anything else (the `wss://` listener's `/tls`) is a plain healthy
+//! of [`super::flaky`]. `/session` holds sessions and cuts them on the cycle of
+//! [`super::session`]. Anything else (the `wss://` listener's `/tls`) is a plain healthy
 //! service: a welcome, pings answered, a clean close.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::flaky::{self, FlakyMode};
+use super::session::{self, Cycle};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The agent events streamed after an `execute_agent` request, with the gap before each.
 pub(crate) const AGENT_EVENTS: [(&str, u64); 5] = [
@@ -33,7 +35,7 @@ pub(crate) const AGENT_EVENTS: [(&str, u64); 5] = [
 /// Gap between the events of `/flaky`'s shorter run.
 const FLAKY_GAP: Duration = Duration::from_millis(20);
 
-const WELCOME: &str = r#"{"type":"system_message","data":{"event":"connection_established"}}"#;
+pub(crate) const WELCOME: &str = r#"{"type":"system_message","data":{"event":"connection_established"}}"#;
 
 /// Which endpoint a connection asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +47,18 @@ enum Endpoint {
 
 /// Serves one plain-TCP connection. The path decides the behaviour; it is peeked before
 /// the upgrade so a slow-upgrade delay happens before any response byte is written.
-pub(crate) async fn serve_tcp(stream: TcpStream, flaky_count: Arc<AtomicU64>) -> Result<(), Error> {
+pub(crate) async fn serve_tcp(
+    stream: TcpStream,
+    flaky_count: Arc<AtomicU64>,
+    cycle: Arc<Cycle>,
+) -> Result<(), Error> {
     let mut buf = [0u8; 256];
     let n = stream.peek(&mut buf).await?;
     let head = String::from_utf8_lossy(&buf[..n]);
+    if head.starts_with("GET /session") {
+        let ws = tokio_tungstenite::accept_async(stream).await?;
+        return session::serve(ws, &cycle).await;
+    }
     let endpoint = if head.starts_with("GET /flaky") {
         Endpoint::Flaky(flaky::mode(flaky_count.fetch_add(1, Ordering::Relaxed)))
     } else if head.starts_with("GET /agent") {
