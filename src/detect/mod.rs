@@ -135,6 +135,7 @@ mod alert;
 mod config;
 mod format;
 mod rules;
+mod sessions;
 mod state;
 mod stats;
 mod target;
@@ -146,8 +147,9 @@ pub use alert::{Alert, AlertKey, AlertKind, AlertState, Measurement, Signal, Sub
 pub use config::{DetectorConfig, Severity};
 pub use rules::{
     CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig, Quantile,
-    TimeoutConfig,
+    SessionsBelowConfiguredConfig, SessionsDroppingConfig, TimeoutConfig,
 };
+pub use sessions::SessionEvent;
 pub(crate) use state::DetectorState;
 
 use target::{SignalState, TargetState};
@@ -184,6 +186,32 @@ impl Detector {
         target.roll(layout, now);
         target.record(result, layout, config, now);
         target.evaluate(&result.target, config, layout, now)
+    }
+
+    /// Takes one event of a held session of `target` into account at `now`. Disconnects and
+    /// open counts re-evaluate the target's alerts at once; round trips, which arrive by
+    /// the thousand on a large target, are only recorded and evaluated at the next tick.
+    pub(crate) fn observe_session(
+        &mut self,
+        target: &str,
+        event: &SessionEvent,
+        now: f64,
+    ) -> Vec<Transition> {
+        if !now.is_finite() {
+            return Vec::new();
+        }
+        let (config, layout) = (&self.config, &self.layout);
+        let state = match self.targets.get_mut(target) {
+            Some(t) => t,
+            None => self.targets.entry(target.to_owned()).or_default(),
+        };
+        state.roll(layout, now);
+        state.sessions.record(event, layout, now);
+        if event.evaluates() {
+            state.evaluate(target, config, layout, now)
+        } else {
+            Vec::new()
+        }
     }
 
     /// Re-evaluates every target at `now`: alerts whose `for` or `resolve_after` has run
