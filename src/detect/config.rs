@@ -15,7 +15,7 @@
 //!   deployment_drift: { for: 10m }
 //!   sessions_dropping: { min_disconnects: 3, ratio: 2, significance: 0.0001, for: 5m }
 //!   sessions_below_configured: { for: 2m }
-//!   session_rtt: { quantile: p95, ratio: 1.5, margin: 20ms, for: 3m }
+//!   session_rtt: { quantile: p95, baseline: window, ratio: 1.5, margin: 20ms, for: 3m }
 //! ```
 
 use serde::Deserialize;
@@ -83,7 +83,10 @@ impl Default for DetectorConfig {
             deployment_drift: DeploymentDriftConfig::default(),
             sessions_dropping: SessionsDroppingConfig::default(),
             sessions_below_configured: SessionsBelowConfiguredConfig::default(),
-            session_rtt: LatencyConfig::default(),
+            // The whole window by default: a configuration with a baseline shorter than a
+            // day stays valid without a new key, and round trips have a weaker daily rhythm
+            // than a service's own latency.
+            session_rtt: LatencyConfig { baseline: LatencyBaseline::Window, ..LatencyConfig::default() },
         }
     }
 }
