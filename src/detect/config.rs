@@ -179,6 +179,9 @@ impl DetectorConfig {
                 problem(field, why);
             }
         }
+        for (field, l) in [("latency", &self.latency), ("session_rtt", &self.session_rtt)] {
+            Self::latency_bounds(field, l, &mut problem);
+        }
         // `for` and `resolve_after` of every alert kind: the rule's clock adds them to now.
         let delays = [
             ("probe_failing", self.probe_failing.for_, self.probe_failing.resolve_after),
@@ -285,19 +288,23 @@ impl DetectorConfig {
         problems
     }
 
+    /// The bounds of a latency-style block's durations, at `at.field`.
+    fn latency_bounds(field: &str, l: &LatencyConfig, problem: &mut impl FnMut(&str, String)) {
+        let span = bounds::Limit { min: std::time::Duration::ZERO, ..bounds::WINDOW };
+        if let Some(why) = bounds::problem(l.time_of_day_span, span) {
+            problem(&format!("{field}.time_of_day_span"), why);
+        }
+        for (name, d) in [("margin", l.margin), ("resolve_margin", l.resolve_margin)] {
+            if let Some(why) = bounds::problem(d, bounds::LATENCY) {
+                problem(&format!("{field}.{name}"), why);
+            }
+        }
+    }
+
     /// The checks of a latency-style block (`latency`, `session_rtt`) at `at.field`.
     fn validate_latency(&self, field: &str, l: &LatencyConfig, problem: &mut impl FnMut(&str, String)) {
         let mut problem = |name: &str, what: String| problem(&format!("{field}.{name}"), what);
         let secs = |d: HumanDuration| d.get().as_secs_f64();
-        let span = bounds::Limit { min: std::time::Duration::ZERO, ..bounds::WINDOW };
-        if let Some(why) = bounds::problem(l.time_of_day_span, span) {
-            problem("time_of_day_span", why);
-        }
-        for (name, d) in [("margin", l.margin), ("resolve_margin", l.resolve_margin)] {
-            if let Some(why) = bounds::problem(d, bounds::LATENCY) {
-                problem(name, why);
-            }
-        }
         if !(l.quantile.0 > 0.0 && l.quantile.0 < 1.0) {
             problem(
                 "quantile",
