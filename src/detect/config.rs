@@ -15,7 +15,7 @@
 //!   deployment_drift: { for: 10m }
 //!   sessions_dropping: { min_disconnects: 3, ratio: 2, significance: 0.0001, for: 5m }
 //!   sessions_below_configured: { for: 2m }
-//!   session_rtt: { quantile: p95, baseline: window, ratio: 1.5, margin: 20ms, for: 3m }
+//!   session_rtt: { quantile: p95, baseline: time_of_day, ratio: 1.5, margin: 20ms, for: 3m }
 //! ```
 
 use serde::Deserialize;
@@ -65,7 +65,9 @@ pub struct DetectorConfig {
     /// Fewer sessions of a `session:` target open than its `count`.
     pub sessions_below_configured: SessionsBelowConfiguredConfig,
     /// Ping and heartbeat round trips on held sessions, compared as latencies are (both
-    /// alerts share these settings).
+    /// alerts share these settings). With a `baseline_window` too short for `time_of_day`
+    /// they are compared with the whole window, as on a target's first day, rather than
+    /// refused: a configuration written before sessions existed stays valid.
     pub session_rtt: LatencyConfig,
 }
 
@@ -83,10 +85,7 @@ impl Default for DetectorConfig {
             deployment_drift: DeploymentDriftConfig::default(),
             sessions_dropping: SessionsDroppingConfig::default(),
             sessions_below_configured: SessionsBelowConfiguredConfig::default(),
-            // The whole window by default: a configuration with a baseline shorter than a
-            // day stays valid without a new key, and round trips have a weaker daily rhythm
-            // than a service's own latency.
-            session_rtt: LatencyConfig { baseline: LatencyBaseline::Window, ..LatencyConfig::default() },
+            session_rtt: LatencyConfig::default(),
         }
     }
 }
@@ -240,9 +239,8 @@ impl DetectorConfig {
             );
         }
 
-        for (field, l) in [("latency", &self.latency), ("session_rtt", &self.session_rtt)] {
-            self.validate_latency(field, l, &mut problem);
-        }
+        self.validate_latency("latency", &self.latency, true, &mut problem);
+        self.validate_latency("session_rtt", &self.session_rtt, false, &mut problem);
 
         let t = &self.timeouts;
         if !(t.significance > 0.0 && t.significance < 1.0) {
@@ -301,8 +299,15 @@ impl DetectorConfig {
         }
     }
 
-    /// The checks of a latency-style block (`latency`, `session_rtt`) at `at.field`.
-    fn validate_latency(&self, field: &str, l: &LatencyConfig, problem: &mut impl FnMut(&str, String)) {
+    /// The checks of a latency-style block (`latency`, `session_rtt`) at `at.field`;
+    /// `needs_yesterday`: `time_of_day` requires a baseline window that reaches yesterday.
+    fn validate_latency(
+        &self,
+        field: &str,
+        l: &LatencyConfig,
+        needs_yesterday: bool,
+        problem: &mut impl FnMut(&str, String),
+    ) {
         let mut problem = |name: &str, what: String| problem(&format!("{field}.{name}"), what);
         let secs = |d: HumanDuration| d.get().as_secs_f64();
         if !(l.quantile.0 > 0.0 && l.quantile.0 < 1.0) {
@@ -344,7 +349,10 @@ impl DetectorConfig {
             );
         }
 
-        if l.baseline == LatencyBaseline::TimeOfDay && !self.baseline_window.get().is_zero() {
+        if needs_yesterday
+            && l.baseline == LatencyBaseline::TimeOfDay
+            && !self.baseline_window.get().is_zero()
+        {
             let needed = DAY_SECONDS + secs(l.time_of_day_span);
             if secs(self.baseline_window) < needed {
                 problem(
