@@ -69,7 +69,7 @@ pub(crate) fn poisson_tail(mean: f64, k: u64) -> f64 {
     if k == 0 {
         return 1.0;
     }
-    if !(mean > 0.0) {
+    if mean.is_nan() || mean <= 0.0 {
         return 0.0;
     }
     let ln_factorial: f64 = (1..=k).map(|j| (j as f64).ln()).sum();

@@ -96,8 +96,11 @@ impl Rule for SessionsDropping {
             }
             });
         }
-        let per_hour = |n: u64, held: f64| if held > 0.0 { n as f64 * 3600.0 / held } else { f64::INFINITY };
-        let (r, b) = (if n_r == 0 { 0.0 } else { per_hour(n_r, held_r) }, per_hour(n_b, held_b));
+        // The open count is sampled about every second, so sessions cut within a second of
+        // opening may have no time credited: a second at least keeps the rate finite.
+        let held_r = held_r.max(1.0);
+        let per_hour = |n: u64, held: f64| n as f64 * 3600.0 / held;
+        let (r, b) = (per_hour(n_r, held_r), per_hour(n_b, held_b));
         // The baseline rate taken about one standard deviation high, so that a baseline
         // without disconnects does not make a few of them look impossible.
         let x = n_b as f64;
