@@ -200,6 +200,10 @@ alerting:
         "{alerts}"
     );
     assert!(alerts.contains("baseline: no disconnects"), "{alerts}");
+    // The trace's timestamps are the reporters' and its events reach the detector in
+    // file order, so the replayed alert may go pending a little later than the live one:
+    // keep recording past its `for` (1 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cancel.cancel();
     running.wait().await;
 
