@@ -339,7 +339,11 @@ fn replay(config: &Config, trace: &Path, format: OutputFormat) -> anyhow::Result
     };
     let report = match format {
         OutputFormat::Json => {
-            let json = serde_json::json!({"results": outcome.results, "transitions": outcome.transitions});
+            let json = serde_json::json!({
+                "results": outcome.results,
+                "session_events": outcome.session_events,
+                "transitions": outcome.transitions,
+            });
             serde_json::to_string_pretty(&json)? + "\n"
         }
         OutputFormat::Text => {
@@ -362,7 +366,11 @@ fn replay(config: &Config, trace: &Path, format: OutputFormat) -> anyhow::Result
             }
             let fired =
                 outcome.transitions.iter().filter(|t| t.to == wsprobe::detect::AlertState::Firing).count();
-            text.push_str(&format!("{} results replayed, {fired} alerts fired\n", outcome.results));
+            let sessions = match outcome.session_events {
+                0 => String::new(),
+                n => format!(" and {n} session events"),
+            };
+            text.push_str(&format!("{} results{sessions} replayed, {fired} alerts fired\n", outcome.results));
             text
         }
     };

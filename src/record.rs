@@ -2,7 +2,9 @@
 //!
 //! Each line is the result shape of `wsprobe once --format json` plus `"ts"`, the Unix time
 //! the probe ended. `wsprobe replay` reads such files back, so users can tune alerting on
-//! their own history. Writing happens on its own task behind a bounded queue: a slow disk
+//! their own history. What held sessions report (disconnects, open counts, round trips) is
+//! recorded too, one line each: `{"ts": …, "target": …, "session": {"event": …, …}}`, so
+//! that a replay feeds the session rules as the daemon did. Writing happens on its own task behind a bounded queue: a slow disk
 //! never delays probing; when the queue is full a line is dropped and logged.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::detect::SessionEvent;
 use crate::probe::ProbeResult;
 
 /// Lines waiting to be written before new ones are dropped.
@@ -22,6 +25,19 @@ struct Line<'a> {
     ts: f64,
     #[serde(flatten)]
     result: &'a ProbeResult,
+}
+
+#[derive(Serialize)]
+struct SessionLine<'a> {
+    ts: f64,
+    target: &'a str,
+    session: &'a SessionEvent,
+}
+
+/// One trace line for a session event of `target` at `ts` (Unix seconds).
+pub fn session_line(target: &str, event: &SessionEvent, ts: f64) -> String {
+    let line = SessionLine { ts: crate::util::json::round_millis(ts), target, session: event };
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 /// One trace line for `result`.
@@ -40,6 +56,16 @@ impl RecordHandle {
     pub fn record(&self, result: &ProbeResult) {
         if self.tx.try_send(line(result)).is_err() {
             tracing::warn!(target_name = %result.target, "The record file is not keeping up; a result was not recorded.");
+        }
+    }
+}
+
+impl RecordHandle {
+    /// Appends a session event of `target`, timed now.
+    pub fn record_session(&self, target: &str, event: &SessionEvent) {
+        let line = session_line(target, event, crate::util::time::unix_now());
+        if self.tx.try_send(line).is_err() {
+            tracing::warn!(target_name = %target, "The record file is not keeping up; a session event was not recorded.");
         }
     }
 }

@@ -2,13 +2,15 @@
 //! runs, with simulated time, printing every alert transition.
 //!
 //! Each line of the trace is a probe result in the JSON shape of `wsprobe once` plus
-//! `"ts"` (Unix seconds), as `wsprobe run --record` writes. Between two results the
+//! `"ts"` (Unix seconds), as `wsprobe run --record` writes, or an event of a held session
+//! (`{"ts": …, "target": …, "session": {"event": "disconnect", …}}`, see
+//! [`SessionEvent`]), which feeds the session rules. Between two results the
 //! detector is ticked every second, as the live engine is, so `for` durations and
 //! resolves happen at the same moments they would have live.
 
 use std::io::BufRead;
 
-use crate::detect::{Detector, DetectorConfig, Transition};
+use crate::detect::{Detector, DetectorConfig, SessionEvent, Transition};
 use crate::probe::ProbeResult;
 
 /// The live engine's tick.
@@ -26,16 +28,31 @@ pub enum ReplayError {
 #[derive(Debug, Default)]
 pub struct Replay {
     pub results: usize,
+    /// Session events fed, besides the results.
+    pub session_events: usize,
     pub transitions: Vec<Transition>,
 }
 
-/// Parses one trace line into its time and result.
-pub(crate) fn parse_line(text: &str) -> Result<(f64, ProbeResult), String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+/// One line of a trace.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Result(Box<ProbeResult>),
+    Session { target: String, event: SessionEvent },
+}
+
+/// Parses one trace line into its time and entry.
+pub(crate) fn parse_line(text: &str) -> Result<(f64, Entry), String> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let ts = value.get("ts").and_then(serde_json::Value::as_f64).ok_or("no numeric `ts` (Unix seconds)")?;
+    if let Some(session) = value.get_mut("session").map(serde_json::Value::take) {
+        let target = value.get("target").and_then(serde_json::Value::as_str).ok_or("no `target` name")?;
+        let event: SessionEvent =
+            serde_json::from_value(session).map_err(|e| format!("not a session event: {e}"))?;
+        return Ok((ts, Entry::Session { target: target.to_owned(), event }));
+    }
     let result: ProbeResult =
         serde_json::from_value(value).map_err(|e| format!("not a probe result: {e}"))?;
-    Ok((ts, result))
+    Ok((ts, Entry::Result(Box::new(result))))
 }
 
 /// Feeds `trace` through a detector configured by `config`.
@@ -48,7 +65,7 @@ pub fn replay(config: &DetectorConfig, trace: impl BufRead) -> Result<Replay, Re
         if line.trim().is_empty() {
             continue;
         }
-        let (ts, result) = parse_line(&line).map_err(|why| ReplayError::Line { line: i + 1, why })?;
+        let (ts, entry) = parse_line(&line).map_err(|why| ReplayError::Line { line: i + 1, why })?;
         if let Some(mut t) = clock {
             while t + TICK < ts {
                 t += TICK;
@@ -56,8 +73,16 @@ pub fn replay(config: &DetectorConfig, trace: impl BufRead) -> Result<Replay, Re
             }
         }
         clock = Some(clock.map_or(ts, |c| c.max(ts)));
-        out.transitions.extend(detector.observe(&result, ts));
-        out.results += 1;
+        match entry {
+            Entry::Result(result) => {
+                out.transitions.extend(detector.observe(&result, ts));
+                out.results += 1;
+            }
+            Entry::Session { target, event } => {
+                out.transitions.extend(detector.observe_session(&target, &event, ts));
+                out.session_events += 1;
+            }
+        }
     }
     Ok(out)
 }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use alert::rfc3339_unix;
 pub use config::{Alerting, RawAlerting};
 
-use crate::detect::{Alert, AlertState, Detector, Signal, Transition};
+use crate::detect::{Alert, AlertState, Detector, SessionEvent, Signal, Transition};
 use crate::probe::ProbeResult;
 use crate::util::text::escape_control;
 use crate::util::time::unix_now;
@@ -54,6 +54,7 @@ enum Input {
     Result(Box<ProbeResult>),
     Condition { target: String, signal: Signal, active: bool, detail: Option<String> },
     Retain(Vec<String>),
+    Session { target: String, event: SessionEvent },
 }
 
 /// Feeds the engine; cheap to clone, never blocks.
@@ -66,6 +67,14 @@ impl AlertsHandle {
     pub fn observe(&self, result: &ProbeResult) {
         if self.tx.try_send(Input::Result(Box::new(result.clone()))).is_err() {
             tracing::warn!(target_name = %result.target, "The alert engine is behind; a result was not evaluated.");
+        }
+    }
+
+    /// Reports what a held session did (a disconnect, the open count, a round trip).
+    pub fn session(&self, target: &str, event: SessionEvent) {
+        let input = Input::Session { target: target.to_owned(), event };
+        if self.tx.try_send(input).is_err() {
+            tracing::warn!(target_name = %target, "The alert engine is behind; a session event was not evaluated.");
         }
     }
 
@@ -168,6 +177,9 @@ impl Engine {
                         Some(Input::Result(r)) => self.detector.observe(&r, unix_now()),
                         Some(Input::Condition { target, signal, active, detail }) => {
                             self.detector.set_condition(&target, signal, active, detail, unix_now())
+                        }
+                        Some(Input::Session { target, event }) => {
+                            self.detector.observe_session(&target, &event, unix_now())
                         }
                         Some(Input::Retain(keep)) => {
                             self.detector.retain_targets(|t| keep.iter().any(|k| k == t), unix_now())

@@ -21,6 +21,14 @@ crate::label_enum! {
         CircuitOpen => "CircuitOpen",
         /// The target does not run the expected deployment (an external signal).
         DeploymentDrift => "DeploymentDrift",
+        /// Held sessions end more often than in the baseline.
+        SessionsDropping => "SessionsDropping",
+        /// Fewer sessions are open than the target's `count`.
+        SessionsBelowConfigured => "SessionsBelowConfigured",
+        /// Protocol ping round trips on held sessions got slower than their baseline.
+        SessionPingRTTRegression => "SessionPingRTTRegression",
+        /// Heartbeat round trips on held sessions got slower than their baseline.
+        SessionHeartbeatRTTRegression => "SessionHeartbeatRTTRegression",
     }
 }
 
@@ -122,6 +130,9 @@ pub enum AlertState {
 pub struct Measurement {
     /// Latency: the recent quantile in seconds. Timeouts: the recent rate (0 to 1).
     /// ProbeFailing: consecutive failures. Signals: 1 when true, 0 when false.
+    /// SessionsDropping: disconnects per session-hour held. SessionsBelowConfigured: the
+    /// sessions open (the threshold is the configured count). Session round trips: as
+    /// latency.
     pub value: f64,
     /// The same statistic over the baseline window, where there is one.
     pub baseline: Option<f64>,

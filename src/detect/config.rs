@@ -13,13 +13,16 @@
 //!   timeouts: { margin: 5%, min_timeouts: 2, significance: 0.0001, for: 1m, resolve_after: 10m }
 //!   circuit_open: { for: 1m }
 //!   deployment_drift: { for: 10m }
+//!   sessions_dropping: { min_disconnects: 3, ratio: 2, significance: 0.0001, for: 5m }
+//!   sessions_below_configured: { for: 2m }
+//!   session_rtt: { quantile: p95, baseline: time_of_day, ratio: 1.5, margin: 20ms, for: 3m }
 //! ```
 
 use serde::Deserialize;
 
 use super::rules::{
     CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig,
-    TimeoutConfig, DAY_SECONDS,
+    SessionsBelowConfiguredConfig, SessionsDroppingConfig, TimeoutConfig, DAY_SECONDS,
 };
 use super::window::Layout;
 use crate::util::bounds;
@@ -57,6 +60,15 @@ pub struct DetectorConfig {
     pub timeouts: TimeoutConfig,
     pub circuit_open: CircuitOpenConfig,
     pub deployment_drift: DeploymentDriftConfig,
+    /// Held sessions of `session:` targets ending more often than in the baseline.
+    pub sessions_dropping: SessionsDroppingConfig,
+    /// Fewer sessions of a `session:` target open than its `count`.
+    pub sessions_below_configured: SessionsBelowConfiguredConfig,
+    /// Ping and heartbeat round trips on held sessions, compared as latencies are (both
+    /// alerts share these settings). With a `baseline_window` too short for `time_of_day`
+    /// they are compared with the whole window, as on a target's first day, rather than
+    /// refused: a configuration written before sessions existed stays valid.
+    pub session_rtt: LatencyConfig,
 }
 
 impl Default for DetectorConfig {
@@ -71,6 +83,9 @@ impl Default for DetectorConfig {
             timeouts: TimeoutConfig::default(),
             circuit_open: CircuitOpenConfig::default(),
             deployment_drift: DeploymentDriftConfig::default(),
+            sessions_dropping: SessionsDroppingConfig::default(),
+            sessions_below_configured: SessionsBelowConfiguredConfig::default(),
+            session_rtt: LatencyConfig::default(),
         }
     }
 }
@@ -131,6 +146,18 @@ impl DetectorConfig {
                 let c = &self.deployment_drift;
                 timing(c.enabled, c.for_, c.resolve_after, c.severity)
             }
+            K::SessionsDropping => {
+                let c = &self.sessions_dropping;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+            K::SessionsBelowConfigured => {
+                let c = &self.sessions_below_configured;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
+            K::SessionPingRTTRegression | K::SessionHeartbeatRTTRegression => {
+                let c = &self.session_rtt;
+                timing(c.enabled, c.for_, c.resolve_after, c.severity)
+            }
         }
     }
 
@@ -151,16 +178,8 @@ impl DetectorConfig {
                 problem(field, why);
             }
         }
-        let span = bounds::Limit { min: std::time::Duration::ZERO, ..bounds::WINDOW };
-        if let Some(why) = bounds::problem(self.latency.time_of_day_span, span) {
-            problem("latency.time_of_day_span", why);
-        }
-        for (field, d) in
-            [("latency.margin", self.latency.margin), ("latency.resolve_margin", self.latency.resolve_margin)]
-        {
-            if let Some(why) = bounds::problem(d, bounds::LATENCY) {
-                problem(field, why);
-            }
+        for (field, l) in [("latency", &self.latency), ("session_rtt", &self.session_rtt)] {
+            Self::latency_bounds(field, l, &mut problem);
         }
         // `for` and `resolve_after` of every alert kind: the rule's clock adds them to now.
         let delays = [
@@ -169,6 +188,13 @@ impl DetectorConfig {
             ("timeouts", self.timeouts.for_, self.timeouts.resolve_after),
             ("circuit_open", self.circuit_open.for_, self.circuit_open.resolve_after),
             ("deployment_drift", self.deployment_drift.for_, self.deployment_drift.resolve_after),
+            ("sessions_dropping", self.sessions_dropping.for_, self.sessions_dropping.resolve_after),
+            (
+                "sessions_below_configured",
+                self.sessions_below_configured.for_,
+                self.sessions_below_configured.resolve_after,
+            ),
+            ("session_rtt", self.session_rtt.for_, self.session_rtt.resolve_after),
         ];
         for (kind, for_, resolve_after) in delays {
             for (name, d) in [("for", for_), ("resolve_after", resolve_after)] {
@@ -213,61 +239,8 @@ impl DetectorConfig {
             );
         }
 
-        let l = &self.latency;
-        if !(l.quantile.0 > 0.0 && l.quantile.0 < 1.0) {
-            problem(
-                "latency.quantile",
-                format!("must be between 0 and 1, e.g. `p95` or `0.95` (got {})", l.quantile.0),
-            );
-        }
-        if !(l.ratio.is_finite() && l.ratio > 1.0) {
-            problem("latency.ratio", format!("must be greater than 1 (got {})", l.ratio));
-        }
-        if !(l.resolve_ratio.is_finite() && l.resolve_ratio >= 1.0) {
-            problem("latency.resolve_ratio", format!("must be at least 1 (got {})", l.resolve_ratio));
-        } else if l.resolve_ratio > l.ratio {
-            problem(
-                "latency.resolve_ratio",
-                format!(
-                    "{} is above `ratio` ({}); it must not be, or alerts would flap",
-                    l.resolve_ratio, l.ratio
-                ),
-            );
-        }
-        if l.resolve_margin > l.margin {
-            problem(
-                "latency.resolve_margin",
-                format!(
-                    "{} is above `margin` ({}); it must not be, or alerts would flap",
-                    l.resolve_margin, l.margin
-                ),
-            );
-        }
-        if l.min_slow_samples > l.min_recent_samples {
-            problem(
-                "latency.min_slow_samples",
-                format!(
-                    "{} is above `min_recent_samples` ({}), so no window could ever qualify",
-                    l.min_slow_samples, l.min_recent_samples
-                ),
-            );
-        }
-
-        if l.baseline == LatencyBaseline::TimeOfDay && !self.baseline_window.get().is_zero() {
-            let needed = DAY_SECONDS + secs(l.time_of_day_span);
-            if secs(self.baseline_window) < needed {
-                problem(
-                    "latency.baseline",
-                    format!(
-                        "time_of_day compares with the same time yesterday ± `time_of_day_span` ({}), so \
-                         `baseline_window` ({}) must be at least {}; lengthen it or set `baseline: window`",
-                        l.time_of_day_span,
-                        self.baseline_window,
-                        HumanDuration::from_secs(needed as u64)
-                    ),
-                );
-            }
-        }
+        self.validate_latency("latency", &self.latency, true, &mut problem);
+        self.validate_latency("session_rtt", &self.session_rtt, false, &mut problem);
 
         let t = &self.timeouts;
         if !(t.significance > 0.0 && t.significance < 1.0) {
@@ -297,7 +270,103 @@ impl DetectorConfig {
                 ),
             );
         }
+        let d = &self.sessions_dropping;
+        if !(d.ratio.is_finite() && d.ratio >= 1.0) {
+            problem("sessions_dropping.ratio", format!("must be at least 1 (got {})", d.ratio));
+        }
+        if !(d.significance > 0.0 && d.significance < 1.0) {
+            problem(
+                "sessions_dropping.significance",
+                format!("must be between 0 and 1, e.g. 0.0001 (got {})", d.significance),
+            );
+        }
+        if let Some(why) = bounds::problem(d.min_baseline_held, bounds::WINDOW) {
+            problem("sessions_dropping.min_baseline_held", why);
+        }
         problems
+    }
+
+    /// The bounds of a latency-style block's durations, at `at.field`.
+    fn latency_bounds(field: &str, l: &LatencyConfig, problem: &mut impl FnMut(&str, String)) {
+        let span = bounds::Limit { min: std::time::Duration::ZERO, ..bounds::WINDOW };
+        if let Some(why) = bounds::problem(l.time_of_day_span, span) {
+            problem(&format!("{field}.time_of_day_span"), why);
+        }
+        for (name, d) in [("margin", l.margin), ("resolve_margin", l.resolve_margin)] {
+            if let Some(why) = bounds::problem(d, bounds::LATENCY) {
+                problem(&format!("{field}.{name}"), why);
+            }
+        }
+    }
+
+    /// The checks of a latency-style block (`latency`, `session_rtt`) at `at.field`;
+    /// `needs_yesterday`: `time_of_day` requires a baseline window that reaches yesterday.
+    fn validate_latency(
+        &self,
+        field: &str,
+        l: &LatencyConfig,
+        needs_yesterday: bool,
+        problem: &mut impl FnMut(&str, String),
+    ) {
+        let mut problem = |name: &str, what: String| problem(&format!("{field}.{name}"), what);
+        let secs = |d: HumanDuration| d.get().as_secs_f64();
+        if !(l.quantile.0 > 0.0 && l.quantile.0 < 1.0) {
+            problem(
+                "quantile",
+                format!("must be between 0 and 1, e.g. `p95` or `0.95` (got {})", l.quantile.0),
+            );
+        }
+        if !(l.ratio.is_finite() && l.ratio > 1.0) {
+            problem("ratio", format!("must be greater than 1 (got {})", l.ratio));
+        }
+        if !(l.resolve_ratio.is_finite() && l.resolve_ratio >= 1.0) {
+            problem("resolve_ratio", format!("must be at least 1 (got {})", l.resolve_ratio));
+        } else if l.resolve_ratio > l.ratio {
+            problem(
+                "resolve_ratio",
+                format!(
+                    "{} is above `ratio` ({}); it must not be, or alerts would flap",
+                    l.resolve_ratio, l.ratio
+                ),
+            );
+        }
+        if l.resolve_margin > l.margin {
+            problem(
+                "resolve_margin",
+                format!(
+                    "{} is above `margin` ({}); it must not be, or alerts would flap",
+                    l.resolve_margin, l.margin
+                ),
+            );
+        }
+        if l.min_slow_samples > l.min_recent_samples {
+            problem(
+                "min_slow_samples",
+                format!(
+                    "{} is above `min_recent_samples` ({}), so no window could ever qualify",
+                    l.min_slow_samples, l.min_recent_samples
+                ),
+            );
+        }
+
+        if needs_yesterday
+            && l.baseline == LatencyBaseline::TimeOfDay
+            && !self.baseline_window.get().is_zero()
+        {
+            let needed = DAY_SECONDS + secs(l.time_of_day_span);
+            if secs(self.baseline_window) < needed {
+                problem(
+                    "baseline",
+                    format!(
+                        "time_of_day compares with the same time yesterday ± `time_of_day_span` ({}), so \
+                         `baseline_window` ({}) must be at least {}; lengthen it or set `baseline: window`",
+                        l.time_of_day_span,
+                        self.baseline_window,
+                        HumanDuration::from_secs(needed as u64)
+                    ),
+                );
+            }
+        }
     }
 }
 

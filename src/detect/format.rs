@@ -44,6 +44,16 @@ pub(crate) fn fmt_window(seconds: f64) -> String {
     }
 }
 
+/// A session lifetime or time held: `850ms`, `60s`, `95s`, then minutes and hours as
+/// windows are written (`2m`, `1h30m`; seconds are dropped past two minutes).
+pub(crate) fn fmt_lifetime(seconds: f64) -> String {
+    if seconds < 120.0 {
+        fmt_secs(seconds.max(0.0))
+    } else {
+        fmt_window((seconds / 60.0).round() * 60.0)
+    }
+}
+
 /// A small probability as people read it: `1 in 59,000`, `3%`.
 pub(crate) fn fmt_chance(p: f64) -> String {
     if p >= 0.01 {
@@ -94,5 +104,8 @@ mod tests {
         assert_eq!(fmt_window(86400.0), "24h");
         assert_eq!(fmt_window(5400.0), "1h30m");
         assert_eq!(fmt_window(45.0), "45s");
+        assert_eq!(fmt_lifetime(60.2), "60s");
+        assert_eq!(fmt_lifetime(7230.0), "2h1m");
+        assert_eq!(fmt_lifetime(0.85), "850ms");
     }
 }

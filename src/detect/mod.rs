@@ -50,6 +50,17 @@
 //!   after a clean day, 3 at a 0.2 % baseline, 4 at 1 %. Once pending, the condition holds
 //!   while the excess stays at or above `resolve_margin` (2.5 points).
 //! - **CircuitOpen** and **DeploymentDrift**: external conditions, set per target.
+//! - **SessionsDropping**, for `session:` targets (fed by [`Detector::observe_session`]):
+//!   over the recent window at least `min_disconnects` (3) disconnects, at least `ratio`
+//!   (2×) the baseline's disconnects per session-hour held, and a Poisson chance below
+//!   `significance` (10⁻⁴) at the baseline rate (taken about one standard deviation high),
+//!   once the baseline holds `min_baseline_held` (1 h) of sessions. The description gives
+//!   the median lifetime, recent and baseline. Once pending, it holds while the recent
+//!   rate stays at or above `ratio` × the baseline's.
+//! - **SessionsBelowConfigured**: fewer sessions open than configured (the open count
+//!   is reported about every second).
+//! - **SessionPingRTTRegression**, **SessionHeartbeatRTTRegression**: the round trips of
+//!   held sessions, with LatencyRegression's condition and its own settings `session_rtt`.
 //!
 //! Not enough samples counts as "condition false": an alert is never raised without the
 //! data to back it, and a latency alert whose phase stops producing timings (because the
@@ -59,7 +70,8 @@
 //! # Lifecycle
 //!
 //! inactive → pending (condition true) → firing (true for `for`: ProbeFailing 0 s,
-//! LatencyRegression 3 m, TimeoutRegression 1 m, CircuitOpen 1 m, DeploymentDrift 10 m) →
+//! LatencyRegression 3 m, TimeoutRegression 1 m, CircuitOpen 1 m, DeploymentDrift 10 m,
+//! SessionsDropping 5 m, SessionsBelowConfigured 2 m, session round trips 3 m) →
 //! resolved (false for `resolve_after`: 5 m for latency, 10 m for timeouts, 0 s for the others,
 //! ProbeFailing having its own hysteresis in `successes`) → inactive. A pending alert whose
 //! condition clears before `for` returns to inactive; that transition is reported but
@@ -108,6 +120,8 @@
 //! bounded by the configured steps (the caller passes only results of configured targets,
 //! whose step names are configured names), and in any case by
 //! [`MAX_STEPS_PER_TARGET`](target::MAX_STEPS_PER_TARGET).
+//! A `session:` target adds four series (lifetimes, time held, ping and heartbeat round
+//! trips) of the same bounded shape.
 //! Targets are keyed by `ProbeResult::target`; call [`Detector::retain_targets`] when the
 //! configuration drops some.
 //!
@@ -135,6 +149,7 @@ mod alert;
 mod config;
 mod format;
 mod rules;
+mod sessions;
 mod state;
 mod stats;
 mod target;
@@ -146,8 +161,9 @@ pub use alert::{Alert, AlertKey, AlertKind, AlertState, Measurement, Signal, Sub
 pub use config::{DetectorConfig, Severity};
 pub use rules::{
     CircuitOpenConfig, DeploymentDriftConfig, LatencyBaseline, LatencyConfig, ProbeFailingConfig, Quantile,
-    TimeoutConfig,
+    SessionsBelowConfiguredConfig, SessionsDroppingConfig, TimeoutConfig,
 };
+pub use sessions::SessionEvent;
 pub(crate) use state::DetectorState;
 
 use target::{SignalState, TargetState};
@@ -184,6 +200,32 @@ impl Detector {
         target.roll(layout, now);
         target.record(result, layout, config, now);
         target.evaluate(&result.target, config, layout, now)
+    }
+
+    /// Takes one event of a held session of `target` into account at `now`. Disconnects and
+    /// open counts re-evaluate the target's alerts at once; round trips, which arrive by
+    /// the thousand on a large target, are only recorded and evaluated at the next tick.
+    pub(crate) fn observe_session(
+        &mut self,
+        target: &str,
+        event: &SessionEvent,
+        now: f64,
+    ) -> Vec<Transition> {
+        if !now.is_finite() {
+            return Vec::new();
+        }
+        let (config, layout) = (&self.config, &self.layout);
+        let state = match self.targets.get_mut(target) {
+            Some(t) => t,
+            None => self.targets.entry(target.to_owned()).or_default(),
+        };
+        state.roll(layout, now);
+        state.sessions.record(event, layout, now);
+        if event.evaluates() {
+            state.evaluate(target, config, layout, now)
+        } else {
+            Vec::new()
+        }
     }
 
     /// Re-evaluates every target at `now`: alerts whose `for` or `resolve_after` has run

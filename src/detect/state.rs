@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::alert::{AlertKind, Lifecycle, Signal, Subject};
+use super::sessions::SessionState;
 use super::target::{FailureInfo, SignalState, Streak, TargetState};
 use super::window::{Counts, Sketch, Windowed};
 use super::Detector;
@@ -46,6 +47,9 @@ struct TargetSnapshot {
     signals: Vec<SignalSnapshot>,
     #[serde(default)]
     alerts: Vec<AlertSnapshot>,
+    /// What held sessions reported; absent for other targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sessions: Option<SessionState>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +143,7 @@ impl Detector {
                         detail: s.detail.clone(),
                     })
                     .collect(),
+                sessions: t.sessions.is_session_target().then(|| t.sessions.clone()),
                 alerts: t
                     .alerts
                     .iter()
@@ -200,6 +205,13 @@ impl Detector {
                 }
                 t.probes = snap.probes;
                 t.probes.sanitize(|_| true);
+                if let Some(mut sessions) = snap.sessions {
+                    let dropped = sessions.sanitize();
+                    if dropped > 0 {
+                        notes.push(format!("target {name}: {dropped} unreadable session buckets dropped"));
+                    }
+                    t.sessions = sessions;
+                }
             }
             t.last_failure = snap.last_failure.as_ref().and_then(FailureSnapshot::info);
             t.last_timeout = snap.last_timeout.as_ref().and_then(FailureSnapshot::info);

@@ -62,3 +62,25 @@ pub(crate) fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
     }
     sum.min(1.0)
 }
+
+/// The chance of at least `k` events when `mean` are expected (the Poisson upper tail),
+/// summed from its `k`-th term so that tiny values keep their precision.
+pub(crate) fn poisson_tail(mean: f64, k: u64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if mean.is_nan() || mean <= 0.0 {
+        return 0.0;
+    }
+    let ln_factorial: f64 = (1..=k).map(|j| (j as f64).ln()).sum();
+    let mut term = (-mean + k as f64 * mean.ln() - ln_factorial).exp();
+    let mut sum = 0.0;
+    let mut i = k;
+    // Past the mode the terms only shrink; stop once they no longer count.
+    while term > sum * 1e-17 && i < k + 100_000 {
+        sum += term;
+        i += 1;
+        term *= mean / i as f64;
+    }
+    sum.min(1.0)
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::alert::{self, AlertKey, AlertKind, Evaluation, Lifecycle, Signal, Subject, Transition};
 use super::config::DetectorConfig;
 use super::rules::{Check, Context, RULES};
+use super::sessions::{Learn, SessionState};
 use super::window::{Counts, Layout, Sketch, Windowed};
 use crate::probe::{Phase, ProbeResult, Reason};
 
@@ -25,6 +26,8 @@ pub(crate) struct TargetState {
     pub(crate) last_failure: Option<FailureInfo>,
     pub(crate) last_timeout: Option<FailureInfo>,
     pub(crate) signals: BTreeMap<Signal, SignalState>,
+    /// What held sessions reported (`session:` targets only).
+    pub(crate) sessions: SessionState,
     /// Pending and firing alerts; inactive ones are not stored.
     pub(crate) alerts: BTreeMap<(AlertKind, Option<Subject>), Lifecycle>,
 }
@@ -93,6 +96,12 @@ impl TargetState {
         }
         self.timings.retain(|_, w| !w.is_empty());
         self.probes.roll(layout, now, !alerting(AlertKind::TimeoutRegression, None));
+        let learn = Learn {
+            disconnects: !alerting(AlertKind::SessionsDropping, None),
+            ping_rtt: !alerting(AlertKind::SessionPingRTTRegression, None),
+            heartbeat_rtt: !alerting(AlertKind::SessionHeartbeatRTTRegression, None),
+        };
+        self.sessions.roll(layout, now, learn);
     }
 
     pub(crate) fn record(&mut self, r: &ProbeResult, layout: &Layout, config: &DetectorConfig, now: f64) {

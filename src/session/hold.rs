@@ -15,8 +15,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Bytes;
 
 use super::metrics::Series;
+use super::report::Reporter;
 use super::settings::SessionSettings;
 use super::status::Slot;
+use crate::detect::SessionEvent;
 use crate::probe::session::{Event, Session, Wait};
 use crate::probe::{ProbeError, Reason, Stop};
 use crate::util::matcher::Received;
@@ -41,6 +43,8 @@ pub struct Live<'a> {
     /// `None` for `wsprobe once`, which exports no metrics.
     pub series: Option<&'a Series>,
     pub slot: &'a Slot,
+    /// Round trips for the alert engine and the record file; `None` for `wsprobe once`.
+    pub report: Option<&'a Reporter>,
 }
 
 /// Holds `session` until it fails, its lifetime ends, `until` passes or its cancellation
@@ -87,6 +91,9 @@ pub async fn hold(
                         m.ping_rtt.observe(rtt);
                     }
                     live.slot.rtt(rtt);
+                    if let Some(r) = live.report {
+                        r.report(SessionEvent::PingRtt { seconds: rtt });
+                    }
                 }
             }
             Ok(Some(Event::Data(msg))) => {
@@ -97,6 +104,9 @@ pub async fn hold(
                             m.heartbeat_rtt.observe(rtt);
                         }
                         live.slot.heartbeat_rtt(rtt);
+                        if let Some(r) = live.report {
+                            r.report(SessionEvent::HeartbeatRtt { seconds: rtt });
+                        }
                         beat = None;
                     }
                 }

@@ -24,10 +24,12 @@ use tracing::Instrument;
 use super::scheduler::{failure_summary, Circuit, Recorder};
 use super::Prepared;
 use crate::config::Target;
+use crate::detect::SessionEvent;
 use crate::probe::{parting_code, Phase, ProbeError, ProbeResult, Reason, Stop};
 use crate::session::backoff::Backoff;
 use crate::session::hold::{hold, End, Live};
 use crate::session::metrics::Series;
+use crate::session::report::Reporter;
 use crate::session::status::{Board, Disconnect, Slot};
 use crate::session::{SessionSettings, SessionsView};
 use crate::state::{Event, WatchEvent};
@@ -65,12 +67,19 @@ pub(crate) fn only_count_changed(old: &Target, new: &Target) -> bool {
     }
 }
 
+/// How often the open count is compared with the last one reported to the alert engine.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
+/// The open count is reported again this often even when unchanged, so that one report
+/// dropped by a full queue does not leave the detector with a stale count.
+const COUNT_REFRESH: Duration = Duration::from_secs(15);
+
 /// What the holders of one target share.
 struct Shared {
     prepared: Prepared,
     settings: SessionSettings,
     recorder: Recorder,
     series: Series,
+    reporter: Reporter,
     circuit: Mutex<Circuit>,
     connecting: Semaphore,
 }
@@ -110,8 +119,14 @@ async fn run(
     recorder.state.send(Event::Sessions { target: t.name.clone(), view: Some(view) }).await;
     let circuit = Circuit::start(&t.name, t.circuit_breaker, t.interval, &recorder).await;
     let connecting = Semaphore::new(CONNECTS_IN_FLIGHT);
-    let shared =
-        Arc::new(Shared { prepared, settings, recorder, series, circuit: Mutex::new(circuit), connecting });
+    let reporter = Reporter::new(&t.name, recorder.alerts.clone(), recorder.record.clone());
+    let circuit = Mutex::new(circuit);
+    let shared = Arc::new(Shared { prepared, settings, recorder, series, reporter, circuit, connecting });
+    // The open count, sampled: reporting every change would send a burst of thousands when
+    // a large target opens or is cut at once.
+    let mut sample = tokio::time::interval(COUNT_EVERY);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported: Option<((u32, u32), Instant)> = None;
 
     let mut held: Vec<(CancellationToken, JoinHandle<()>)> = Vec::new();
     let mut leaving: Vec<JoinHandle<()>> = Vec::new();
@@ -141,6 +156,14 @@ async fn run(
             biased;
             () = cancel.cancelled() => break,
             changed = count.changed() => if changed.is_err() { break },
+            _ = sample.tick() => {
+                let open = u32::try_from(shared.series.open.get()).unwrap_or(0);
+                let now = (open, u32::try_from(wanted).unwrap_or(u32::MAX));
+                if reported.is_none_or(|(last, at)| last != now || at.elapsed() >= COUNT_REFRESH) {
+                    reported = Some((now, Instant::now()));
+                    shared.reporter.report(SessionEvent::Open { open: now.0, configured: now.1 });
+                }
+            }
         }
     }
     for (token, _) in &held {
@@ -193,7 +216,7 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
         s.series.open.inc();
         slot.opened();
         let since = Instant::now();
-        let live = Live { series: Some(&s.series), slot: &slot };
+        let live = Live { series: Some(&s.series), slot: &slot, report: Some(&s.reporter) };
         // A bug while holding ends this session as `internal_error`, not the holder: the
         // gauge, the slot and the reconnects stay right.
         let end = match AssertUnwindSafe(hold(&mut session, &s.settings, timeouts.ping, None, live))
@@ -235,6 +258,11 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
                 let lifetime_seconds = lifetime.as_secs_f64();
                 s.series.disconnected(e.reason);
                 s.series.lifetime.observe(lifetime_seconds);
+                s.reporter.report(SessionEvent::Disconnect {
+                    reason: e.reason,
+                    lifetime_seconds: round_millis(lifetime_seconds),
+                    close_code: e.close_code,
+                });
                 tracing::warn!(
                     target_name = %name,
                     session = index,
@@ -284,8 +312,14 @@ pub(crate) async fn once(prepared: &Prepared, cancel: &CancellationToken) -> Opt
     let before = session.received;
     let slot = Slot::default();
     let until = crate::util::time::deadline(Instant::now(), settings.ping_interval);
-    let end =
-        hold(&mut session, settings, timeouts.ping, Some(until), Live { series: None, slot: &slot }).await;
+    let end = hold(
+        &mut session,
+        settings,
+        timeouts.ping,
+        Some(until),
+        Live { series: None, slot: &slot, report: None },
+    )
+    .await;
     let failed = match end {
         End::Cancelled => {
             session.abandon(CloseCode::Away, CLOSE_LIMIT).await;

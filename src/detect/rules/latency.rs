@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{Check, Context, Rule};
 use crate::detect::alert::{AlertKind, Finding, Measurement, Subject};
-use crate::detect::config::{DetectorConfig, Severity};
+use crate::detect::config::Severity;
 use crate::detect::format::{fmt_secs, fmt_window, ordinal};
 use crate::detect::stats::{robust_quantile, slow_samples_needed};
 use crate::detect::target::TargetState;
@@ -162,7 +162,8 @@ impl Rule for LatencyRegression {
     ) -> Check<'a> {
         // Latency is per series: `subjects` never asks about the target as a whole.
         let Some(subject) = subject else { return Check::new(false, Finding::default) };
-        latency(cx.name, subject, target.timings.get_mut(subject), active, cx.config, cx.layout, cx.now)
+        let series = target.timings.get_mut(subject);
+        latency(cx.name, subject, series, active, &cx.config.latency, cx.layout, cx.now)
     }
 }
 
@@ -177,17 +178,17 @@ enum Reference {
     Window,
 }
 
-/// LatencyRegression for one series: the recent quantile against the baseline's.
-fn latency<'a>(
+/// LatencyRegression for one series: the recent quantile against the baseline's. Also
+/// the session round-trip rules' condition, with their settings and their `subject` words.
+pub(super) fn latency<'a, S: fmt::Display + ?Sized>(
     name: &'a str,
-    subject: &'a Subject,
+    subject: &'a S,
     series: Option<&mut Windowed<Sketch>>,
     active: bool,
-    config: &'a DetectorConfig,
+    c: &'a LatencyConfig,
     layout: &'a Layout,
     now: f64,
 ) -> Check<'a> {
-    let c = &config.latency;
     let summary = move || format!("{subject} of {name} is slower than usual");
     let (min_recent, min_baseline) =
         (u64::from(c.min_recent_samples.get()), u64::from(c.min_baseline_samples.get()));

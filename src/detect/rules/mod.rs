@@ -8,6 +8,9 @@
 
 mod latency;
 mod probe_failing;
+mod session_rtt;
+mod sessions_below;
+mod sessions_dropping;
 mod signal;
 mod timeouts;
 
@@ -18,18 +21,24 @@ use super::window::Layout;
 
 pub use latency::{LatencyBaseline, LatencyConfig, Quantile};
 pub use probe_failing::ProbeFailingConfig;
+pub use sessions_below::SessionsBelowConfiguredConfig;
+pub use sessions_dropping::SessionsDroppingConfig;
 pub use signal::{CircuitOpenConfig, DeploymentDriftConfig};
 pub use timeouts::TimeoutConfig;
 
 pub(crate) use latency::DAY_SECONDS;
 
 /// Every rule, in the order a target's alerts are evaluated (and transitions reported).
-pub(crate) static RULES: [&dyn Rule; 5] = [
+pub(crate) static RULES: [&dyn Rule; 9] = [
     &probe_failing::ProbeFailing,
     &latency::LatencyRegression,
     &timeouts::TimeoutRegression,
     &signal::External(Signal::CircuitOpen),
     &signal::External(Signal::DeploymentDrift),
+    &sessions_dropping::SessionsDropping,
+    &sessions_below::SessionsBelowConfigured,
+    &session_rtt::SessionRttRegression(session_rtt::RoundTrip::Ping),
+    &session_rtt::SessionRttRegression(session_rtt::RoundTrip::Heartbeat),
 ];
 
 /// One kind of alert: what it is evaluated for, and its condition.

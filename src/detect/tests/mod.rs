@@ -11,6 +11,7 @@ use crate::probe::{Phase, Reason, StepResult};
 
 mod latency;
 mod probe_failing;
+mod sessions;
 mod signal;
 mod stats;
 mod targets;
