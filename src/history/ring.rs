@@ -49,14 +49,14 @@ pub struct Entry {
     pub close_code: Option<u16>,
     pub seconds: f32,
     /// Seconds per phase, in [`Phase::ALL`] order.
-    pub phases: [Option<f32>; 8],
+    pub phases: [Option<f32>; Phase::ALL.len()],
     /// Seconds of each step that ran, in scenario order; `None` for a step that failed.
     pub steps: Vec<Option<f32>>,
 }
 
 impl Entry {
     pub fn of(r: &ProbeResult) -> Self {
-        let mut phases = [None; 8];
+        let mut phases = [None; Phase::ALL.len()];
         for (phase, secs) in r.phases.iter() {
             phases[phase as usize] = Some(secs as f32);
         }
