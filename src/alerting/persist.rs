@@ -2,7 +2,6 @@
 //! start. A missing file starts fresh; a corrupt, incompatible or oversized one is set
 //! aside as `*.corrupt` and logged, never a crash.
 
-use std::io::Read as _;
 use std::path::Path;
 
 use crate::detect::{Detector, DetectorState};
@@ -13,7 +12,7 @@ use crate::util::units::ByteSize;
 pub(crate) const MAX_STATE_SIZE: ByteSize = ByteSize::mib(64);
 
 pub fn load(path: &Path, detector: &mut Detector) {
-    let text = match read_capped(path) {
+    let text = match crate::util::files::read_state(path, MAX_STATE_SIZE) {
         Ok(Ok(t)) => t,
         Ok(Err(size)) => {
             set_aside(path, &format!("the file is {size} bytes, more than the {MAX_STATE_SIZE} read back"));
@@ -37,25 +36,8 @@ pub fn load(path: &Path, detector: &mut Detector) {
     }
 }
 
-/// The file's bytes, or `Err(size)` when it is larger than [`MAX_STATE_SIZE`]; never
-/// reads more than one byte past the limit.
-fn read_capped(path: &Path) -> std::io::Result<Result<Vec<u8>, u64>> {
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    if size > MAX_STATE_SIZE.0 {
-        return Ok(Err(size));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_STATE_SIZE.0 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_STATE_SIZE.0 {
-        return Ok(Err(bytes.len() as u64));
-    }
-    Ok(Ok(bytes))
-}
-
 fn set_aside(path: &Path, why: &str) {
-    let aside = path.with_extension("json.corrupt");
-    let _ = std::fs::rename(path, &aside);
+    let aside = crate::util::files::set_aside(path);
     tracing::warn!(
         file = %path.display(), moved_to = %aside.display(), error = %why,
         "The saved alerting state is unusable; set it aside and starting fresh."
@@ -65,15 +47,7 @@ fn set_aside(path: &Path, why: &str) {
 /// Writes serialized state: a temporary file, then a rename over the old one, so a crash
 /// mid-write never leaves a truncated state behind.
 pub(crate) async fn save(path: &Path, json: &[u8]) {
-    let result = async {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        tokio::fs::write(&tmp, json).await?;
-        tokio::fs::rename(&tmp, path).await
-    };
-    if let Err(e) = result.await {
+    if let Err(e) = crate::util::files::write_atomically(path, json).await {
         tracing::warn!(file = %path.display(), error = %e, "Cannot save the alerting state.");
     }
 }
@@ -106,6 +80,8 @@ mod tests {
 
         // A file of exactly the limit is still read.
         std::fs::File::create(&path).unwrap().set_len(MAX_STATE_SIZE.0).unwrap();
-        assert!(matches!(read_capped(&path), Ok(Ok(bytes)) if bytes.len() as u64 == MAX_STATE_SIZE.0));
+        assert!(
+            matches!(crate::util::files::read_state(&path, MAX_STATE_SIZE), Ok(Ok(bytes)) if bytes.len() as u64 == MAX_STATE_SIZE.0)
+        );
     }
 }

@@ -2,7 +2,6 @@
 //! read back at start. A missing file starts empty; an unreadable, corrupt or oversized
 //! one is set aside as `history.json.corrupt` and logged, never fatal.
 
-use std::io::Read as _;
 use std::path::Path;
 
 use super::{Histories, TargetHistory};
@@ -24,7 +23,7 @@ const VERSION: u32 = 1;
 
 /// The histories saved at `path`, or none.
 pub fn load(path: &Path) -> Histories {
-    let bytes = match read_capped(path) {
+    let bytes = match crate::util::files::read_state(path, MAX_FILE_SIZE) {
         Ok(Ok(b)) => b,
         Ok(Err(size)) => {
             set_aside(path, &format!("the file is {size} bytes, more than the {MAX_FILE_SIZE} read back"));
@@ -80,23 +79,8 @@ pub fn serialize(histories: &Histories) -> Option<Vec<u8>> {
     }
 }
 
-fn read_capped(path: &Path) -> std::io::Result<Result<Vec<u8>, u64>> {
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    if size > MAX_FILE_SIZE.0 {
-        return Ok(Err(size));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_SIZE.0 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE.0 {
-        return Ok(Err(bytes.len() as u64));
-    }
-    Ok(Ok(bytes))
-}
-
 fn set_aside(path: &Path, why: &str) {
-    let aside = path.with_extension("json.corrupt");
-    let _ = std::fs::rename(path, &aside);
+    let aside = crate::util::files::set_aside(path);
     tracing::warn!(
         file = %path.display(), moved_to = %aside.display(), error = %why,
         "The saved history is unusable; set it aside and starting empty."
@@ -106,15 +90,7 @@ fn set_aside(path: &Path, why: &str) {
 /// Writes a temporary file, then renames it over the old one: a crash mid-write never
 /// leaves a truncated history.
 pub async fn save(path: &Path, bytes: &[u8]) {
-    let result = async {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, path).await
-    };
-    if let Err(e) = result.await {
+    if let Err(e) = crate::util::files::write_atomically(path, bytes).await {
         tracing::warn!(file = %path.display(), error = %e, "Cannot save the history.");
     }
 }
