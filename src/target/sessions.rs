@@ -267,7 +267,7 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
                     target_name = %name,
                     session = index,
                     reason = e.reason.as_str(),
-                    close_code = e.close_code.unwrap_or(0),
+                    close_code = e.close_code, // left out for a reset: there was no close frame
                     lifetime_seconds = round_millis(lifetime_seconds),
                     detail = %e.message,
                     "Session disconnected."
