@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::http::sample;
+use common::prometheus::Prometheus;
 use support::{basic, exchange, get, request, start, Ca, Pair};
 
 /// A cost bcrypt accepts that keeps the tests fast; the Prometheus test uses 10, as the
@@ -382,82 +383,13 @@ async fn prometheus_scrapes_through_tls_and_basic_auth() {
         ),
     )
     .unwrap();
-    let prometheus = Prometheus::start(&prom_config, &dir.path().join("tsdb"));
-    let query = "up{job=\"wsprobe\"}";
-    let mut last = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        let path = format!(
-            "/api/v1/query?query={}",
-            query.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D")
-        );
-        if let Ok(r) = exchange(prometheus.addr, None, &get(prometheus.addr, &path, &[])).await {
-            last = r.body;
-            let json: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
-            if json["data"]["result"][0]["value"][1] == "1" {
-                let scraped = exchange(
-                    prometheus.addr,
-                    None,
-                    &get(prometheus.addr, "/api/v1/query?query=wsprobe_build_info", &[]),
-                )
-                .await
-                .unwrap();
-                assert!(
-                    scraped.body.contains("\"job\":\"wsprobe\""),
-                    "the daemon's own series arrived: {}",
-                    scraped.body
-                );
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("Prometheus never saw up == 1; last answer: {last}");
-}
-
-/// A Prometheus server on a loopback port it picked itself, killed when dropped.
-struct Prometheus {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Starts it on `127.0.0.1:0` and reads the bound address from its "Listening on" line.
-    fn start(config: &Path, tsdb: &Path) -> Self {
-        use std::io::BufRead as _;
-        let mut child = std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("prometheus is installed (scripts/install-deps.sh)");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut prometheus = Self { child, addr: "127.0.0.1:1".parse().unwrap() };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).expect("Prometheus said where it listens within 20s");
-            if line.contains("msg=\"Listening on\"") {
-                let address = line.split_whitespace().find_map(|f| f.strip_prefix("address=")).unwrap();
-                prometheus.addr = address.parse().unwrap();
-                return prometheus;
-            }
-        }
-    }
+    let prometheus = Prometheus::launch(tempfile::tempdir().unwrap(), &prom_config).await;
+    prometheus
+        .until("up{job=\"wsprobe\"}", Duration::from_secs(30), |r| r.first().is_some_and(|(_, v)| *v == 1.0))
+        .await;
+    let scraped = prometheus.query("wsprobe_build_info").await;
+    assert!(
+        scraped.iter().any(|(labels, _)| labels["job"] == "wsprobe"),
+        "the daemon's own series arrived: {scraped:?}"
+    );
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::alertmanager::Alertmanager;
 use common::http::get;
-use common::prometheus_stack::{closed_port, run_wsprobe, Prometheus};
+use common::prometheus_stack::{self, closed_port, run_wsprobe};
 use common::{echo, echoing, ServerOpts};
 use serde_norway::Value;
 
@@ -62,7 +62,7 @@ async fn the_location_page_needs_two_locations_failing() {
     let exposed = get(east.addr, "/metrics").await.body;
     assert!(exposed.contains("\nwsprobe_instance_info{location=\"east\"} 1\n"), "{exposed}");
 
-    let prometheus = Prometheus::start(&[east.addr, west.addr]).await;
+    let prometheus = prometheus_stack::start(&[east.addr, west.addr]).await;
     let info = prometheus.until("wsprobe_instance_info", Duration::from_secs(20), |r| r.len() == 2).await;
     let locations: BTreeSet<&str> = info.iter().map(|(l, _)| l["location"].as_str().unwrap()).collect();
     assert_eq!(locations, BTreeSet::from(["east", "west"]));

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::prometheus_stack::{run_wsprobe, Prometheus};
+use common::prometheus_stack::{self, run_wsprobe};
 use common::{echo, echoing, ServerOpts};
 use wsprobe::shard::{shard_of, Shard};
 
@@ -164,7 +164,7 @@ async fn three_shards_probe_every_target_exactly_once_as_prometheus_sees_it() {
         .map(|i| run_wsprobe(dir.path(), &format!("shard{i}"), &yaml, &["--shard", &format!("{i}/3")]))
         .collect();
     let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
-    let prometheus = Prometheus::start(&addrs).await;
+    let prometheus = prometheus_stack::start(&addrs).await;
 
     // Every shard scraped, each saying which shard it is.
     let info = prometheus.until("wsprobe_shard_info", Duration::from_secs(20), |r| r.len() == 3).await;
