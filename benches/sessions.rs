@@ -98,6 +98,7 @@ fn main() {
             // Let the opening settle (buffers freed, first pings sent) before holding.
             std::thread::sleep(Duration::from_secs(2));
             let (c0, t0) = (fleet::process_cpu(pid).0, Instant::now());
+            let rss_start = support::status_kib(pid, "VmRSS").unwrap_or(0);
             let mut rss_peak = 0;
             while t0.elapsed() < hold {
                 std::thread::sleep(Duration::from_millis(500));
@@ -109,10 +110,11 @@ fn main() {
             stop(&mut child);
             let _ = writeln!(
                 out,
-                "| {client} | {n} | {established} at open, {still} after holding | {:.2} s | {:.2} s ({:.3} ms) | {:.1} MiB, peak {:.1} MiB ({:.1} KiB) | {:.2} % of one core ({:.0} ms in {:.0} s) |",
+                "| {client} | {n} | {established} at open, {still} after holding | {:.2} s | {:.2} s ({:.3} ms) | {:.1} MiB at the start, {:.1} MiB at the end, peak {:.1} MiB ({:.1} KiB) | {:.2} % of one core ({:.0} ms in {:.0} s) |",
                 opened_in.as_secs_f64(),
                 open_cpu as f64 / 1e9,
                 open_cpu as f64 / 1e6 / n as f64,
+                rss_start as f64 / 1024.0,
                 rss as f64 / 1024.0,
                 rss_peak as f64 / 1024.0,
                 rss as f64 / n as f64,
