@@ -59,7 +59,7 @@ async fn target_page(
 /// a script or reach another host.
 fn page(s: &Shared, render: impl FnOnce(&crate::page::Inputs<'_>) -> String) -> Response {
     let snapshot = s.snapshot.latest();
-    let histories = s.history.borrow().clone();
+    let histories = s.history.snapshot();
     let alerts = s.alerts.borrow().clone();
     let inputs = crate::page::Inputs {
         snapshot: &snapshot,

@@ -6,7 +6,11 @@
 //! same way, as the target's status right after the sink applied a breaker or health
 //! event to it (`HistoryHandle::watched`, one target at a time, so nothing here costs
 //! more with more targets); the breaker's transition count tells a new transition from a
-//! repeated status. Readers take the latest published map without waiting.
+//! repeated status. The task changes each target's history in place, in a map it shares
+//! with the readers: a reader takes a snapshot (the map's `Arc`s, one per target) under a
+//! short lock, and a target whose history a snapshot still holds is copied before its
+//! next change. So a probe costs the same with ten targets or ten thousand; only a page
+//! view walks every target.
 //!
 //! With `alerting.state_dir`, the history is written to `history.json` there every
 //! [`SAVE_EVERY`] while it changes and at shutdown, and read back at start.
@@ -16,10 +20,10 @@ mod ring;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -35,8 +39,20 @@ use crate::util::time::unix_now;
 
 /// Every target's history, by name.
 pub type Histories = BTreeMap<String, Arc<TargetHistory>>;
-/// The latest histories, for the status page.
-pub type HistoryView = watch::Receiver<Arc<Histories>>;
+/// The histories as the task keeps them, for the status page. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryView(Arc<Mutex<Histories>>);
+
+impl HistoryView {
+    /// Every target's history as it is now. Costs one `Arc` per target, under the lock.
+    pub fn snapshot(&self) -> Histories {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Histories> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// How often, at most, the history is written while it changes.
 pub const SAVE_EVERY: Duration = Duration::from_secs(10);
@@ -46,7 +62,7 @@ const QUEUE: usize = 4096;
 /// What the task is told.
 #[derive(Debug)]
 enum Input {
-    Result(Box<ProbeResult>),
+    Result(Box<Probe>),
     /// A target's breaker and health status, right after it changed.
     Watched {
         target: String,
@@ -54,6 +70,15 @@ enum Input {
     },
     /// The configured targets; the others are forgotten.
     Targets(Vec<String>),
+}
+
+/// What the history keeps of one probe result.
+#[derive(Debug)]
+struct Probe {
+    target: String,
+    entry: Entry,
+    /// The names of the steps the entry times, in order.
+    steps: Vec<String>,
 }
 
 /// Feeds the history task; cheap to clone, never blocks.
@@ -64,9 +89,12 @@ pub struct HistoryHandle {
 
 impl HistoryHandle {
     pub fn record(&self, result: &ProbeResult) {
-        let mut slim = result.clone();
-        slim.message_gaps = Vec::new();
-        self.send(&result.target, Input::Result(Box::new(slim)));
+        let probe = Probe {
+            target: result.target.clone(),
+            entry: Entry::of(result),
+            steps: ring::step_names(result).map(str::to_owned).collect(),
+        };
+        self.send(&result.target, Input::Result(Box::new(probe)));
     }
 
     /// `target`'s status after a breaker or health event was applied to it.
@@ -95,18 +123,16 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> (HistoryHandle, HistoryView, JoinHandle<()>) {
     let file = state_dir.map(|d| d.join("history.json"));
-    let histories = file.as_deref().map(persist::load).unwrap_or_default();
+    let view = HistoryView(Arc::new(Mutex::new(file.as_deref().map(persist::load).unwrap_or_default())));
     let (tx, rx) = mpsc::channel(QUEUE);
-    let (view_tx, view) = watch::channel(Arc::new(histories.clone()));
-    let task = tokio::spawn(run(histories, file, rx, view_tx, cancel));
+    let task = tokio::spawn(run(view.clone(), file, rx, cancel));
     (HistoryHandle { tx }, view, task)
 }
 
 async fn run(
-    mut histories: Histories,
+    view: HistoryView,
     file: Option<PathBuf>,
     mut rx: mpsc::Receiver<Input>,
-    view: watch::Sender<Arc<Histories>>,
     cancel: CancellationToken,
 ) {
     let mut save = tokio::time::interval_at(tokio::time::Instant::now() + SAVE_EVERY, SAVE_EVERY);
@@ -118,32 +144,41 @@ async fn run(
             () = cancel.cancelled() => break,
             input = rx.recv() => match input {
                 None => break,
-                Some(Input::Result(r)) => {
-                    Arc::make_mut(histories.entry(r.target.clone()).or_default()).record(&r);
-                    true
-                }
-                Some(Input::Watched { target, watched }) => observe_watched(&mut histories, &target, &watched),
-                Some(Input::Targets(names)) => {
-                    let before = histories.len();
-                    histories.retain(|name, _| names.iter().any(|n| n == name));
-                    histories.len() != before
-                }
+                Some(input) => apply(&mut view.lock(), input),
             },
             _ = save.tick() => {
                 if unsaved {
                     unsaved = false;
-                    write(file.as_deref(), &histories).await;
+                    write(file.as_deref(), &view.snapshot()).await;
                 }
                 false
             }
         };
-        if changed {
-            unsaved = true;
-            view.send_replace(Arc::new(histories.clone()));
-        }
+        unsaved |= changed;
     }
     if unsaved {
-        write(file.as_deref(), &histories).await;
+        write(file.as_deref(), &view.snapshot()).await;
+    }
+}
+
+/// Applies one input; whether anything changed.
+fn apply(histories: &mut Histories, input: Input) -> bool {
+    match input {
+        Input::Result(p) => {
+            let Probe { target, entry, steps } = *p;
+            let history = match histories.get_mut(&target) {
+                Some(h) => h,
+                None => histories.entry(target).or_default(),
+            };
+            Arc::make_mut(history).add(entry, steps.iter().map(String::as_str));
+            true
+        }
+        Input::Watched { target, watched } => observe_watched(histories, &target, &watched),
+        Input::Targets(names) => {
+            let before = histories.len();
+            histories.retain(|name, _| names.iter().any(|n| n == name));
+            histories.len() != before
+        }
     }
 }
 

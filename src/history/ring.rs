@@ -124,6 +124,11 @@ pub struct TargetHistory {
     pub(crate) circuit_seen: Option<(State, u64)>,
 }
 
+/// The names of the steps a result's [`Entry`] times.
+pub(crate) fn step_names(r: &ProbeResult) -> impl Iterator<Item = &str> + Clone {
+    r.steps.iter().take(STEPS).map(|s| s.name.as_str())
+}
+
 fn push_bounded<T>(ring: &mut VecDeque<T>, item: T, cap: usize) {
     while ring.len() >= cap {
         ring.pop_front();
@@ -134,15 +139,19 @@ fn push_bounded<T>(ring: &mut VecDeque<T>, item: T, cap: usize) {
 impl TargetHistory {
     /// Adds a probe result.
     pub fn record(&mut self, r: &ProbeResult) {
-        let names: Vec<&str> = r.steps.iter().take(STEPS).map(|s| s.name.as_str()).collect();
-        if !names.is_empty() && names.iter().map(|n| cut(n, NAME_CHARS)).ne(self.step_names.iter().cloned()) {
+        self.add(Entry::of(r), step_names(r));
+    }
+
+    /// Adds a probe's entry; `steps` names the steps it times, in order.
+    pub fn add<'a>(&mut self, entry: Entry, steps: impl Iterator<Item = &'a str> + Clone) {
+        let mut names = steps.map(|n| cut(n, NAME_CHARS));
+        if names.clone().next().is_some() && names.clone().ne(self.step_names.iter().cloned()) {
             // Another scenario (a reload): the old step timings no longer line up.
-            self.step_names = names.iter().map(|n| cut(n, NAME_CHARS)).collect();
+            self.step_names = names.by_ref().collect();
             for e in &mut self.results {
                 e.steps.clear();
             }
         }
-        let entry = Entry::of(r);
         self.count(entry.at, entry.success);
         push_bounded(&mut self.results, entry, RESULTS);
     }
