@@ -57,6 +57,17 @@ enum Input {
     Session { target: String, event: SessionEvent },
 }
 
+impl Input {
+    /// The one target this input concerns; `None` for a reload's target list.
+    fn target(&self) -> Option<&str> {
+        match self {
+            Input::Result(r) => Some(&r.target),
+            Input::Condition { target, .. } | Input::Session { target, .. } => Some(target),
+            Input::Retain(_) => None,
+        }
+    }
+}
+
 /// Feeds the engine; cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct AlertsHandle {
@@ -133,12 +144,14 @@ pub fn spawn_labelled(
         persist::load(path, &mut detector);
     }
     let (tx, rx) = mpsc::channel(QUEUE);
-    let (view_tx, view_rx) = watch::channel(Arc::new(detector.alerts()));
+    let shown = by_target(detector.alerts());
+    let (view_tx, view_rx) = watch::channel(Arc::new(shown.values().flatten().cloned().collect()));
     let engine = Engine {
         detector,
         dispatcher,
         metrics,
         view: view_tx,
+        shown,
         state_file,
         resend_interval: config.resend_interval,
     };
@@ -151,6 +164,8 @@ struct Engine {
     dispatcher: Dispatcher,
     metrics: AlertingMetrics,
     view: watch::Sender<Arc<Vec<Alert>>>,
+    /// What the view shows, by target: an input re-reads only its own target's alerts.
+    shown: BTreeMap<String, Vec<Alert>>,
     state_file: Option<PathBuf>,
     resend_interval: Duration,
 }
@@ -167,11 +182,15 @@ impl Engine {
         let mut last_persist: Option<tokio::time::Instant> = None;
         let mut changed = false;
         loop {
+            // The target the input was about; `None` after a tick or a reload, which may
+            // move every target's numbers.
+            let mut about = None;
             let transitions = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
                 input = rx.recv() => {
                     changed = true;
+                    about = input.as_ref().and_then(Input::target).map(str::to_owned);
                     match input {
                         None => break,
                         Some(Input::Result(r)) => self.detector.observe(&r, unix_now()),
@@ -210,7 +229,7 @@ impl Engine {
             if !transitions.is_empty() {
                 self.apply(transitions);
             }
-            self.refresh_view();
+            self.refresh_view(about.as_deref());
         }
         if let Some((path, state)) = self.snapshot() {
             persist::save(&path, &state).await;
@@ -242,15 +261,36 @@ impl Engine {
     /// Publishes the alerts as of the latest evaluation. Every input and tick re-evaluates
     /// the numbers (a streak grows, a quantile moves) without a state change, and
     /// `/api/alerts` must tell the same numbers the receivers are sent.
-    fn refresh_view(&self) {
-        let alerts = self.detector.alerts();
-        self.view.send_if_modified(|shown| {
-            let changed = **shown != alerts;
-            if changed {
-                *shown = Arc::new(alerts);
+    ///
+    /// After an input about one target only that target's alerts are read again, so a
+    /// probe costs the same however many targets there are; the view is rebuilt (one
+    /// copy of every alert, not a walk of every target) only when they changed.
+    fn refresh_view(&mut self, about: Option<&str>) {
+        let changed = match about {
+            Some(target) => {
+                let now = self.detector.alerts_of(target);
+                let before = self.shown.get(target).map_or(&[][..], Vec::as_slice);
+                let changed = before != now.as_slice();
+                if changed {
+                    if now.is_empty() {
+                        self.shown.remove(target);
+                    } else {
+                        self.shown.insert(target.to_owned(), now);
+                    }
+                }
+                changed
             }
-            changed
-        });
+            None => {
+                let all = by_target(self.detector.alerts());
+                let changed = all != self.shown;
+                self.shown = all;
+                changed
+            }
+        };
+        if changed {
+            let alerts: Vec<Alert> = self.shown.values().flatten().cloned().collect();
+            self.view.send_replace(Arc::new(alerts));
+        }
     }
 
     /// The state to write, taken synchronously (the detector is not `Sync`, so no borrow
@@ -265,6 +305,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// Alerts grouped by target, each group in the detector's order.
+fn by_target(alerts: Vec<Alert>) -> BTreeMap<String, Vec<Alert>> {
+    let mut out: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
+    for a in alerts {
+        out.entry(a.key.target.clone()).or_default().push(a);
+    }
+    out
 }
 
 fn log_transition(t: &Transition) {

@@ -267,14 +267,17 @@ impl Detector {
 
     /// Pending and firing alerts, ordered by target, alert name and subject.
     pub(crate) fn alerts(&self) -> Vec<Alert> {
-        let mut out = Vec::new();
-        for (name, target) in &self.targets {
-            for ((kind, subject), lc) in &target.alerts {
-                let key = AlertKey { kind: *kind, target: name.clone(), subject: subject.clone() };
-                out.push(lc.alert(key, self.config.timing(*kind).severity));
-            }
-        }
-        out
+        self.targets.keys().flat_map(|name| self.alerts_of(name)).collect()
+    }
+
+    /// One target's part of [`Self::alerts`].
+    pub(crate) fn alerts_of(&self, name: &str) -> Vec<Alert> {
+        let Some(target) = self.targets.get(name) else { return Vec::new() };
+        let alerts = target.alerts.iter().map(|((kind, subject), lc)| {
+            let key = AlertKey { kind: *kind, target: name.to_owned(), subject: subject.clone() };
+            lc.alert(key, self.config.timing(*kind).severity)
+        });
+        alerts.collect()
     }
 
     /// Drops every target `keep` rejects (e.g. after a reload removed it). Its firing
