@@ -23,6 +23,14 @@ pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// Connects to the first address that accepts; the caller bounds the whole attempt with
 /// the connect timeout. When every attempt fails, the last failure is reported.
 pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, NetError> {
+    if let [only] = addrs {
+        // Nothing to race: connect in this task rather than spawn one, which would cost a
+        // task and, often, a wake-up of another worker thread on every probe.
+        return match TcpStream::connect(only).await {
+            Ok(stream) => Ok(nodelay(stream)),
+            Err(e) => Err(failure(Some((only.to_string(), e)))),
+        };
+    }
     let mut queue = interleave(addrs).into_iter();
     let mut attempts = JoinSet::new();
     let mut last: Option<(String, io::Error)> = None;
@@ -42,12 +50,8 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, NetError> {
         let more = queue.len() > 0;
         tokio::select! {
             Some(done) = attempts.join_next() => match done {
-                Ok((_, Ok(stream))) => {
-                    // Probe traffic is a handful of small frames: send each at once.
-                    let _ = stream.set_nodelay(true);
-                    // Dropping the set aborts the attempts still in flight.
-                    return Ok(stream);
-                }
+                // Dropping the set aborts the attempts still in flight.
+                Ok((_, Ok(stream))) => return Ok(nodelay(stream)),
                 Ok((addr, Err(e))) => {
                     last = Some((addr.to_string(), e));
                     // A failed attempt frees its turn: the next one starts now.
@@ -62,6 +66,12 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, NetError> {
             else => return Err(failure(last)),
         }
     }
+}
+
+/// Probe traffic is a handful of small frames: send each at once.
+fn nodelay(stream: TcpStream) -> TcpStream {
+    let _ = stream.set_nodelay(true);
+    stream
 }
 
 /// The addresses alternating between families, starting with the first address's family;

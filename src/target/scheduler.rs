@@ -10,6 +10,7 @@
 //! (the first probe after the recovery timeout is the half-open trial). The task also starts
 //! the target's health checks and remote-breaker poll ([`crate::health`]), which end with it.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,9 +80,11 @@ impl Recorder {
 
 /// One log line per probe result, with the same fields as the failure metric.
 pub fn log_result(r: &ProbeResult) {
-    let phases: Vec<String> =
-        r.phases.iter().map(|(p, s)| format!("{}={:.1}ms", p.as_str(), s * 1000.0)).collect();
-    let phases = phases.join(" ");
+    let mut phases = String::with_capacity(128);
+    for (i, (p, s)) in r.phases.iter().enumerate() {
+        let gap = if i == 0 { "" } else { " " };
+        let _ = write!(phases, "{gap}{}={:.1}ms", p.as_str(), s * 1000.0);
+    }
     if r.success {
         tracing::info!(
             target_name = %r.target,
