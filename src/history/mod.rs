@@ -1,16 +1,14 @@
 //! Each target's recent history for the status page, bounded and kept across restarts.
 //!
-//! One task owns every target's [`TargetHistory`]. Probe results reach it from the
-//! target's sink (`HistoryHandle::record`, which never waits: a result that does not fit
-//! the queue is dropped and logged). Breaker transitions and version changes arrive the
-//! same way, as the target's status right after the sink applied a breaker or health
-//! event to it (`HistoryHandle::watched`, one target at a time, so nothing here costs
-//! more with more targets); the breaker's transition count tells a new transition from a
-//! repeated status. The task changes each target's history in place, in a map it shares
-//! with the readers: a reader takes a snapshot (the map's `Arc`s, one per target) under a
-//! short lock, and a target whose history a snapshot still holds is copied before its
-//! next change. So a probe costs the same with ten targets or ten thousand; only a page
-//! view walks every target.
+//! Every target's [`TargetHistory`] lives in one map shared by the target tasks, which
+//! write into it, and the status page, which reads it. A probe result is added by the
+//! target's sink (`HistoryHandle::record`) in its own task, under a lock held for one
+//! ring push; breaker transitions and version changes arrive the same way, as the
+//! target's status right after the sink applied a breaker or health event to it
+//! (`HistoryHandle::watched`); the breaker's transition count tells a new transition from
+//! a repeated status. So a probe costs the same with ten targets or ten thousand, and
+//! wakes no other task. A page view takes a snapshot (one `Arc` per target, under the
+//! lock); a target whose history a snapshot still holds is copied before its next change.
 //!
 //! With `alerting.state_dir`, the history is written to `history.json` there every
 //! [`SAVE_EVERY`] while it changes and at shutdown, and read back at start.
@@ -20,10 +18,10 @@ mod ring;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +37,7 @@ use crate::util::time::unix_now;
 
 /// Every target's history, by name.
 pub type Histories = BTreeMap<String, Arc<TargetHistory>>;
-/// The histories as the task keeps them, for the status page. Cheap to clone (shared).
+/// The histories, shared by the writers and the status page. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryView(Arc<Mutex<Histories>>);
 
@@ -56,137 +54,82 @@ impl HistoryView {
 
 /// How often, at most, the history is written while it changes.
 pub const SAVE_EVERY: Duration = Duration::from_secs(10);
-/// Results waiting for the task before new ones are dropped.
-const QUEUE: usize = 4096;
 
-/// What the task is told.
-#[derive(Debug)]
-enum Input {
-    Result(Box<Probe>),
-    /// A target's breaker and health status, right after it changed.
-    Watched {
-        target: String,
-        watched: Box<Watched>,
-    },
-    /// The configured targets; the others are forgotten.
-    Targets(Vec<String>),
-}
-
-/// What the history keeps of one probe result.
-#[derive(Debug)]
-struct Probe {
-    target: String,
-    entry: Entry,
-    /// The names of the steps the entry times, in order.
-    steps: Vec<String>,
-}
-
-/// Feeds the history task; cheap to clone, never blocks.
+/// Feeds the history; cheap to clone, never waits on another task.
 #[derive(Debug, Clone)]
 pub struct HistoryHandle {
-    tx: mpsc::Sender<Input>,
+    view: HistoryView,
+    /// Set by every change, cleared by the write that saves it.
+    unsaved: Arc<AtomicBool>,
 }
 
 impl HistoryHandle {
     pub fn record(&self, result: &ProbeResult) {
-        let probe = Probe {
-            target: result.target.clone(),
-            entry: Entry::of(result),
-            steps: ring::step_names(result).map(str::to_owned).collect(),
+        let entry = Entry::of(result);
+        let mut histories = self.view.lock();
+        let history = match histories.get_mut(&result.target) {
+            Some(h) => h,
+            None => histories.entry(result.target.clone()).or_default(),
         };
-        self.send(&result.target, Input::Result(Box::new(probe)));
+        Arc::make_mut(history).add(entry, ring::step_names(result));
+        drop(histories);
+        self.unsaved.store(true, Ordering::Relaxed);
     }
 
     /// `target`'s status after a breaker or health event was applied to it.
     pub fn watched(&self, target: &str, watched: Watched) {
-        self.send(target, Input::Watched { target: target.to_owned(), watched: Box::new(watched) });
+        if observe_watched(&mut self.view.lock(), target, &watched) {
+            self.unsaved.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// The configured target list changed.
+    /// The configured target list changed: the others are forgotten.
     pub fn targets(&self, names: Vec<String>) {
-        // Never dropped for a full queue silently: a stale entry would only linger until
-        // the next reload, but say so.
-        self.send("", Input::Targets(names));
-    }
-
-    fn send(&self, target: &str, input: Input) {
-        if self.tx.try_send(input).is_err() && !self.tx.is_closed() {
-            tracing::warn!(target_name = %target, "The history is behind; news of a target was not kept.");
+        let mut histories = self.view.lock();
+        let before = histories.len();
+        histories.retain(|name, _| names.iter().any(|n| n == name));
+        if histories.len() != before {
+            self.unsaved.store(true, Ordering::Relaxed);
         }
     }
 }
 
-/// Starts the task, with what `state_dir` holds. It ends when `cancel` fires, after a
-/// last write.
+/// Loads what `state_dir` holds and starts the task that writes it back. The task ends
+/// when `cancel` fires, after a last write.
 pub fn spawn(
     state_dir: Option<PathBuf>,
     cancel: CancellationToken,
 ) -> (HistoryHandle, HistoryView, JoinHandle<()>) {
     let file = state_dir.map(|d| d.join("history.json"));
     let view = HistoryView(Arc::new(Mutex::new(file.as_deref().map(persist::load).unwrap_or_default())));
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(view.clone(), file, rx, cancel));
-    (HistoryHandle { tx }, view, task)
+    let handle = HistoryHandle { view: view.clone(), unsaved: Arc::default() };
+    let task = tokio::spawn(save_while_changing(handle.clone(), file, cancel));
+    (handle, view, task)
 }
 
-async fn run(
-    view: HistoryView,
-    file: Option<PathBuf>,
-    mut rx: mpsc::Receiver<Input>,
-    cancel: CancellationToken,
-) {
+async fn save_while_changing(history: HistoryHandle, file: Option<PathBuf>, cancel: CancellationToken) {
+    let Some(file) = file else { return };
     let mut save = tokio::time::interval_at(tokio::time::Instant::now() + SAVE_EVERY, SAVE_EVERY);
     save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut unsaved = false;
     loop {
-        let changed = tokio::select! {
+        tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            input = rx.recv() => match input {
-                None => break,
-                Some(input) => apply(&mut view.lock(), input),
-            },
             _ = save.tick() => {
-                if unsaved {
-                    unsaved = false;
-                    write(file.as_deref(), &view.snapshot()).await;
+                if history.unsaved.swap(false, Ordering::Relaxed) {
+                    write(&file, &history.view.snapshot()).await;
                 }
-                false
             }
-        };
-        unsaved |= changed;
-    }
-    if unsaved {
-        write(file.as_deref(), &view.snapshot()).await;
-    }
-}
-
-/// Applies one input; whether anything changed.
-fn apply(histories: &mut Histories, input: Input) -> bool {
-    match input {
-        Input::Result(p) => {
-            let Probe { target, entry, steps } = *p;
-            let history = match histories.get_mut(&target) {
-                Some(h) => h,
-                None => histories.entry(target).or_default(),
-            };
-            Arc::make_mut(history).add(entry, steps.iter().map(String::as_str));
-            true
         }
-        Input::Watched { target, watched } => observe_watched(histories, &target, &watched),
-        Input::Targets(names) => {
-            let before = histories.len();
-            histories.retain(|name, _| names.iter().any(|n| n == name));
-            histories.len() != before
-        }
+    }
+    if history.unsaved.swap(false, Ordering::Relaxed) {
+        write(&file, &history.view.snapshot()).await;
     }
 }
 
-async fn write(file: Option<&std::path::Path>, histories: &Histories) {
-    if let Some(path) = file {
-        if let Some(bytes) = persist::serialize(histories) {
-            persist::save(path, &bytes).await;
-        }
+async fn write(path: &std::path::Path, histories: &Histories) {
+    if let Some(bytes) = persist::serialize(histories) {
+        persist::save(path, &bytes).await;
     }
 }
 
