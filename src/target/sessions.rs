@@ -183,13 +183,13 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
     let mut backoff = Backoff::new(s.settings.reconnect);
     loop {
         Box::pin(async { s.circuit.lock().await.poll(Instant::now(), &s.recorder).await }).await;
-        // Boxed: the connect's state (resolver, TLS, upgrade) is large and only lives while
-        // connecting; inline, every held session would carry its 17 KiB for its whole life.
-        let opening = async {
-            let _turn = s.connecting.acquire().await.ok()?;
-            s.prepared.prober.open(&cancel).await
-        };
-        let Some(opened) = Box::pin(opening).await else { return };
+        // The connect's state (resolver, TLS, upgrade) is large and only lives while
+        // connecting: boxed, or every held session would carry its 13 KiB for its whole
+        // life, and boxed only once this session's turn came, or the thousands waiting
+        // for a turn while a fleet opens would each hold one.
+        let Ok(turn) = s.connecting.acquire().await else { return };
+        let Some(opened) = Box::pin(s.prepared.prober.open(&cancel)).await else { return };
+        drop(turn);
         let result = opened.result;
         let failure = (!result.success).then(|| failure_summary(&result));
         if result.success {
