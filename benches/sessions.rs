@@ -298,27 +298,41 @@ fn bare_client() {
     rt.block_on(async move {
         let gate = Arc::new(tokio::sync::Semaphore::new(OPENING_AT_ONCE));
         for (i, url) in urls.into_iter().enumerate() {
-            let gate = gate.clone();
-            let tls = tls.clone();
             let offset = PING_EVERY.mul_f64((i % 1000) as f64 / 1000.0);
-            tokio::spawn(async move {
-                let permit = gate.acquire_owned().await;
-                let (scheme, rest) = url.split_once("://").unwrap_or(("ws", &url));
-                let host = rest.split('/').next().unwrap_or("").to_owned();
-                let Ok(tcp) = tokio::net::TcpStream::connect(&host).await else { return };
-                match (scheme, tls) {
-                    ("wss", Some(tls)) => {
-                        let Ok(addr) = host.parse::<SocketAddr>() else { return };
-                        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-                        let Ok(stream) = tls.connect(name, tcp).await else { return };
-                        hold(url, stream, permit, offset).await;
-                    }
-                    _ => hold(url, tcp, permit, offset).await,
-                }
-            });
+            // Two task types, so a ws:// session's task holds no TLS state.
+            match &tls {
+                Some(tls) => drop(tokio::spawn(open_tls(url, tls.clone(), gate.clone(), offset))),
+                None => drop(tokio::spawn(open_plain(url, gate.clone(), offset))),
+            }
         }
         let _ = tokio::signal::ctrl_c().await;
     });
+}
+
+/// `host:port` of a `ws://` or `wss://` URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or("")
+}
+
+async fn open_plain(url: String, gate: Arc<tokio::sync::Semaphore>, offset: Duration) {
+    let permit = gate.acquire_owned().await;
+    let Ok(tcp) = tokio::net::TcpStream::connect(url_host(&url)).await else { return };
+    hold(url, tcp, permit, offset).await;
+}
+
+async fn open_tls(
+    url: String,
+    tls: tokio_rustls::TlsConnector,
+    gate: Arc<tokio::sync::Semaphore>,
+    offset: Duration,
+) {
+    let permit = gate.acquire_owned().await;
+    let Ok(addr) = url_host(&url).parse::<SocketAddr>() else { return };
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { return };
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let Ok(stream) = tls.connect(name, tcp).await else { return };
+    hold(url, stream, permit, offset).await;
 }
 
 /// Upgrades `stream` and holds the session, pinging every 15 s from `offset` on; the
