@@ -1,6 +1,7 @@
 //! Helpers for the benches that drive many targets or sessions at once: a WebSocket
-//! server listening on several loopback addresses, the `wsprobe run` child and its
-//! `/metrics`, the Python `websockets` client in its own venv, and the file limit.
+//! server listening on several loopback addresses (plain, or `wss://` behind a CA made at
+//! start), the `wsprobe run` child and its `/metrics`, the Python `websockets` client in
+//! its own venv, and the file limit.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -38,6 +41,16 @@ pub struct Counts {
 /// [`super::WELCOME`], then answers pings (tungstenite does) until the client closes.
 /// Its read buffer is small, so holding many sessions costs the server little memory.
 pub async fn start_server() -> (Vec<SocketAddr>, Arc<Counts>) {
+    start_server_with(None).await
+}
+
+/// [`start_server`] speaking `wss://` with `tls` (see [`loopback_tls`]): the TLS handshake
+/// first, then the same upgrade and holding.
+pub async fn start_tls_server(tls: Arc<rustls::ServerConfig>) -> (Vec<SocketAddr>, Arc<Counts>) {
+    start_server_with(Some(tls)).await
+}
+
+async fn start_server_with(tls: Option<Arc<rustls::ServerConfig>>) -> (Vec<SocketAddr>, Arc<Counts>) {
     let counts = Arc::new(Counts::default());
     let mut addrs = Vec::new();
     for k in 1..=ADDRESSES {
@@ -46,28 +59,19 @@ pub async fn start_server() -> (Vec<SocketAddr>, Arc<Counts>) {
             .expect("bind the bench server on a loopback address");
         addrs.push(listener.local_addr().expect("its address"));
         let counts = counts.clone();
+        let acceptor = tls.clone().map(TlsAcceptor::from);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let counts = counts.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-                    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
-                    else {
-                        return;
-                    };
-                    counts.opened.fetch_add(1, Ordering::Relaxed);
-                    if ws.send(Message::text(super::WELCOME)).await.is_err() {
-                        return;
-                    }
-                    while let Some(m) = ws.next().await {
-                        match m {
-                            Ok(Message::Close(_)) => {
-                                counts.closed.fetch_add(1, Ordering::Relaxed);
-                                // tungstenite answers the close; drain to the end.
+                    match acceptor {
+                        None => hold_upgraded(stream, &counts).await,
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                hold_upgraded(tls, &counts).await;
                             }
-                            Ok(_) => {}
-                            Err(_) => break,
                         }
                     }
                 });
@@ -75,6 +79,76 @@ pub async fn start_server() -> (Vec<SocketAddr>, Arc<Counts>) {
         });
     }
     (addrs, counts)
+}
+
+/// One server-side session: upgrade, [`super::WELCOME`], then read until the client ends it.
+async fn hold_upgraded<S>(stream: S, counts: &Counts)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+        return;
+    };
+    counts.opened.fetch_add(1, Ordering::Relaxed);
+    if ws.send(Message::text(super::WELCOME)).await.is_err() {
+        return;
+    }
+    while let Some(m) = ws.next().await {
+        match m {
+            Ok(Message::Close(_)) => {
+                counts.closed.fetch_add(1, Ordering::Relaxed);
+                // tungstenite answers the close; drain to the end.
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// The certificates for a `wss://` fleet, made afresh for each run.
+#[derive(Debug)]
+pub struct LoopbackTls {
+    /// The server's configuration: a certificate for every bench address, signed by the CA.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The CA certificate as PEM, written to a file for the clients to trust.
+    pub ca_file: PathBuf,
+}
+
+/// A CA and a server certificate it signs, valid for `127.0.0.1..=127.0.0.<ADDRESSES>` (IP
+/// SANs), so clients verify the chain and the address as they would against a real service;
+/// the CA's PEM goes to `dir/ca.pem`. The server sends no session tickets: every client here
+/// makes full handshakes anyway (wsprobe turns resumption off), and tickets would only add
+/// server-side state per connection.
+pub fn loopback_tls(dir: &Path) -> LoopbackTls {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = rcgen::KeyPair::generate().expect("rcgen makes the CA's key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("the CA's parameters");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "wsprobe bench CA");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("rcgen signs the CA");
+
+    let names: Vec<String> = (1..=ADDRESSES).map(|k| format!("127.0.0.{k}")).collect();
+    let server_key = rcgen::KeyPair::generate().expect("rcgen makes the server's key");
+    let mut params = rcgen::CertificateParams::new(names).expect("the server certificate's parameters");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "wsprobe bench server");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&server_key, &ca).expect("the CA signs the server certificate");
+
+    let ca_file = dir.join("ca.pem");
+    fs::write(&ca_file, ca.pem()).expect("write the CA's PEM");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+    let chain = vec![CertificateDer::from(cert.der().to_vec())];
+    let mut server =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("rcgen produced a usable certificate and key");
+    server.send_tls13_tickets = 0;
+    LoopbackTls { server: Arc::new(server), ca_file }
 }
 
 /// A `wsprobe run` child and where its `/metrics` is.
@@ -243,7 +317,12 @@ pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 /// `ws://` URLs spread over the server's addresses, one per index.
 pub fn urls(addrs: &[SocketAddr], n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("ws://{}/t{i}", addrs[i % addrs.len()])).collect()
+    scheme_urls("ws", addrs, n)
+}
+
+/// [`urls`] with another scheme (`wss` for [`start_tls_server`]).
+pub fn scheme_urls(scheme: &str, addrs: &[SocketAddr], n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{scheme}://{}/t{i}", addrs[i % addrs.len()])).collect()
 }
 
 /// A Python list literal of the URLs, one per line (for the Python clients).
