@@ -12,14 +12,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::series::{push_count_as_float, push_f64, Entry, Store};
+use super::series::{push_count_as_float, push_f64, Entry, Lines, Store};
 use super::tracker::Vector;
 use super::LATENCY_BUCKETS;
 
 /// One series' counts per bucket (not cumulative), the last one past every bound, and
 /// the sum as `f64` bits.
 #[derive(Debug)]
-struct Cells {
+pub(crate) struct Cells {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     sum: AtomicU64,
 }
@@ -92,38 +92,44 @@ impl LatencyVec {
     }
 
     /// Appends this histogram in the text format; nothing when it has no series.
-    pub(crate) fn render(&self, out: &mut String) {
-        let f = &*self.0;
-        let all = f.store.sorted();
-        if all.is_empty() {
-            return;
+    #[cfg(test)]
+    fn render(&self, out: &mut String) {
+        super::exposition::render_family(self, out);
+    }
+}
+
+impl Lines for LatencyVec {
+    type Cell = Cells;
+    const TYPE: &'static str = "histogram";
+
+    fn store(&self) -> &Store<Cells> {
+        &self.0.store
+    }
+
+    fn lines(&self, e: &Entry<Cells>, out: &mut String) {
+        let name = &self.0.store.name;
+        let c = &e.cell;
+        let mut cumulative = 0u64;
+        for (bucket, le) in c.buckets.iter().zip(&self.0.le) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            out.push_str(name);
+            out.push_str("_bucket{");
+            out.push_str(&e.labels);
+            out.push_str(le);
+            push_count_as_float(out, cumulative);
+            out.push('\n');
         }
-        f.store.head("histogram", out);
-        let name = &f.store.name;
-        for e in &all {
-            let c = &e.cell;
-            let mut cumulative = 0u64;
-            for (bucket, le) in c.buckets.iter().zip(&f.le) {
-                cumulative += bucket.load(Ordering::Relaxed);
-                out.push_str(name);
-                out.push_str("_bucket{");
-                out.push_str(&e.labels);
-                out.push_str(le);
+        for (suffix, last) in [("_sum{", false), ("_count{", true)] {
+            out.push_str(name);
+            out.push_str(suffix);
+            out.push_str(&e.labels);
+            out.push_str("} ");
+            if last {
                 push_count_as_float(out, cumulative);
-                out.push('\n');
+            } else {
+                push_f64(out, f64::from_bits(c.sum.load(Ordering::Relaxed)));
             }
-            for (suffix, last) in [("_sum{", false), ("_count{", true)] {
-                out.push_str(name);
-                out.push_str(suffix);
-                out.push_str(&e.labels);
-                out.push_str("} ");
-                if last {
-                    push_count_as_float(out, cumulative);
-                } else {
-                    push_f64(out, f64::from_bits(c.sum.load(Ordering::Relaxed)));
-                }
-                out.push('\n');
-            }
+            out.push('\n');
         }
     }
 }

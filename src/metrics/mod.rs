@@ -37,6 +37,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::{Gauge, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use exposition::Family;
+pub use exposition::{Scrape, PAGE};
 pub use histogram::{LatencyHistogram, LatencyVec};
 pub use prometheus::Error;
 pub use scalar::{CounterSeries, GaugeSeries, IntGaugeSeries, ScalarVec};
@@ -191,10 +192,15 @@ impl Registry {
     /// The Prometheus text exposition of every metric, families in order of name.
     pub fn render(&self) -> String {
         let mut text = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 64 * 1024);
-        let own = self.own.read().unwrap_or_else(PoisonError::into_inner).clone();
-        exposition::render(&self.inner.gather(), &own, &mut text);
+        self.scrape().fill(&mut text, usize::MAX);
         self.last_size.store(text.len(), Ordering::Relaxed);
         text
+    }
+
+    /// The same exposition, to be written a page at a time ([`Scrape`]).
+    pub fn scrape(&self) -> Scrape {
+        let own = self.own.read().unwrap_or_else(PoisonError::into_inner).clone();
+        Scrape::new(self.inner.gather(), own)
     }
 }
 

@@ -16,11 +16,11 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::series::{push_count_as_float, push_f64, push_int_as_float, Entry, Store};
+use super::series::{push_count_as_float, push_f64, push_int_as_float, Entry, Lines, Store};
 use super::tracker::Vector;
 
 /// What one kind stores in its word, and how it is written.
-pub trait Kind: Send + Sync + 'static {
+pub trait Kind: std::fmt::Debug + Send + Sync + 'static {
     /// The `# TYPE` of the family.
     const TYPE: &'static str;
     fn write(word: u64, out: &mut String);
@@ -196,21 +196,27 @@ impl<K: Kind> ScalarVec<K> {
     }
 
     /// Appends this family in the text format; nothing when it has no series.
-    pub(crate) fn render(&self, out: &mut String) {
-        let all = self.store.sorted();
-        if all.is_empty() {
-            return;
-        }
-        self.store.head(K::TYPE, out);
-        let name = &self.store.name;
-        for e in &all {
-            out.push_str(name);
-            out.push('{');
-            out.push_str(&e.labels);
-            out.push_str("} ");
-            K::write(e.cell.load(Ordering::Relaxed), out);
-            out.push('\n');
-        }
+    #[cfg(test)]
+    fn render(&self, out: &mut String) {
+        super::exposition::render_family(self, out);
+    }
+}
+
+impl<K: Kind> Lines for ScalarVec<K> {
+    type Cell = AtomicU64;
+    const TYPE: &'static str = K::TYPE;
+
+    fn store(&self) -> &Store<AtomicU64> {
+        &self.store
+    }
+
+    fn lines(&self, e: &Entry<AtomicU64>, out: &mut String) {
+        out.push_str(&self.store.name);
+        out.push('{');
+        out.push_str(&e.labels);
+        out.push_str("} ");
+        K::write(e.cell.load(Ordering::Relaxed), out);
+        out.push('\n');
     }
 }
 

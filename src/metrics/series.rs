@@ -130,6 +130,17 @@ impl<C> Store<C> {
     }
 }
 
+/// How one self-rendering family writes a series; ordering and paging are shared
+/// ([`super::exposition`]).
+pub(crate) trait Lines: Clone + std::fmt::Debug + Send + Sync + 'static {
+    type Cell: Send + Sync + 'static;
+    /// The `# TYPE` of the family.
+    const TYPE: &'static str;
+    fn store(&self) -> &Store<Self::Cell>;
+    /// Appends every sample line of one series.
+    fn lines(&self, series: &Entry<Self::Cell>, out: &mut String);
+}
+
 /// Appends `n` in decimal.
 pub(crate) fn push_u64(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];

@@ -163,3 +163,22 @@ fn a_name_is_one_family_whoever_renders_it() {
         "the crate's name checks apply to self-rendered families too"
     );
 }
+
+#[test]
+fn the_pages_of_a_scrape_are_the_exposition() {
+    let r = registry();
+    let m = three(&r);
+    for i in 0..400 {
+        record(&m, &format!("target-{i:03}"));
+    }
+    let whole = r.render();
+    let pages: Vec<String> = r.scrape().collect();
+    assert!(pages.len() > 3, "{} bytes in {} pages", whole.len(), pages.len());
+    assert_eq!(pages.concat(), whole);
+    for p in &pages {
+        assert!(p.ends_with('\n'), "a page ends between lines");
+        // A page stops at the first line past `PAGE`; the longest series here is a
+        // histogram's 19 lines of under 100 bytes each.
+        assert!(p.len() < PAGE + 19 * 100, "page of {} bytes", p.len());
+    }
+}
