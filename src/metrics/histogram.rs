@@ -5,9 +5,10 @@
 //! description (label pairs as owned strings, one record per bucket) and then formatting
 //! that, every bucket count as a float; with thousands of targets that copy and format
 //! was most of a half-second scrape. Here each series keeps its label text, already
-//! escaped, from its creation, and holds plain atomic counters; rendering is appending
-//! that text, the precomputed `le` values and integers to one buffer. The output is the
-//! same text format (cumulative buckets, `+Inf`, `_sum`, `_count`).
+//! escaped, from its creation ([`super::series`]), and holds plain atomic counters;
+//! rendering is appending that text, the precomputed `le` values and integers to the page
+//! being written. The output is the same text format (cumulative buckets, `+Inf`,
+//! `_sum`, `_count`), byte for byte.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

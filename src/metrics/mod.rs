@@ -9,6 +9,13 @@
 //! (`daemon/metrics.rs`: targets, reloads). Label values come only from configured names
 //! and closed enums, so cardinality is bounded by the configuration.
 //!
+//! Per-target families, which are nearly all of a scrape's series, render themselves:
+//! `series` keeps each series' label text (escaped once) in the order the text format
+//! wants, `histogram` and `scalar` write their kind's lines, and `exposition` merges them
+//! by name with the daemon-wide families the `prometheus` crate keeps and writes the
+//! text a page at a time, so `/metrics` streams it. Every family name is registered once,
+//! whichever side renders it.
+//!
 //! A per-target metric is registered with one of the `target_*` helpers: its first label
 //! is `target`, and every series made through it is noted by the [`Tracker`], so removing
 //! a target (or one of its steps, checks or breakers) is [`Tracker::forget`] or

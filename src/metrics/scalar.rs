@@ -311,13 +311,12 @@ mod tests {
             mine.with_label_values(&[&target]).set(v);
             theirs.with_label_values(&[&target]).set(v);
         }
-        for g in [&mine.with_label_values(&["up"])] {
-            g.inc();
-            g.inc();
-            g.dec();
-            g.add(10);
-            g.sub(3);
-        }
+        let g = mine.with_label_values(&["up"]);
+        g.inc();
+        g.inc();
+        g.dec();
+        g.add(10);
+        g.sub(3);
         let g = theirs.with_label_values(&["up"]);
         g.inc();
         g.inc();
