@@ -16,7 +16,7 @@ use std::sync::Arc;
 use prometheus::proto::MetricFamily;
 use prometheus::TextEncoder;
 
-use super::series::{Entry, Lines};
+use super::series::{Lines, Sorted};
 
 /// How much a page of the exposition holds, give or take a line: small enough to stay
 /// below the allocator's threshold for mapping fresh memory (128 KiB in glibc).
@@ -38,7 +38,7 @@ pub(crate) trait Pager: Send {
 
 struct Paged<L: Lines> {
     family: L,
-    series: Vec<Arc<Entry<L::Cell>>>,
+    series: Sorted<L::Cell>,
     next: usize,
     headed: bool,
 }

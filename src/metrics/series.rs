@@ -12,7 +12,8 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// One labelled series: its label values (in the family's label order), its label text
 /// (`phase="dns",target="a"`, escaped, names alphabetical) and its cell.
@@ -38,7 +39,15 @@ pub(crate) struct Store<C> {
     /// Indexes into `labels`, in alphabetical order of the names.
     order: Vec<usize>,
     series: RwLock<HashMap<u64, Vec<Arc<Entry<C>>>>>,
+    /// Bumped (under the write lock) whenever a series is added or removed.
+    generation: AtomicU64,
+    /// The series in exposition order as of a generation: sorting 100,000 series was
+    /// most of a scrape, and the set changes rarely (a new target, reason or step).
+    sorted: Mutex<Option<(u64, Sorted<C>)>>,
 }
+
+/// A family's series in exposition order.
+pub(crate) type Sorted<C> = Arc<[Arc<Entry<C>>]>;
 
 fn hash(values: &[&str]) -> u64 {
     let mut h = DefaultHasher::new();
@@ -56,6 +65,8 @@ impl<C> Store<C> {
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
             order,
             series: RwLock::default(),
+            generation: AtomicU64::new(0),
+            sorted: Mutex::default(),
         }
     }
 
@@ -95,6 +106,7 @@ impl<C> Store<C> {
             cell: cell(),
         });
         bucket.push(entry.clone());
+        self.changed();
         entry
     }
 
@@ -102,19 +114,47 @@ impl<C> Store<C> {
         let key = hash(values);
         let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(bucket) = series.get_mut(&key) {
+            let before = bucket.len();
             bucket.retain(|e| !e.is(values));
+            if bucket.len() != before {
+                self.changed();
+            }
             if bucket.is_empty() {
                 series.remove(&key);
             }
         }
     }
 
-    /// Every series, in exposition order; empty when the family has none.
-    pub(crate) fn sorted(&self) -> Vec<Arc<Entry<C>>> {
-        let mut all: Vec<Arc<Entry<C>>> =
-            self.series.read().unwrap_or_else(PoisonError::into_inner).values().flatten().cloned().collect();
+    /// Called with the write lock held: the sorted list is stale (and dropped now, so it
+    /// keeps no removed series alive).
+    fn changed(&self) {
+        self.generation.fetch_add(1, AtomicOrdering::Relaxed);
+        *self.sorted.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Every series, in exposition order; empty when the family has none. Sorted again
+    /// only after a series was added or removed.
+    pub(crate) fn sorted(&self) -> Sorted<C> {
+        let (generation, mut all) = {
+            let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            // Read under the read lock: no series is added or removed meanwhile, so what is
+            // collected below is exactly this generation.
+            let generation = self.generation.load(AtomicOrdering::Relaxed);
+            if let Some((g, sorted)) = &*self.sorted.lock().unwrap_or_else(PoisonError::into_inner) {
+                if *g == generation {
+                    return sorted.clone();
+                }
+            }
+            let all: Vec<Arc<Entry<C>>> = series.values().flatten().cloned().collect();
+            (generation, all)
+        };
         all.sort_unstable_by(|a, b| self.compare(a, b));
-        all
+        let sorted: Sorted<C> = all.into();
+        // Kept only if still current; a change since then made it stale already.
+        if self.generation.load(AtomicOrdering::Relaxed) == generation {
+            *self.sorted.lock().unwrap_or_else(PoisonError::into_inner) = Some((generation, sorted.clone()));
+        }
+        sorted
     }
 
     fn compare(&self, a: &Entry<C>, b: &Entry<C>) -> Ordering {
@@ -217,5 +257,28 @@ mod tests {
             push_count_as_float(&mut s, n);
             assert_eq!(s, (n as f64).to_string(), "{n}");
         }
+    }
+
+    fn targets(s: &Store<()>) -> Vec<String> {
+        s.sorted().iter().map(|e| e.values[0].clone()).collect()
+    }
+
+    #[test]
+    fn the_sorted_list_is_kept_until_a_series_comes_or_goes() {
+        let s = Store::<()>::new("f", "h", &["target"]);
+        s.get_or_create(&["b"], || ());
+        s.get_or_create(&["a"], || ());
+        let first = s.sorted();
+        assert!(Arc::ptr_eq(&first, &s.sorted()), "unchanged: not sorted again");
+        s.get_or_create(&["a"], || ());
+        assert!(Arc::ptr_eq(&first, &s.sorted()), "an existing series changes nothing");
+        assert_eq!(targets(&s), ["a", "b"]);
+
+        s.get_or_create(&["c"], || ());
+        assert_eq!(targets(&s), ["a", "b", "c"], "a new series is in the next scrape");
+        s.remove(&["a"]);
+        assert_eq!(targets(&s), ["b", "c"], "a removed one is not");
+        s.remove(&["nobody"]);
+        assert_eq!(targets(&s), ["b", "c"]);
     }
 }
