@@ -5,8 +5,9 @@
 //! creates each target's series as the supervisor does (`add_target`, a closed circuit)
 //! and records one successful probe per target with the six phases of a `ws://` probe
 //! (dns, connect, handshake, first_message, ping, close), then renders the exposition
-//! `WSPROBE_BENCH_SCRAPES` times on this thread, reading this thread's CPU from
-//! `/proc/self/task/<tid>/schedstat`. Targets: `WSPROBE_BENCH_TARGETS` (default 5000).
+//! `WSPROBE_BENCH_SCRAPES` times on this thread, whole into one string and then page by
+//! page as `/metrics` sends it, reading this thread's CPU from
+//! `/proc/self/task/<tid>/schedstat` and its minor page faults from its `stat`. Targets: `WSPROBE_BENCH_TARGETS` (default 5000).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -46,15 +47,32 @@ fn main() {
         .ok()
         .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok());
     let cpu = || support::threads_cpu("self").into_iter().find(|t| Some(t.tid) == tid).map_or(0, |t| t.nanos);
-    let (mut walls, mut cpus, mut bytes) = (Vec::new(), Vec::new(), 0);
+    // This thread's minor page faults (field 10 of its `stat`, after the `(comm)`).
+    let faults = || -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        after_comm.split_whitespace().nth(7).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    // Two ways: the whole text in one string (`render`), and page by page as `/metrics`
+    // sends it (`scrape`), each page dropped once written, as the server drops it once sent.
+    let mut rows = Vec::new();
     let mut text = String::new();
-    for _ in 0..scrapes {
-        let (t0, c0) = (Instant::now(), cpu());
-        text = metrics.render();
-        let (wall, c1) = (t0.elapsed(), cpu());
-        walls.push(wall.as_secs_f64() * 1000.0);
-        cpus.push((c1 - c0) as f64 / 1e6);
-        bytes = text.len();
+    for mode in ["one string (`render`)", "pages (`scrape`, as `/metrics` sends it)"] {
+        let (mut walls, mut cpus, mut faulted, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        for _ in 0..scrapes {
+            let (t0, c0, f0) = (Instant::now(), cpu(), faults());
+            if mode.starts_with("one") {
+                text = metrics.render();
+                bytes = text.len();
+            } else {
+                bytes = metrics.scrape().map(|page| std::hint::black_box(page).len()).sum();
+            }
+            let (wall, c1, f1) = (t0.elapsed(), cpu(), faults());
+            walls.push(wall.as_secs_f64() * 1000.0);
+            cpus.push((c1 - c0) as f64 / 1e6);
+            faulted.push(f1.saturating_sub(f0) as f64);
+        }
+        rows.push((mode, walls, cpus, faulted, bytes));
     }
     let mut by_family: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -74,23 +92,26 @@ fn main() {
     );
     println!("{}", support::machine_table());
     println!(
-        "| targets | bytes | lines | render wall median / worst | render CPU median / worst | scrapes |"
+        "| targets | bytes | lines | render wall median / worst | render CPU median / worst | page faults median | scrapes | how |"
     );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {targets} | {:.1} MB | {} | {:.0} ms / {:.0} ms | {:.0} ms / {:.0} ms | {scrapes} |",
-        bytes as f64 / 1e6,
-        text.lines().count(),
-        support::percentile(&walls, 50.0),
-        support::percentile(&walls, 100.0),
-        support::percentile(&cpus, 50.0),
-        support::percentile(&cpus, 100.0),
-    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (mode, walls, cpus, faulted, bytes) in &rows {
+        println!(
+            "| {targets} | {:.1} MB | {} | {:.0} ms / {:.0} ms | {:.0} ms / {:.0} ms | {:.0} | {scrapes} | {mode} |",
+            *bytes as f64 / 1e6,
+            text.lines().count(),
+            support::percentile(walls, 50.0),
+            support::percentile(walls, 100.0),
+            support::percentile(cpus, 50.0),
+            support::percentile(cpus, 100.0),
+            support::percentile(faulted, 50.0),
+        );
+    }
     println!("\n| family | share of bytes | bytes | lines |\n|---|---|---|---|");
     for (name, (b, l)) in families.iter().take(6) {
         println!(
             "| `{name}` | {:.0} % | {:.1} MB | {l} |",
-            *b as f64 * 100.0 / bytes as f64,
+            *b as f64 * 100.0 / text.len() as f64,
             *b as f64 / 1e6
         );
     }

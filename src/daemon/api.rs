@@ -3,6 +3,7 @@
 //! Handlers only read the metrics registry and the latest state snapshot, neither of which
 //! waits on probe work; a slow or stuck target cannot delay a scrape.
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -88,7 +89,10 @@ fn text_index() -> &'static str {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+    // Sent as it is written, a page at a time: no scrape-sized buffer (see metrics::Scrape).
+    let pages = s.metrics.scrape().map(|page| Ok::<_, std::convert::Infallible>(Bytes::from(page)));
+    let body = Body::from_stream(futures_util::stream::iter(pages));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 async fn healthz() -> &'static str {

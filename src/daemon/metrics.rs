@@ -75,4 +75,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.registry.render()
     }
+
+    /// The same exposition, a page at a time, as `/metrics` sends it.
+    pub fn scrape(&self) -> crate::metrics::Scrape {
+        self.registry.scrape()
+    }
 }

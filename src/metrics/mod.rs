@@ -9,6 +9,13 @@
 //! (`daemon/metrics.rs`: targets, reloads). Label values come only from configured names
 //! and closed enums, so cardinality is bounded by the configuration.
 //!
+//! Per-target families, which are nearly all of a scrape's series, render themselves:
+//! `series` keeps each series' label text (escaped once) in the order the text format
+//! wants, `histogram` and `scalar` write their kind's lines, and `exposition` merges them
+//! by name with the daemon-wide families the `prometheus` crate keeps and writes the
+//! text a page at a time, so `/metrics` streams it. Every family name is registered once,
+//! whichever side renders it.
+//!
 //! A per-target metric is registered with one of the `target_*` helpers: its first label
 //! is `target`, and every series made through it is noted by the [`Tracker`], so removing
 //! a target (or one of its steps, checks or breakers) is [`Tracker::forget`] or
@@ -23,20 +30,24 @@
 //! // Nothing else: when the target leaves, `tracker.forget(target)` takes this series too.
 //! ```
 
+mod exposition;
 mod histogram;
+mod scalar;
+mod series;
 mod tracker;
 
-use prometheus::core::Collector;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    TextEncoder,
-};
+use prometheus::core::{Collector, Desc};
+use prometheus::{Gauge, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
+use exposition::Family;
+pub use exposition::{Scrape, PAGE};
 pub use histogram::{LatencyHistogram, LatencyVec};
 pub use prometheus::Error;
+pub use scalar::{CounterSeries, GaugeSeries, IntGaugeSeries, ScalarVec};
 pub use tracker::{Series, Tracked, Tracker, Vector};
 
 /// One bucket set for every latency: 1 ms to 120 s (the longest default timeout).
@@ -47,9 +58,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = env!("WSPROBE_REVISION");
 
 /// A per-target counter, gauge, integer gauge and latency histogram.
-pub type TargetCounter = Tracked<IntCounterVec>;
-pub type TargetGauge = Tracked<GaugeVec>;
-pub type TargetIntGauge = Tracked<IntGaugeVec>;
+pub type TargetCounter = Tracked<ScalarVec<scalar::Count>>;
+pub type TargetGauge = Tracked<ScalarVec<scalar::Float>>;
+pub type TargetIntGauge = Tracked<ScalarVec<scalar::Int>>;
 pub type TargetHistogram = Tracked<LatencyVec>;
 
 /// The daemon's registry and its series tracker. Cheap to clone (shared).
@@ -57,8 +68,11 @@ pub type TargetHistogram = Tracked<LatencyVec>;
 pub struct Registry {
     inner: prometheus::Registry,
     tracker: Tracker,
-    /// The per-target latency histograms, which render themselves ([`histogram`]).
-    histograms: Arc<Mutex<Vec<LatencyVec>>>,
+    /// The per-target families, which render themselves ([`histogram`], [`scalar`]),
+    /// in order of name.
+    own: Arc<RwLock<Vec<Arc<dyn Family>>>>,
+    /// Every family name registered, here or with the crate: one family per name.
+    names: Arc<Mutex<HashSet<String>>>,
     /// The size of the last exposition: the next one starts with that much room, rather
     /// than copying tens of megabytes each time the buffer doubles.
     last_size: Arc<AtomicUsize>,
@@ -71,7 +85,8 @@ impl Registry {
         let r = Self {
             inner: prometheus::Registry::new(),
             tracker: Tracker::new(),
-            histograms: Arc::default(),
+            own: Arc::default(),
+            names: Arc::default(),
             last_size: Arc::default(),
         };
         let build = r.int_gauge_vec(
@@ -89,8 +104,46 @@ impl Registry {
     }
 
     fn add<C: Collector + Clone + 'static>(&self, c: C) -> Result<C, Error> {
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.desc().iter().any(|d| names.contains(&d.fq_name)) {
+            return Err(Error::AlreadyReg);
+        }
         self.inner.register(Box::new(c.clone()))?;
+        names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
         Ok(c)
+    }
+
+    /// Registers a self-rendering per-target family made by `make` from the checked name.
+    fn own<F: Family + Vector>(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        make: impl FnOnce(&str) -> F,
+    ) -> Result<Tracked<F>, Error> {
+        if labels.first() != Some(&"target") {
+            return Err(Error::Msg(format!(
+                "per-target metric `{name}` must have `target` as its first label"
+            )));
+        }
+        // The same checks of the name and labels the crate makes of its own metrics.
+        let desc = Desc::new(
+            name.to_owned(),
+            help.to_owned(),
+            labels.iter().map(|l| (*l).to_owned()).collect(),
+            Default::default(),
+        )?;
+        let family = make(&desc.fq_name);
+        {
+            let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            if !names.insert(desc.fq_name.clone()) {
+                return Err(Error::AlreadyReg);
+            }
+            let mut own = self.own.write().unwrap_or_else(PoisonError::into_inner);
+            let at = own.partition_point(|f| f.name() < family.name());
+            own.insert(at, Arc::new(family.clone()));
+        }
+        Ok(self.tracker.track(name, labels, family))
     }
 
     pub fn counter(&self, name: &str, help: &str) -> Result<IntCounter, Error> {
@@ -122,15 +175,15 @@ impl Registry {
     }
 
     pub fn target_counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetCounter, Error> {
-        self.track(name, labels, IntCounterVec::new(Opts::new(name, help), labels)?)
+        self.own(name, help, labels, |name| ScalarVec::new(name, help, labels))
     }
 
     pub fn target_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetGauge, Error> {
-        self.track(name, labels, GaugeVec::new(Opts::new(name, help), labels)?)
+        self.own(name, help, labels, |name| ScalarVec::new(name, help, labels))
     }
 
     pub fn target_int_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<TargetIntGauge, Error> {
-        self.track(name, labels, IntGaugeVec::new(Opts::new(name, help), labels)?)
+        self.own(name, help, labels, |name| ScalarVec::new(name, help, labels))
     }
 
     /// A per-target histogram on [`LATENCY_BUCKETS`].
@@ -140,51 +193,21 @@ impl Registry {
         help: &str,
         labels: &[&str],
     ) -> Result<TargetHistogram, Error> {
-        // The same checks the registry makes of its own metrics.
-        let desc = prometheus::core::Desc::new(
-            name.to_owned(),
-            help.to_owned(),
-            labels.iter().map(|l| (*l).to_owned()).collect(),
-            Default::default(),
-        )?;
-        let vec = LatencyVec::new(&desc.fq_name, help, labels);
-        {
-            let mut all = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
-            if all.iter().any(|h| h.name() == name) {
-                return Err(Error::AlreadyReg);
-            }
-            all.push(vec.clone());
-        }
-        if labels.first() != Some(&"target") {
-            return Err(Error::Msg(format!(
-                "per-target metric `{name}` must have `target` as its first label"
-            )));
-        }
-        Ok(self.tracker.track(name, labels, vec))
+        self.own(name, help, labels, |name| LatencyVec::new(name, help, labels))
     }
 
-    fn track<V: Vector + Collector>(&self, name: &str, labels: &[&str], vec: V) -> Result<Tracked<V>, Error> {
-        if labels.first() != Some(&"target") {
-            return Err(Error::Msg(format!(
-                "per-target metric `{name}` must have `target` as its first label"
-            )));
-        }
-        Ok(self.tracker.track(name, labels, self.add(vec)?))
-    }
-
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, families in order of name.
     pub fn render(&self) -> String {
-        let mut buf = Vec::with_capacity(self.last_size.load(Ordering::Relaxed) + 64 * 1024);
-        if let Err(e) = TextEncoder::new().encode(&self.inner.gather(), &mut buf) {
-            tracing::error!(error = %e, "Could not encode metrics.");
-        }
-        let mut text = String::from_utf8(buf).unwrap_or_default();
-        let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        for h in &histograms {
-            h.render(&mut text);
-        }
+        let mut text = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 64 * 1024);
+        self.scrape().fill(&mut text, usize::MAX);
         self.last_size.store(text.len(), Ordering::Relaxed);
         text
+    }
+
+    /// The same exposition, to be written a page at a time ([`Scrape`]).
+    pub fn scrape(&self) -> Scrape {
+        let own = self.own.read().unwrap_or_else(PoisonError::into_inner).clone();
+        Scrape::new(self.inner.gather(), own)
     }
 }
 

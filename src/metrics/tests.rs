@@ -123,3 +123,62 @@ fn a_per_target_metric_must_be_labelled_by_target_first() {
         "accepted a per-target metric without a leading `target` label"
     );
 }
+
+#[test]
+fn families_appear_once_each_in_order_of_name() {
+    fn ok<T>(e: Error) -> T {
+        panic!("{e}")
+    }
+    let r = registry();
+    let crate_kept = r.counter("m_b_total", "crate").unwrap_or_else(ok);
+    let own = r.target_counter("m_c_total", "own", &["target"]).unwrap_or_else(ok);
+    let hist = r.target_histogram("m_a_seconds", "own", &["target"]).unwrap_or_else(ok);
+    let gauge = r.target_gauge("m_bb", "own", &["target"]).unwrap_or_else(ok);
+    crate_kept.inc();
+    own.with_label_values(&["t"]).inc();
+    hist.with_label_values(&["t"]).observe(0.1);
+    gauge.with_label_values(&["t"]).set(2.0);
+
+    let text = r.render();
+    let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    let mut sorted = types.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(types, sorted, "one `# TYPE` per family, in order of name:\n{text}");
+    for family in ["m_a_seconds histogram", "m_b_total counter", "m_bb gauge", "m_c_total counter"] {
+        assert!(types.contains(&family), "{family} missing:\n{text}");
+    }
+}
+
+#[test]
+fn a_name_is_one_family_whoever_renders_it() {
+    let r = registry();
+    assert!(r.counter("dup_total", "crate").is_ok());
+    assert!(matches!(r.target_counter("dup_total", "own", &["target"]), Err(Error::AlreadyReg)));
+    assert!(r.target_gauge("own_g", "own", &["target"]).is_ok());
+    assert!(matches!(r.int_gauge("own_g", "crate"), Err(Error::AlreadyReg)));
+    assert!(matches!(r.target_histogram("own_g", "own", &["target"]), Err(Error::AlreadyReg)));
+    assert!(
+        matches!(r.target_int_gauge("bad name", "own", &["target"]), Err(Error::Msg(_))),
+        "the crate's name checks apply to self-rendered families too"
+    );
+}
+
+#[test]
+fn the_pages_of_a_scrape_are_the_exposition() {
+    let r = registry();
+    let m = three(&r);
+    for i in 0..400 {
+        record(&m, &format!("target-{i:03}"));
+    }
+    let whole = r.render();
+    let pages: Vec<String> = r.scrape().collect();
+    assert!(pages.len() > 3, "{} bytes in {} pages", whole.len(), pages.len());
+    assert_eq!(pages.concat(), whole);
+    for p in &pages {
+        assert!(p.ends_with('\n'), "a page ends between lines");
+        // A page stops at the first line past `PAGE`; the longest series here is a
+        // histogram's 19 lines of under 100 bytes each.
+        assert!(p.len() < PAGE + 19 * 100, "page of {} bytes", p.len());
+    }
+}

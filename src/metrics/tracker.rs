@@ -16,27 +16,12 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use prometheus::core::{MetricVec, MetricVecBuilder};
-
-/// A labelled metric vector of any kind (counter, gauge, histogram).
+/// A labelled per-target metric family of any kind (counter, gauge, histogram).
 pub trait Vector: Clone + Send + Sync + 'static {
     /// One series of it.
     type Series;
     fn series(&self, values: &[&str]) -> Self::Series;
     fn remove(&self, values: &[&str]);
-}
-
-impl<B: MetricVecBuilder + 'static> Vector for MetricVec<B> {
-    type Series = B::M;
-
-    fn series(&self, values: &[&str]) -> B::M {
-        self.with_label_values(values)
-    }
-
-    fn remove(&self, values: &[&str]) {
-        // An error only means the series is gone already.
-        let _ = self.remove_label_values(values);
-    }
 }
 
 /// Removes one series of one registered vector, by its label values.

@@ -5,10 +5,9 @@
 //! holders: recording a message or a round trip is then an atomic add, with no lookup
 //! and no lock, however many sessions are held.
 
-use prometheus::{IntCounter, IntGauge};
-
 use crate::metrics::{
-    Error, LatencyHistogram, Registry, TargetCounter, TargetHistogram, TargetIntGauge, Tracker,
+    CounterSeries, Error, IntGaugeSeries, LatencyHistogram, Registry, TargetCounter, TargetHistogram,
+    TargetIntGauge, Tracker,
 };
 use crate::probe::Reason;
 
@@ -30,14 +29,14 @@ pub struct SessionMetrics {
 pub struct Series {
     target: String,
     disconnects: TargetCounter,
-    pub open: IntGauge,
-    pub configured: IntGauge,
-    pub connected: IntCounter,
-    pub failed: IntCounter,
+    pub open: IntGaugeSeries,
+    pub configured: IntGaugeSeries,
+    pub connected: CounterSeries,
+    pub failed: CounterSeries,
     pub lifetime: LatencyHistogram,
     pub ping_rtt: LatencyHistogram,
     pub heartbeat_rtt: LatencyHistogram,
-    pub messages: IntCounter,
+    pub messages: CounterSeries,
     /// `wsprobe_message_gap_seconds` of the probe metrics, fed by held sessions too.
     pub gaps: LatencyHistogram,
 }
