@@ -25,7 +25,8 @@ use super::scheduler::{failure_summary, Circuit, Recorder};
 use super::Prepared;
 use crate::config::Target;
 use crate::detect::SessionEvent;
-use crate::probe::{parting_code, Phase, ProbeError, ProbeResult, Reason, Stop};
+use crate::probe::session::Session;
+use crate::probe::{parting_code, Opened, Phase, ProbeError, ProbeResult, Reason, Stop};
 use crate::session::backoff::Backoff;
 use crate::session::hold::{hold, End, Live};
 use crate::session::metrics::Series;
@@ -176,114 +177,133 @@ async fn run(
 }
 
 /// One session, held and reopened until `cancel` fires.
+///
+/// Its task is what every held session costs for its whole life, so it keeps only the
+/// hold's state inline: connecting (the resolver, TLS, the upgrade, the result) happens
+/// in a boxed future that is gone once the session is open.
 async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: CancellationToken) {
     let s = &*shared;
-    let name = s.prepared.name();
-    let timeouts = s.prepared.target.timeouts;
     let mut backoff = Backoff::new(s.settings.reconnect);
     loop {
-        Box::pin(async { s.circuit.lock().await.poll(Instant::now(), &s.recorder).await }).await;
-        // The connect's state (resolver, TLS, upgrade) is large and only lives while
-        // connecting: boxed, or every held session would carry its 13 KiB for its whole
-        // life, and boxed only once this session's turn came, or the thousands waiting
-        // for a turn while a fleet opens would each hold one.
-        let Ok(turn) = s.connecting.acquire().await else { return };
-        let Some(opened) = Box::pin(s.prepared.prober.open(&cancel)).await else { return };
-        drop(turn);
-        let result = opened.result;
-        let failure = (!result.success).then(|| failure_summary(&result));
-        if result.success {
-            s.series.connected.inc();
-        } else {
-            s.series.failed.inc();
-        }
-        s.series.messages.inc_by(result.messages_received);
-        if result.messages_received > 0 {
-            slot.message();
-        }
-        Box::pin(async {
-            s.recorder.record(result).await;
-            s.circuit.lock().await.observe(failure.as_deref(), Instant::now(), &s.recorder).await;
-        })
-        .await;
-        let Some(mut session) = opened.session else {
-            if !pause(backoff.next_wait(), &cancel).await {
-                return;
-            }
-            continue;
+        let Some(opened) = Box::pin(connect(s, &slot, &cancel)).await else { return };
+        let carry_on = match opened {
+            Some(session) => held(s, &slot, index, session, &mut backoff, &cancel).await,
+            None => pause(backoff.next_wait(), &cancel).await,
         };
+        if !carry_on {
+            return;
+        }
+    }
+}
 
-        s.series.open.inc();
-        slot.opened();
-        let since = Instant::now();
-        let live = Live { series: Some(&s.series), slot: &slot, report: Some(&s.reporter) };
-        // A bug while holding ends this session as `internal_error`, not the holder: the
-        // gauge, the slot and the reconnects stay right.
-        let end = match AssertUnwindSafe(hold(&mut session, &s.settings, timeouts.ping, None, live))
-            .catch_unwind()
-            .await
-        {
-            Ok(end) => end,
-            Err(_) => End::Failed(ProbeError::new(
-                Reason::InternalError,
-                "wsprobe bug: a panic while holding the session",
-            )),
-        };
-        s.series.open.dec();
-        let lifetime = since.elapsed();
-        match end {
-            End::Cancelled => {
-                slot.closed(None);
-                session.abandon(CloseCode::Away, CLOSE_LIMIT).await;
-                return;
+/// One connect, recorded like a probe and fed to the breaker. `None` when cancelled;
+/// `Some(None)` when the connect failed.
+async fn connect(s: &Shared, slot: &Slot, cancel: &CancellationToken) -> Option<Option<Box<Session>>> {
+    s.circuit.lock().await.poll(Instant::now(), &s.recorder).await;
+    // Only once this session's turn came: the connect's state is large (13 KiB), and
+    // the thousands waiting for a turn while a fleet opens would each hold one.
+    let turn = s.connecting.acquire().await.ok()?;
+    let Opened { result, session } = s.prepared.prober.open(cancel).await?;
+    drop(turn);
+    let failure = (!result.success).then(|| failure_summary(&result));
+    if result.success {
+        s.series.connected.inc();
+    } else {
+        s.series.failed.inc();
+    }
+    s.series.messages.inc_by(result.messages_received);
+    if result.messages_received > 0 {
+        slot.message();
+    }
+    s.recorder.record(result).await;
+    s.circuit.lock().await.observe(failure.as_deref(), Instant::now(), &s.recorder).await;
+    Some(session.map(Box::new))
+}
+
+/// Holds an open session until it ends, and says how: whether to reopen (false when
+/// cancelled). The session comes boxed, and the timeouts are borrowed: an async fn's
+/// arguments and copies are room in the task for the session's whole life.
+async fn held(
+    s: &Shared,
+    slot: &Slot,
+    index: usize,
+    mut session: Box<Session>,
+    backoff: &mut Backoff,
+    cancel: &CancellationToken,
+) -> bool {
+    let name = s.prepared.name();
+    let timeouts = &s.prepared.target.timeouts;
+    s.series.open.inc();
+    slot.opened();
+    let since = Instant::now();
+    let live = Live { series: Some(&s.series), slot, report: Some(&s.reporter) };
+    // A bug while holding ends this session as `internal_error`, not the holder: the
+    // gauge, the slot and the reconnects stay right.
+    let end = match AssertUnwindSafe(hold(&mut session, &s.settings, timeouts.ping, None, live))
+        .catch_unwind()
+        .await
+    {
+        Ok(end) => end,
+        Err(_) => End::Failed(ProbeError::new(
+            Reason::InternalError,
+            "wsprobe bug: a panic while holding the session",
+        )),
+    };
+    s.series.open.dec();
+    let lifetime = since.elapsed();
+    match end {
+        End::Cancelled => {
+            slot.closed(None);
+            // Boxed, as every close below: each happens once per session, and inline
+            // their state would be room every held session's task carries.
+            Box::pin(session.abandon(CloseCode::Away, CLOSE_LIMIT)).await;
+            false
+        }
+        End::Lifetime | End::Until => {
+            slot.closed(None);
+            // Polite and expected: not a disconnect, and reopened at once.
+            let closed = Box::pin(session.close_with(CloseCode::Normal, "", timeouts.close)).await;
+            if matches!(closed, Err(Stop::Cancelled)) {
+                return false;
             }
-            End::Lifetime | End::Until => {
-                slot.closed(None);
-                // Polite and expected: not a disconnect, and reopened at once.
-                let closed = session.close_with(CloseCode::Normal, "", timeouts.close).await;
-                if matches!(closed, Err(Stop::Cancelled)) {
-                    return;
-                }
-                tracing::info!(
-                    target_name = %name,
-                    session = index,
-                    lifetime_seconds = round_millis(lifetime.as_secs_f64()),
-                    "Session reached max_lifetime; closed with 1000 and reopening."
-                );
+            tracing::info!(
+                target_name = %name,
+                session = index,
+                lifetime_seconds = round_millis(lifetime.as_secs_f64()),
+                "Session reached max_lifetime; closed with 1000 and reopening."
+            );
+            true
+        }
+        End::Failed(e) => {
+            if let Some(code) = parting_code(e.reason) {
+                Box::pin(session.abandon(code, CLOSE_LIMIT)).await;
             }
-            End::Failed(e) => {
-                if let Some(code) = parting_code(e.reason) {
-                    session.abandon(code, CLOSE_LIMIT).await;
-                }
-                let lifetime_seconds = lifetime.as_secs_f64();
-                s.series.disconnected(e.reason);
-                s.series.lifetime.observe(lifetime_seconds);
-                s.reporter.report(SessionEvent::Disconnect {
-                    reason: e.reason,
-                    lifetime_seconds: round_millis(lifetime_seconds),
-                    close_code: e.close_code,
-                });
-                tracing::warn!(
-                    target_name = %name,
-                    session = index,
-                    reason = e.reason.as_str(),
-                    close_code = e.close_code, // left out for a reset: there was no close frame
-                    lifetime_seconds = round_millis(lifetime_seconds),
-                    detail = %e.message,
-                    "Session disconnected."
-                );
-                slot.closed(Some(Disconnect {
-                    at: round_millis(unix_now()),
-                    reason: e.reason,
-                    close_code: e.close_code,
-                    message: e.message,
-                    lifetime_seconds: round_millis(lifetime_seconds),
-                }));
-                backoff.session_ended(lifetime);
-                if !pause(backoff.next_wait(), &cancel).await {
-                    return;
-                }
-            }
+            let lifetime_seconds = lifetime.as_secs_f64();
+            s.series.disconnected(e.reason);
+            s.series.lifetime.observe(lifetime_seconds);
+            s.reporter.report(SessionEvent::Disconnect {
+                reason: e.reason,
+                lifetime_seconds: round_millis(lifetime_seconds),
+                close_code: e.close_code,
+            });
+            tracing::warn!(
+                target_name = %name,
+                session = index,
+                reason = e.reason.as_str(),
+                close_code = e.close_code, // left out for a reset: there was no close frame
+                lifetime_seconds = round_millis(lifetime_seconds),
+                detail = %e.message,
+                "Session disconnected."
+            );
+            slot.closed(Some(Disconnect {
+                at: round_millis(unix_now()),
+                reason: e.reason,
+                close_code: e.close_code,
+                message: e.message,
+                lifetime_seconds: round_millis(lifetime_seconds),
+            }));
+            backoff.session_ended(lifetime);
+            pause(backoff.next_wait(), cancel).await
         }
     }
 }
