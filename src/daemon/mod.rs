@@ -206,6 +206,7 @@ pub async fn start_with(
             record,
             alerts,
             phases: crate::probe::PhaseHistograms::ALL,
+            series: Default::default(),
             history,
         },
         metrics: metrics.clone(),

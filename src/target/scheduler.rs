@@ -42,12 +42,14 @@ pub(crate) struct Recorder {
     pub phases: crate::probe::PhaseHistograms,
     /// The status page's history.
     pub history: crate::history::HistoryHandle,
+    /// The target's probe series, once looked up; one per target task ([`Self::for_target`]).
+    pub series: Arc<crate::probe::metrics::TargetSeries>,
 }
 
 impl Recorder {
     pub async fn record(&self, result: ProbeResult) {
         log_result(&result);
-        self.metrics.probe.observe_with(&result, self.phases);
+        self.metrics.probe.observe_cached(&result, self.phases, &self.series);
         if let Some(r) = &self.record {
             r.record(&result);
         }
@@ -56,6 +58,13 @@ impl Recorder {
         }
         self.history.record(&result);
         self.state.send(Event::Result(Box::new(result))).await;
+    }
+
+    /// This sink for one target's task: its `phase_histograms` and a cache of its own.
+    pub(crate) fn for_target(mut self, phases: crate::probe::PhaseHistograms) -> Self {
+        self.phases = phases;
+        self.series = Arc::default();
+        self
     }
 
     /// News from the breaker, a health check or the remote-breaker poll: to the state,
@@ -132,10 +141,10 @@ pub(crate) fn spawn_target(
     prepared: Prepared,
     offset: Duration,
     limit: Arc<Semaphore>,
-    mut recorder: Recorder,
+    recorder: Recorder,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    recorder.phases = prepared.target.phase_histograms;
+    let recorder = recorder.for_target(prepared.target.phase_histograms);
     let span = tracing::info_span!("target", name = %prepared.name());
     tokio::spawn(target_loop(prepared, offset, limit, recorder, cancel).instrument(span))
 }

@@ -94,6 +94,7 @@ pub(crate) fn spawn(
     let count = prepared.target.session.as_ref().map_or(0, |s| s.count);
     let (tx, rx) = watch::channel(count);
     let span = tracing::info_span!("target", name = %prepared.name());
+    let recorder = recorder.for_target(prepared.target.phase_histograms);
     (tokio::spawn(run(prepared, recorder, cancel, rx).instrument(span)), Resize(tx))
 }
 
