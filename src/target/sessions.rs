@@ -186,7 +186,12 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
     let s = &*shared;
     let mut backoff = Backoff::new(s.settings.reconnect);
     loop {
-        let Some(opened) = Box::pin(connect(s, &slot, &cancel)).await else { return };
+        Box::pin(async { s.circuit.lock().await.poll(Instant::now(), &s.recorder).await }).await;
+        // The turn is taken before the connect's state is boxed: that state is large
+        // (16 KB), and the thousands waiting for a turn while a fleet opens would each
+        // hold one (5,870 of them, 93 MB, at the peak of opening 10,000).
+        let Ok(turn) = s.connecting.acquire().await else { return };
+        let Some(opened) = Box::pin(connect(s, &slot, turn, &cancel)).await else { return };
         let carry_on = match opened {
             Some(session) => held(s, &slot, index, session, &mut backoff, &cancel).await,
             None => pause(backoff.next_wait(), &cancel).await,
@@ -197,13 +202,14 @@ async fn holder(shared: Arc<Shared>, slot: Arc<Slot>, index: usize, cancel: Canc
     }
 }
 
-/// One connect, recorded like a probe and fed to the breaker. `None` when cancelled;
-/// `Some(None)` when the connect failed.
-async fn connect(s: &Shared, slot: &Slot, cancel: &CancellationToken) -> Option<Option<Box<Session>>> {
-    s.circuit.lock().await.poll(Instant::now(), &s.recorder).await;
-    // Only once this session's turn came: the connect's state is large (13 KiB), and
-    // the thousands waiting for a turn while a fleet opens would each hold one.
-    let turn = s.connecting.acquire().await.ok()?;
+/// One connect in its `turn`, recorded like a probe and fed to the breaker. `None` when
+/// cancelled; `Some(None)` when the connect failed.
+async fn connect(
+    s: &Shared,
+    slot: &Slot,
+    turn: tokio::sync::SemaphorePermit<'_>,
+    cancel: &CancellationToken,
+) -> Option<Option<Box<Session>>> {
     let Opened { result, session } = s.prepared.prober.open(cancel).await?;
     drop(turn);
     let failure = (!result.success).then(|| failure_summary(&result));
