@@ -85,6 +85,16 @@ impl TargetState {
         self.alerts.keys().any(|(k, s)| *k == kind && s.as_ref() == subject)
     }
 
+    /// The target itself as a rule's one subject when the rule `applies` to it, and also
+    /// while its `kind` alert is still held, so that the alert can resolve.
+    pub(crate) fn whole_target_if(&self, applies: bool, kind: AlertKind) -> Vec<Option<Subject>> {
+        if applies || self.is_alerting(kind, None) {
+            vec![None]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Moves data through the windows; series under an active alert do not learn.
     pub(crate) fn roll(&mut self, layout: &Layout, now: f64) {
         let alerts = &self.alerts;

@@ -41,11 +41,7 @@ impl Rule for SessionRttRegression {
             RoundTrip::Ping => &s.ping_rtt,
             RoundTrip::Heartbeat => &s.heartbeat_rtt,
         };
-        if !series.is_empty() || target.is_alerting(self.kind(), None) {
-            vec![None]
-        } else {
-            Vec::new()
-        }
+        target.whole_target_if(!series.is_empty(), self.kind())
     }
 
     fn check<'a>(

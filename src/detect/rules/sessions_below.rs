@@ -43,11 +43,7 @@ impl Rule for SessionsBelowConfigured {
 
     /// Only targets that report their sessions (and an alert that outlived the reports).
     fn subjects(&self, target: &TargetState) -> Vec<Option<Subject>> {
-        if target.sessions.counts.is_some() || target.is_alerting(self.kind(), None) {
-            vec![None]
-        } else {
-            Vec::new()
-        }
+        target.whole_target_if(target.sessions.counts.is_some(), self.kind())
     }
 
     fn check<'a>(

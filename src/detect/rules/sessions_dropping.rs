@@ -59,11 +59,7 @@ impl Rule for SessionsDropping {
 
     /// Only session targets; a firing alert is still evaluated, so that it resolves.
     fn subjects(&self, target: &TargetState) -> Vec<Option<Subject>> {
-        if target.sessions.is_session_target() || target.is_alerting(self.kind(), None) {
-            vec![None]
-        } else {
-            Vec::new()
-        }
+        target.whole_target_if(target.sessions.is_session_target(), self.kind())
     }
 
     fn check<'a>(

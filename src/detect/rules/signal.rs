@@ -63,11 +63,7 @@ impl Rule for External {
 
     /// Targets the condition was set for, and targets whose alert outlived it.
     fn subjects(&self, target: &TargetState) -> Vec<Option<Subject>> {
-        if target.signals.contains_key(&self.0) || target.is_alerting(self.kind(), None) {
-            vec![None]
-        } else {
-            Vec::new()
-        }
+        target.whole_target_if(target.signals.contains_key(&self.0), self.kind())
     }
 
     fn check<'a>(
