@@ -194,11 +194,16 @@ fn init_logging(format: LogFormat, default: &str) {
     // A cap beside RUST_LOG rather than directives in it, so no RUST_LOG (however
     // specific its targets) can turn the libraries' request and frame dumps on.
     let unsafe_debug = std::env::var(UNSAFE_DEBUG_ENV).is_ok_and(|v| v == "1");
+    // The cap lets through no more than RUST_LOG does, so the subscriber's most verbose
+    // level is RUST_LOG's. The `log` crate's limit is set from it: the libraries' per-frame
+    // `debug!` and `trace!` calls then stop in the macro, instead of each becoming a record
+    // that is built, handed over and dropped here.
+    let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let cap = if unsafe_debug {
-        Targets::new().with_default(LevelFilter::TRACE)
+        Targets::new().with_default(most)
     } else {
-        VERBOSE_LIBRARIES.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |t, lib| {
-            t.with_target(*lib, LevelFilter::INFO)
+        VERBOSE_LIBRARIES.iter().fold(Targets::new().with_default(most), |t, lib| {
+            t.with_target(*lib, LevelFilter::INFO.min(most))
         })
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
