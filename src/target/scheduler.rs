@@ -294,8 +294,9 @@ impl Circuit {
         let outcome = failure.map_or(breaker::Outcome::Success, breaker::Outcome::Failure);
         let changes = self.breaker.record(outcome, now.into_std());
         if changes.is_empty() {
-            // The counts shown in the API still moved.
-            self.publish(recorder).await;
+            // Only the counts the API shows moved; the history keeps states, not counts.
+            let status = WatchEvent::Circuit(self.status());
+            recorder.state.send(Event::Watch { target: self.target.clone(), event: status }).await;
         } else {
             self.announce(&changes, recorder).await;
         }
@@ -331,8 +332,12 @@ impl Circuit {
     }
 
     async fn publish(&self, recorder: &Recorder) {
+        recorder.watch(&self.target, WatchEvent::Circuit(self.status())).await;
+    }
+
+    fn status(&self) -> CircuitStatus {
         let b = &self.breaker;
-        let status = CircuitStatus {
+        CircuitStatus {
             state: b.state(),
             since: self.since_unix(),
             reason: b.reason().to_owned(),
@@ -340,8 +345,7 @@ impl Circuit {
             consecutive_successes: b.consecutive_successes(),
             transitions: self.transitions,
             probe_interval_seconds: self.probe_interval().as_secs_f64(),
-        };
-        recorder.watch(&self.target, WatchEvent::Circuit(status)).await;
+        }
     }
 }
 
