@@ -44,7 +44,7 @@ use crate::util::headers::expand_headers;
 use crate::util::redact::Redactor;
 use crate::util::template::Vars;
 use crate::util::time::{deadline, fmt_duration, unix_now};
-use crate::util::url::parse_ws_url;
+use crate::util::url::{parse_ws_url, WsUrl};
 use scenario::{Hooks, StepKind};
 
 /// Why a probe stopped early.
@@ -88,6 +88,8 @@ pub struct Prober {
     /// Whether a panic was caught in this target's probes and logged already.
     panicked: Arc<AtomicBool>,
     resolver: Arc<dyn resolve::Resolve>,
+    /// The URL taken apart once, when nothing in it is substituted.
+    fixed_url: Option<WsUrl>,
 }
 
 impl Prober {
@@ -102,7 +104,9 @@ impl Prober {
         resolver: Arc<dyn resolve::Resolve>,
     ) -> Result<Self, String> {
         let spec = spec.into();
-        let secure = spec.url.expand().ok().and_then(|u| parse_ws_url(&u).ok()).is_some_and(|u| u.secure);
+        let parsed = spec.url.expand().ok().and_then(|u| parse_ws_url(&u).ok());
+        let secure = parsed.as_ref().is_some_and(|u| u.secure);
+        let fixed_url = parsed.filter(|_| !spec.url.has_substitutions());
         let tls = if secure { Some(tls::client_config(&spec.tls)?) } else { None };
         let proxy_tls = match spec.proxy {
             crate::net::proxy::ProxySetting::Direct => None,
@@ -115,6 +119,7 @@ impl Prober {
             tls,
             panicked: Arc::default(),
             resolver,
+            fixed_url,
         })
     }
 
@@ -262,11 +267,20 @@ impl Prober {
         let vars = Vars { target: t.name.clone(), captures: Default::default() };
         let expand_failed =
             |what: String| ProbeError::new(Reason::ConnectError, format!("cannot expand {what}"));
-        let expanded =
-            t.url.expand_with(&vars, &mut run.secrets).map_err(|e| expand_failed(format!("the url: {e}")))?;
-        let url = parse_ws_url(&expanded).map_err(|why| {
-            ProbeError::new(Reason::ConnectError, format!("the url `{}` {why}", t.url.source()))
-        })?;
+        let parsed;
+        let url = match &self.fixed_url {
+            Some(url) => url,
+            None => {
+                let expanded = t
+                    .url
+                    .expand_with(&vars, &mut run.secrets)
+                    .map_err(|e| expand_failed(format!("the url: {e}")))?;
+                parsed = parse_ws_url(&expanded).map_err(|why| {
+                    ProbeError::new(Reason::ConnectError, format!("the url `{}` {why}", t.url.source()))
+                })?;
+                &parsed
+            }
+        };
         let headers = expand_headers(&t.headers, &vars, &mut run.secrets)
             .map_err(|why| ProbeError::new(Reason::ConnectError, why))?;
         let mut subprotocols = Vec::with_capacity(t.subprotocols.len());
