@@ -1,82 +1,122 @@
-//! CPU per short periodic probe as the number of targets grows, side by side in one run:
-//! `wsprobe run` (the release binary), a bare tokio-tungstenite client doing the same
-//! work on the same schedule (the floor), and a Python `websockets` 17.4 client.
+//! CPU per short periodic probe as the number of targets grows, for `wsprobe run` (the
+//! release binary), a bare tokio-tungstenite client doing the same work on the same
+//! schedule (the floor, in the bench's process) and a Python `websockets` 17.4 client,
+//! all measured over the same seconds.
 //!
 //! Each probe: TCP connect, upgrade, wait for the server's first message, one ping and
 //! its pong, close handshake. N targets every I seconds, each target's first probe offset
-//! so the N spread over one interval. For each row and client: a warm-up of one interval
-//! (at least 5 s), then a window of `WSPROBE_BENCH_SECS` (default 20). CPU is the
-//! client's own, from `/proc/<pid>/task/*/schedstat` (and `/proc/<pid>/stat` ticks);
-//! probes are counted by the server (sessions the client closed), and for wsprobe also
-//! from `wsprobe_probes_total`. Rows: `WSPROBE_BENCH_ROWS` (default
-//! `200x1,1000x5,3000x15,10000x50`: targets × interval in seconds, 200 probes/s each).
-//! Columns: `WSPROBE_BENCH_CLIENTS` (default `wsprobe,bare,python`).
+//! so the N spread over one interval.
+//!
+//! How: this machine's speed drifts by up to 2× over minutes (a shared 2-core VM), so the
+//! clients are not run one after another. For each row every selected client starts at
+//! once, each against its own server (own ports on 127.0.0.1–8, own counts), and after one
+//! warm-up (one interval, at least 5 s) K consecutive windows follow. At every window
+//! boundary each client's own CPU is read (wsprobe and Python: their threads'
+//! `/proc/<pid>/task/*/schedstat`; the bare client: its runtime's threads in this process)
+//! together with the probes its server saw closed. Per client the report gives the median
+//! per-probe CPU over the windows and its min–max, probes done against due and failures;
+//! the ratios to the bare client are the medians of the per-window ratios, since each
+//! window's figures come from the same seconds. A second table lists every window.
+//! wsprobe's `/metrics` is scraped just before the first window and after the last (a
+//! scrape at 10,000 targets costs the daemon over half a second of CPU, so none lands in a
+//! window): `wsprobe_probes_total`, failed, late and skipped are deltas between the two.
+//! Each row also gives the machine's 1-minute load and its steal time over the windows.
+//!
+//! Environment:
+//! - `WSPROBE_BENCH_ROWS`: `TARGETSxSECONDS,...` (default `200x1,1000x5,3000x15,10000x50`,
+//!   200 probes/s each);
+//! - `WSPROBE_BENCH_CLIENTS`: any of `wsprobe,bare,python` (default all three);
+//! - `WSPROBE_BENCH_WINDOWS`: K (default 6); `WSPROBE_BENCH_SECS`: one window's length in
+//!   seconds (default 10);
+//! - `WSPROBE_BIN`: the daemon binary (default `target/release/wsprobe`);
+//!   `WSPROBE_BENCH_RUST_LOG`: its log filter (default `info`, to a file).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod support;
 
-use std::fmt::Write as _;
-use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+#[path = "probe_cost/clients.rs"]
+mod clients;
+#[path = "probe_cost/report.rs"]
+mod report;
+
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use support::fleet::{self, Daemon};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use clients::{Bare, Probing, Python, Reading, Run, KINDS};
+use support::fleet;
+use support::MachineCpu;
 
 #[derive(Debug, Clone, Copy)]
-struct Row {
-    targets: usize,
-    interval: u64,
+pub struct Row {
+    pub targets: usize,
+    pub interval: u64,
 }
 
-#[derive(Debug, Default)]
-struct Cell {
-    cpu_ns: u64,
-    ticks: u64,
-    probes: u64,
-    window: f64,
-    note: String,
-}
-
-impl Cell {
-    fn per_probe_ms(&self) -> f64 {
-        if self.probes == 0 {
-            return f64::NAN;
-        }
-        self.cpu_ns as f64 / 1e6 / self.probes as f64
-    }
-
-    fn show(&self, due: f64) -> String {
-        format!(
-            "{:.3} ms ({:.0} % of a core, `stat`: {} ticks; {} of {:.0} due done{})",
-            self.per_probe_ms(),
-            self.cpu_ns as f64 / 1e9 / self.window * 100.0,
-            self.ticks,
-            self.probes,
-            due,
-            self.note
-        )
+impl Row {
+    pub fn rate(&self) -> f64 {
+        self.targets as f64 / self.interval as f64
     }
 }
+
+/// Every client's reading at one window boundary, with the machine's state.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub at: Instant,
+    /// In the order of the row's clients.
+    pub readings: Vec<Reading>,
+    pub machine: MachineCpu,
+    pub load: String,
+}
+
+/// What wsprobe's `/metrics` said just outside the windows.
+#[derive(Debug)]
+pub struct Scrape {
+    pub body: String,
+    pub took: Duration,
+    /// When it returned, and the probes wsprobe's server had counted by then.
+    pub at: Instant,
+    pub closed: u64,
+}
+
+/// One row's measurements, for the report.
+#[derive(Debug)]
+pub struct Measured {
+    pub row: Row,
+    pub kinds: Vec<&'static str>,
+    pub marks: Vec<Mark>,
+    /// wsprobe only: the scrapes before and after the windows, its RSS at the end of the
+    /// last window (before the closing scrape's buffer), and CPU from start to first scrape.
+    pub wsprobe: Option<WsprobeExtras>,
+}
+
+#[derive(Debug)]
+pub struct WsprobeExtras {
+    pub before: Scrape,
+    pub after: Scrape,
+    pub rss_kib: u64,
+    pub warmup_cpu_ns: u64,
+}
+
+/// After the opening scrape returns, before the first window: the daemon frees the
+/// response and its threads go back to probing.
+const SETTLE: Duration = Duration::from_secs(1);
 
 fn main() {
-    let window = Duration::from_secs(support::env_or("WSPROBE_BENCH_SECS", 20));
-    let rows: Vec<Row> = std::env::var("WSPROBE_BENCH_ROWS")
-        .unwrap_or_else(|_| "200x1,1000x5,3000x15,10000x50".to_owned())
-        .split(',')
-        .map(|r| {
-            let (t, i) = r.split_once('x').unwrap_or_else(|| panic!("row `{r}`: write TARGETSxSECONDS"));
-            Row { targets: t.trim().parse().expect("targets"), interval: i.trim().parse().expect("interval") }
-        })
-        .collect();
-    let clients = std::env::var("WSPROBE_BENCH_CLIENTS").unwrap_or_else(|_| "wsprobe,bare,python".to_owned());
+    let window = Duration::from_secs(support::env_or("WSPROBE_BENCH_SECS", 10));
+    let windows: usize = support::env_or("WSPROBE_BENCH_WINDOWS", 6);
+    assert!(
+        windows >= 1 && !window.is_zero(),
+        "WSPROBE_BENCH_WINDOWS and WSPROBE_BENCH_SECS must be at least 1"
+    );
+    let rows = parse_rows(
+        &std::env::var("WSPROBE_BENCH_ROWS").unwrap_or_else(|_| "200x1,1000x5,3000x15,10000x50".to_owned()),
+    );
+    let kinds = parse_clients(
+        &std::env::var("WSPROBE_BENCH_CLIENTS").unwrap_or_else(|_| "wsprobe,bare,python".to_owned()),
+    );
     let fd = fleet::raise_fd_limit();
     let binary = support::release_binary();
-    let python = clients.contains("python").then(fleet::python_websockets);
+    let python = kinds.contains(&"python").then(fleet::python_websockets);
     let load_before = support::loadavg();
 
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -85,255 +125,116 @@ fn main() {
         .enable_all()
         .build()
         .expect("start the server's runtime");
-    let (addrs, counts) = server_rt.block_on(fleet::start_server());
-    let dir = tempfile::tempdir().expect("a temp dir");
+    // One server per client, kept for every row: its counts are read as differences.
+    let servers: Vec<_> = kinds.iter().map(|_| server_rt.block_on(fleet::start_server())).collect();
+    let dirs: Vec<_> = kinds.iter().map(|_| tempfile::tempdir().expect("a temp dir")).collect();
 
-    let mut out = String::new();
-    let _ = writeln!(out, "| targets, interval (probes/s) | wsprobe CPU per probe | bare tokio-tungstenite | Python websockets 17.4 | wsprobe ÷ bare | wsprobe late / skipped | /metrics bytes, scrape |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let mut measured = Vec::new();
     for row in &rows {
-        let rate = row.targets as f64 / row.interval as f64;
-        let warmup = Duration::from_secs(row.interval.max(5));
-        let due = rate * window.as_secs_f64();
-        let urls = fleet::urls(&addrs, row.targets);
-        let mut cells: Vec<(String, Cell)> = Vec::new();
-        let (mut late, mut scrape) = ("–".to_owned(), "–".to_owned());
-        for client in clients.split(',') {
-            eprintln!("probe_cost: {} targets every {}s: {client}", row.targets, row.interval);
-            let cell = match client {
-                "wsprobe" => {
-                    let (cell, l, s) = run_wsprobe(&binary, dir.path(), &urls, *row, warmup, window, &counts);
-                    (late, scrape) = (l, s);
-                    cell
-                }
-                "bare" => run_bare(&urls, *row, warmup, window, &counts),
-                "python" => run_python(
-                    python.as_deref().expect("python"),
-                    dir.path(),
-                    &urls,
-                    *row,
-                    warmup,
-                    window,
-                    &counts,
-                ),
-                other => panic!("unknown client `{other}`"),
-            };
-            cells.push((client.to_owned(), cell));
-            // Let TIME_WAIT sockets and the server settle between clients.
-            std::thread::sleep(Duration::from_secs(2));
+        eprintln!("probe_cost: {} targets every {}s: {}", row.targets, row.interval, kinds.join(", "));
+        let mut running: Vec<Probing> = kinds
+            .iter()
+            .zip(&servers)
+            .zip(&dirs)
+            .map(|((&kind, (addrs, counts)), dir)| {
+                let urls = fleet::urls(addrs, row.targets);
+                let run = match kind {
+                    "wsprobe" => {
+                        Run::Wsprobe(clients::start_wsprobe(&binary, dir.path(), &urls, row.interval))
+                    }
+                    "bare" => Run::Bare(Bare::start(&urls, row.interval)),
+                    _ => Run::Python(Python::start(
+                        python.as_deref().expect("the venv was made for python"),
+                        dir.path(),
+                        &urls,
+                        row.interval,
+                    )),
+                };
+                Probing { kind, counts: counts.clone(), run }
+            })
+            .collect();
+        measured.push(measure(*row, &mut running, window, windows));
+        for client in running {
+            client.stop();
         }
-        let get = |name: &str| cells.iter().find(|(n, _)| n == name).map(|(_, c)| c);
-        let show = |name: &str| get(name).map_or("–".to_owned(), |c| c.show(due));
-        let ratio = match (get("wsprobe"), get("bare")) {
-            (Some(w), Some(b)) => format!("{:.1}×", w.per_probe_ms() / b.per_probe_ms()),
-            _ => "–".to_owned(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} at {} s ({rate:.0}/s) | {} | {} | {} | {ratio} | {late} | {scrape} |",
-            row.targets,
-            row.interval,
-            show("wsprobe"),
-            show("bare"),
-            show("python")
-        );
+        // Let TIME_WAIT sockets and the servers settle between rows.
+        std::thread::sleep(Duration::from_secs(2));
     }
+
     println!("## Per-probe CPU ({}; {})\n", support::today(), support::binary_version(&binary));
     println!("{}", support::machine_table());
-    println!("Window {} s after a warm-up of one interval (≥ 5 s); file limit {fd}; connections spread over 127.0.0.1–127.0.0.{}.\n", window.as_secs(), fleet::ADDRESSES);
-    println!("{out}");
+    println!(
+        "All clients at once, each against its own server; after a warm-up of one interval (≥ 5 s), {windows} consecutive windows of {} s; file limit {fd}; connections spread over 127.0.0.1–127.0.0.{}.\n",
+        window.as_secs(),
+        fleet::ADDRESSES
+    );
+    println!("{}", report::summary(&measured));
+    println!("Each window (CPU per probe, probes its server counted):\n");
+    println!("{}", report::windows(&measured));
     println!("Load average before / after: {load_before} / {}.", support::loadavg());
 }
 
-fn yaml(urls: &[String], interval: u64) -> String {
-    let mut y = format!("listen: 127.0.0.1:0\nshutdown_grace: 5s\ndefaults:\n  interval: {interval}s\n  jitter: 0%\ntargets:\n");
-    for (i, u) in urls.iter().enumerate() {
-        let _ = writeln!(y, "  - name: t{i:05}\n    url: {u}");
+/// Warm-up, the opening scrape, the K windows, the closing scrape.
+fn measure(row: Row, running: &mut [Probing], window: Duration, windows: usize) -> Measured {
+    let started: Vec<Reading> = running.iter_mut().map(Probing::read).collect();
+    std::thread::sleep(Duration::from_secs(row.interval.max(5)));
+    let wsprobe_at = running.iter().position(|c| c.daemon().is_some());
+    let warmup_cpu_ns = wsprobe_at.map_or(0, |i| running[i].read().cpu_ns - started[i].cpu_ns);
+    let before = wsprobe_at.map(|i| scrape(&running[i]));
+    if before.is_some() {
+        std::thread::sleep(SETTLE);
     }
-    y
+
+    let mut marks = vec![mark(running)];
+    let t0 = marks[0].at;
+    for k in 1..=windows {
+        let end = t0 + window * k as u32;
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        marks.push(mark(running));
+    }
+
+    let wsprobe = wsprobe_at.zip(before).map(|(i, before)| {
+        let rss_kib = running[i].daemon().map_or(0, fleet::Daemon::rss_kib);
+        let after = scrape(&running[i]);
+        WsprobeExtras { before, after, rss_kib, warmup_cpu_ns }
+    });
+    Measured { row, kinds: running.iter().map(|c| c.kind).collect(), marks, wsprobe }
 }
 
-fn run_wsprobe(
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    urls: &[String],
-    row: Row,
-    warmup: Duration,
-    window: Duration,
-    counts: &fleet::Counts,
-) -> (Cell, String, String) {
-    let config = dir.join("probe_cost.yaml");
-    fs::write(&config, yaml(urls, row.interval)).expect("write the configuration");
-    let filter = std::env::var("WSPROBE_BENCH_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let mut d = Daemon::start(binary, &config, dir, &filter);
-    let start_cpu = d.cpu();
-    std::thread::sleep(warmup);
-    d.ensure_running();
-    let (before, _) = d.scrape();
-    let (c0, closed0, t0) = (d.cpu(), counts.closed.load(Ordering::Relaxed), Instant::now());
-    std::thread::sleep(window);
-    let (c1, closed1, elapsed) = (d.cpu(), counts.closed.load(Ordering::Relaxed), t0.elapsed());
-    let (after, took) = d.scrape();
-    d.ensure_running();
-    let total = |t: &str| fleet::sum_samples(t, "wsprobe_probes_total", None);
-    let counted = total(&after) - total(&before);
-    let late = if after.contains("wsprobe_probes_late_total") {
-        let l = fleet::sum_samples(&after, "wsprobe_probes_late_total", None)
-            - fleet::sum_samples(&before, "wsprobe_probes_late_total", None);
-        format!("{l:.0}")
-    } else {
-        "(no metric)".to_owned()
-    };
-    let skipped = fleet::sum_samples(&after, "wsprobe_probes_skipped_total", None)
-        - fleet::sum_samples(&before, "wsprobe_probes_skipped_total", None);
-    let failed = fleet::sum_samples(&after, "wsprobe_probes_total", Some("result=\"failure\""))
-        - fleet::sum_samples(&before, "wsprobe_probes_total", Some("result=\"failure\""));
-    let startup_cpu_s = (c0.0 - start_cpu.0) as f64 / 1e9;
-    let note = format!(
-        "; {counted:.0} in wsprobe_probes_total, {failed:.0} failed; {:.1} s of CPU in the warm-up; RSS {:.0} MiB",
-        startup_cpu_s,
-        d.rss_kib() as f64 / 1024.0
-    );
-    d.stop(Duration::from_secs(15));
-    let cell = Cell {
-        cpu_ns: c1.0 - c0.0,
-        ticks: c1.1 - c0.1,
-        probes: closed1 - closed0,
-        window: elapsed.as_secs_f64(),
-        note,
-    };
-    let scrape = format!("{:.1} MB, {:.0} ms", after.len() as f64 / 1e6, took.as_secs_f64() * 1000.0);
-    (cell, format!("{late} / {skipped:.0}"), scrape)
+fn mark(running: &mut [Probing]) -> Mark {
+    let at = Instant::now();
+    let readings = running.iter_mut().map(Probing::read).collect();
+    Mark { at, readings, machine: MachineCpu::now(), load: support::loadavg_1m() }
 }
 
-/// The floor: the same probe with tokio-tungstenite and nothing else, one task per target.
-fn run_bare(urls: &[String], row: Row, warmup: Duration, window: Duration, counts: &fleet::Counts) -> Cell {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bare-client")
-        .enable_all()
-        .build()
-        .expect("the bare client's runtime");
-    let failures = Arc::new(AtomicU64::new(0));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let interval = Duration::from_secs(row.interval);
-    for (i, url) in urls.iter().enumerate() {
-        let (url, failures, stop) = (url.clone(), failures.clone(), stop.clone());
-        let offset = interval.mul_f64(i as f64 / urls.len() as f64);
-        rt.spawn(async move {
-            let mut next = tokio::time::Instant::now() + offset;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep_until(next) => {}
-                }
-                if bare_probe(&url).await.is_err() {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-                next += interval;
-            }
-        });
-    }
-    let mine = |t: &str| t == "bare-client";
-    std::thread::sleep(warmup);
-    let (b, closed0, t0) =
-        (support::threads_cpu("self"), counts.closed.load(Ordering::Relaxed), Instant::now());
-    std::thread::sleep(window);
-    let (a, closed1, elapsed) =
-        (support::threads_cpu("self"), counts.closed.load(Ordering::Relaxed), t0.elapsed());
-    stop.cancel();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    let (ticks, ns) = support::cpu_between(&b, &a, mine);
-    let note = format!("; {} failed", failures.load(Ordering::Relaxed));
-    Cell { cpu_ns: ns, ticks, probes: closed1 - closed0, window: elapsed.as_secs_f64(), note }
+fn scrape(client: &Probing) -> Scrape {
+    let d = client.daemon().expect("scrape only wsprobe");
+    let (body, took) = d.scrape();
+    let closed = client.counts.closed.load(std::sync::atomic::Ordering::Relaxed);
+    Scrape { body, took, at: Instant::now(), closed }
 }
 
-async fn bare_probe(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let host = url.trim_start_matches("ws://").split('/').next().unwrap_or("");
-    let tcp = tokio::net::TcpStream::connect(host).await?;
-    tcp.set_nodelay(true)?;
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
-    let _first = ws.next().await.ok_or("closed before the first message")??;
-    ws.send(Message::Ping(Vec::from(*b"bench").into())).await?;
-    loop {
-        match ws.next().await.ok_or("closed before the pong")?? {
-            Message::Pong(_) => break,
-            _ => continue,
-        }
-    }
-    ws.close(None).await?;
-    while let Some(m) = ws.next().await {
-        m?;
-    }
-    Ok(())
+fn parse_rows(text: &str) -> Vec<Row> {
+    text.split(',')
+        .map(|r| {
+            let (t, i) = r.split_once('x').unwrap_or_else(|| panic!("row `{r}`: write TARGETSxSECONDS"));
+            let row = Row {
+                targets: t.trim().parse().unwrap_or_else(|_| panic!("row `{r}`: targets must be a number")),
+                interval: i.trim().parse().unwrap_or_else(|_| panic!("row `{r}`: seconds must be a number")),
+            };
+            assert!(row.targets > 0 && row.interval > 0, "row `{r}`: targets and seconds must be at least 1");
+            row
+        })
+        .collect()
 }
 
-const PYTHON_PROBES: &str = r#"
-import asyncio, sys, time
-from websockets.asyncio.client import connect
-
-URLS = __URLS__
-INTERVAL = __INTERVAL__
-
-async def probe(url):
-    async with connect(url, compression=None, open_timeout=10, ping_interval=None, max_size=2**20) as ws:
-        await ws.recv()
-        pong = await ws.ping()
-        await pong
-
-async def target(i, url, start):
-    nxt = start + INTERVAL * i / len(URLS)
-    while True:
-        await asyncio.sleep(max(0, nxt - time.monotonic()))
-        try:
-            await probe(url)
-        except Exception as e:
-            print("failed:", e, file=sys.stderr)
-        nxt += INTERVAL
-
-async def main():
-    start = time.monotonic()
-    await asyncio.gather(*(target(i, u, start) for i, u in enumerate(URLS)))
-
-asyncio.run(main())
-"#;
-
-fn run_python(
-    python: &std::path::Path,
-    dir: &std::path::Path,
-    urls: &[String],
-    row: Row,
-    warmup: Duration,
-    window: Duration,
-    counts: &fleet::Counts,
-) -> Cell {
-    let body = PYTHON_PROBES
-        .replace("__URLS__", &fleet::python_list(urls))
-        .replace("__INTERVAL__", &row.interval.to_string());
-    let script = fleet::write_script(dir, "probes.py", &body);
-    let err = fs::File::create(dir.join("python.err")).expect("the Python log");
-    let mut child =
-        std::process::Command::new(python).arg(&script).stderr(err).spawn().expect("start the Python client");
-    let pid = child.id();
-    std::thread::sleep(warmup);
-    let (c0, closed0, t0) = (fleet::process_cpu(pid), counts.closed.load(Ordering::Relaxed), Instant::now());
-    std::thread::sleep(window);
-    let (c1, closed1, elapsed) =
-        (fleet::process_cpu(pid), counts.closed.load(Ordering::Relaxed), t0.elapsed());
-    let _ = child.kill();
-    let _ = child.wait();
-    let failed = fs::read_to_string(dir.join("python.err"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("failed:"))
-        .count();
-    let note = format!("; {failed} failed");
-    Cell {
-        cpu_ns: c1.0 - c0.0,
-        ticks: c1.1 - c0.1,
-        probes: closed1 - closed0,
-        window: elapsed.as_secs_f64(),
-        note,
+/// The selected clients, checked before anything starts, in the report's column order.
+fn parse_clients(text: &str) -> Vec<&'static str> {
+    let named: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if let Some(bad) = named.iter().find(|n| !KINDS.contains(n)) {
+        panic!("WSPROBE_BENCH_CLIENTS: unknown client `{bad}` (choose from {})", KINDS.join(", "));
     }
+    let kinds: Vec<&'static str> = KINDS.iter().copied().filter(|k| named.contains(k)).collect();
+    assert!(!kinds.is_empty(), "WSPROBE_BENCH_CLIENTS names no client");
+    kinds
 }

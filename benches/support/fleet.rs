@@ -258,6 +258,18 @@ impl Daemon {
     }
 }
 
+/// A bench that panics between [`Daemon::start`] and [`Daemon::stop`] (a failed assertion,
+/// another client dying) must not leave `wsprobe run` behind, still probing and holding
+/// ports: whatever still runs when the handle goes is killed and reaped.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// (ns over live threads' `schedstat`, utime+stime ticks) of a process.
 pub fn process_cpu(pid: u32) -> (u64, u64) {
     let ns = super::threads_cpu(&pid.to_string()).iter().map(|t| t.nanos).sum();

@@ -355,6 +355,67 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The median of the finite samples (the mean of the middle two for an even count); NaN
+/// when there is none. Non-finite samples (a window with no probe) are left out.
+pub fn median(samples: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The smallest and largest finite samples; NaN for none.
+pub fn min_max(samples: &[f64]) -> (f64, f64) {
+    samples.iter().copied().filter(|v| v.is_finite()).fold((f64::NAN, f64::NAN), |(lo, hi), v| {
+        (if lo.is_nan() { v } else { lo.min(v) }, if hi.is_nan() { v } else { hi.max(v) })
+    })
+}
+
+/// The machine's CPU time so far, from the `cpu` line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    /// user + nice + system + idle + iowait + irq + softirq + steal (guest time is already
+    /// inside user).
+    pub total: u64,
+    /// idle + iowait.
+    pub idle: u64,
+    /// Time the hypervisor ran something else while this VM had work (the 8th value): on a
+    /// shared VM it is CPU this machine's processes wanted and did not get.
+    pub steal: u64,
+}
+
+impl MachineCpu {
+    /// Reads `/proc/stat`; zeros when it cannot (the report then shows 0 %).
+    pub fn now() -> Self {
+        let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else { return Self::default() };
+        let v: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Self { total: v.iter().sum(), idle: at(3) + at(4), steal: at(7) }
+    }
+
+    /// (busy %, steal %) of all the machine's CPU time from `self` to `later`: busy is the
+    /// time this VM's own work ran (neither idle nor stolen).
+    pub fn busy_steal_until(&self, later: &Self) -> (f64, f64) {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        let idle = later.idle.saturating_sub(self.idle) as f64;
+        let steal = later.steal.saturating_sub(self.steal) as f64;
+        ((total - idle - steal).max(0.0) / total * 100.0, steal / total * 100.0)
+    }
+}
+
+/// `/proc/loadavg`'s 1-minute average alone.
+pub fn loadavg_1m() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// `/proc/loadavg`'s 1-, 5- and 15-minute averages: other work on the machine skews
 /// every number here, so each report says how busy the machine was.
 pub fn loadavg() -> String {
