@@ -368,6 +368,10 @@ impl Supervisor {
         self.recorder.state.send(Event::Targets(infos)).await;
 
         let mut old = std::mem::take(&mut self.tasks);
+        // One instant for the whole spread: starting thousands of tasks takes a while, and
+        // offsets counted from each task's own start would stretch the spread past one
+        // interval, bunching the last targets' probes onto the first ones'.
+        let spread_from = tokio::time::Instant::now();
         for (index, prober) in probers.into_iter().enumerate() {
             let name = prober.target.name.clone();
             if let Some(task) = old.remove(&name) {
@@ -397,7 +401,7 @@ impl Supervisor {
                 metrics.target.add_target(&name);
             }
             let cancel = self.cancel.child_token();
-            let offset = scheduler::initial_offset(prober.target.interval, index, count);
+            let first_due = spread_from + scheduler::initial_offset(prober.target.interval, index, count);
             let target = (*prober.target).clone();
             let (handle, sessions) = if target.session.is_some() {
                 let (handle, resize) =
@@ -406,7 +410,7 @@ impl Supervisor {
             } else {
                 let handle = scheduler::spawn_target(
                     prober,
-                    offset,
+                    first_due,
                     self.limit.clone(),
                     self.recorder.clone(),
                     cancel.clone(),

@@ -136,22 +136,23 @@ pub(crate) fn jittered(interval: Duration, jitter_fraction: f64) -> Duration {
     interval.mul_f64((1.0 + f).max(0.0))
 }
 
-/// Starts the task that probes one target until `cancel` fires.
+/// Starts the task that probes one target until `cancel` fires, first at `first_due` (at
+/// once if that has passed by the time the task runs).
 pub(crate) fn spawn_target(
     prepared: Prepared,
-    offset: Duration,
+    first_due: Instant,
     limit: Arc<Semaphore>,
     recorder: Recorder,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     let recorder = recorder.for_target(prepared.target.phase_histograms);
     let span = tracing::info_span!("target", name = %prepared.name());
-    tokio::spawn(target_loop(prepared, offset, limit, recorder, cancel).instrument(span))
+    tokio::spawn(target_loop(prepared, first_due, limit, recorder, cancel).instrument(span))
 }
 
 async fn target_loop(
     prepared: Prepared,
-    offset: Duration,
+    first_due: Instant,
     limit: Arc<Semaphore>,
     recorder: Recorder,
     cancel: CancellationToken,
@@ -164,14 +165,14 @@ async fn target_loop(
     };
     recorder.watch(&t.name, started).await;
     let mut watchers = prepared.watchers.spawn(&t.name, &recorder, &cancel);
-    probe_loop(&prepared, offset, &limit, &recorder, &cancel).await;
+    probe_loop(&prepared, first_due, &limit, &recorder, &cancel).await;
     // The probe loop ends on cancellation, which the watchers have seen too.
     watchers.shutdown().await;
 }
 
 async fn probe_loop(
     prepared: &Prepared,
-    offset: Duration,
+    first_due: Instant,
     limit: &Arc<Semaphore>,
     recorder: &Recorder,
     cancel: &CancellationToken,
@@ -180,7 +181,9 @@ async fn probe_loop(
     let interval = t.interval;
     let jitter = t.jitter.fraction();
     let mut circuit = Circuit::start(prober.name(), t.circuit_breaker, interval, recorder).await;
-    let mut next = Instant::now() + offset;
+    // A slot that passed while the task was starting is not a late probe: the schedule
+    // begins when the task does.
+    let mut next = first_due.max(Instant::now());
     loop {
         // Also wakes when the breaker's recovery timeout ends, so `half_open` shows when it
         // begins; the trial itself is the next probe due, so the cadence stays `open_interval`.
