@@ -293,7 +293,7 @@ impl Prober {
 
         // Through a proxy, `dns` and `connect` are about the proxy.
         run.current = Phase::Proxy;
-        let via = proxy::route(&t.proxy, &url, &vars, &mut run.secrets)?;
+        let via = proxy::route(&t.proxy, url, &vars, &mut run.secrets)?;
         let (dial_host, dial_port) =
             via.as_ref().map_or((url.host.as_str(), url.port), |p| (p.host.as_str(), p.port));
         let addrs = run
@@ -317,7 +317,7 @@ impl Prober {
         let mut conn = tls::Conn::Plain(tcp);
         if let Some(p) = &via {
             let what = format!("the proxy {} did not complete the CONNECT exchange", p.shown());
-            let open = proxy::open(conn, p, self.proxy_tls.as_ref(), &url);
+            let open = proxy::open(conn, p, self.proxy_tls.as_ref(), url);
             conn = run.phase(Phase::Proxy, to.proxy, Reason::ProxyError, &what, open).await?;
         }
         let conn = match &self.tls {
