@@ -1,7 +1,7 @@
 //! CPU per short periodic probe as the number of targets grows, for `wsprobe run` (the
 //! release binary), a bare tokio-tungstenite client doing the same work on the same
-//! schedule (the floor, in the bench's process) and a Python `websockets` 17.4 client,
-//! all measured over the same seconds.
+//! schedule (the floor) and a Python `websockets` 17.4 client, each in a process of its
+//! own, all measured over the same seconds.
 //!
 //! Each probe: TCP connect, upgrade, wait for the server's first message, one ping and
 //! its pong, close handshake. N targets every I seconds, each target's first probe offset
@@ -11,8 +11,8 @@
 //! clients are not run one after another. For each row every selected client starts at
 //! once, each against its own server (own ports on 127.0.0.1–8, own counts), and after one
 //! warm-up (one interval, at least 5 s) K consecutive windows follow. At every window
-//! boundary each client's own CPU is read (wsprobe and Python: their threads'
-//! `/proc/<pid>/task/*/schedstat`; the bare client: its runtime's threads in this process)
+//! boundary each client's own CPU is read (its process's threads'
+//! `/proc/<pid>/task/*/schedstat`; the bare client is this bench started again as a child)
 //! together with the probes its server saw closed. Per client the report gives the median
 //! per-probe CPU over the windows and its min–max, probes done against due and failures;
 //! the ratios to the bare client are the medians of the per-window ratios, since each
@@ -102,6 +102,10 @@ pub struct WsprobeExtras {
 const SETTLE: Duration = Duration::from_secs(1);
 
 fn main() {
+    if let Some(list) = std::env::var_os(clients::BARE_CHILD) {
+        clients::bare_child(std::path::Path::new(&list));
+        return;
+    }
     let window = Duration::from_secs(support::env_or("WSPROBE_BENCH_SECS", 10));
     let windows: usize = support::env_or("WSPROBE_BENCH_WINDOWS", 6);
     assert!(
@@ -142,7 +146,7 @@ fn main() {
                     "wsprobe" => {
                         Run::Wsprobe(clients::start_wsprobe(&binary, dir.path(), &urls, row.interval))
                     }
-                    "bare" => Run::Bare(Bare::start(&urls, row.interval)),
+                    "bare" => Run::Bare(Bare::start(dir.path(), &urls, row.interval)),
                     _ => Run::Python(Python::start(
                         python.as_deref().expect("the venv was made for python"),
                         dir.path(),

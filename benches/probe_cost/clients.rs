@@ -1,6 +1,6 @@
-//! The clients `probe_cost` runs side by side, each against its own server: `wsprobe run`
-//! (a child process), the bare tokio-tungstenite client (a runtime inside the bench) and
-//! the Python `websockets` client (a child process). Each is started here, read at every
+//! The clients `probe_cost` runs side by side, each in a process of its own and against
+//! its own server: `wsprobe run`, the bare tokio-tungstenite client (this bench run again
+//! as a child) and the Python `websockets` client. Each is started here, read at every
 //! window boundary (its own CPU so far, the probes its server saw closed, its failures
 //! where it can tell them without disturbing it) and stopped when its handle is dropped.
 
@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::fleet::{self, Counts, Daemon};
-use crate::support::{self, ThreadCpu};
 
 /// The client kinds, in the order of the report's columns.
 pub const KINDS: [&str; 3] = ["wsprobe", "bare", "python"];
@@ -56,14 +55,9 @@ impl Probing {
                 let cpu_ns = d.cpu().0;
                 Reading { cpu_ns, closed: closed(), failed: None }
             }
-            Run::Bare(b) => {
-                let cpu_ns = b.cpu();
-                Reading { cpu_ns, closed: closed(), failed: Some(b.failures.load(Ordering::Relaxed)) }
-            }
-            Run::Python(p) => {
-                p.ensure_running();
-                let cpu_ns = fleet::process_cpu(p.child.id()).0;
-                Reading { cpu_ns, closed: closed(), failed: Some(p.failures()) }
+            Run::Bare(Bare(c)) | Run::Python(Python(c)) => {
+                c.ensure_running();
+                Reading { cpu_ns: c.cpu_ns(), closed: closed(), failed: Some(c.failures()) }
             }
         }
     }
@@ -76,7 +70,7 @@ impl Probing {
     }
 
     /// Stops the client: SIGTERM and its grace for wsprobe (so its exit is the daemon's
-    /// own), a kill for Python, a runtime shutdown for the bare client.
+    /// own), a kill for the other two.
     pub fn stop(self) {
         match self.run {
             Run::Wsprobe(d) => {
@@ -108,56 +102,56 @@ pub fn start_wsprobe(binary: &Path, dir: &Path, urls: &[String], interval: u64) 
 }
 
 /// The floor: the same probe with tokio-tungstenite and nothing else, one task per target,
-/// on a runtime of its own whose threads are named `bare-client` (how its CPU is told apart
-/// from the server's and the bench's in this process).
-pub struct Bare {
-    /// Dropping it ends every probe task and joins the threads.
-    _rt: tokio::runtime::Runtime,
-    failures: Arc<AtomicU64>,
-    /// The runtime's threads at the last reading, and their CPU (ns) summed up to it: a
-    /// thread born since counts from zero.
-    last: Vec<ThreadCpu>,
-    total_ns: u64,
-}
+/// in a process of its own like the other two clients (this bench run again with
+/// [`BARE_CHILD`] set). In the bench's own process it would share an address space with
+/// the servers, and every switch between client and server threads would be cheaper than
+/// the switches wsprobe and Python pay: a floor lower than any separate client can reach.
+pub struct Bare(ChildClient);
 
-const BARE_THREADS: &str = "bare-client";
+/// Set to a file of `interval` then one URL per line: this process is the bare client.
+pub const BARE_CHILD: &str = "WSPROBE_BENCH_BARE_CHILD";
 
 impl Bare {
-    pub fn start(urls: &[String], interval: u64) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(BARE_THREADS)
-            .enable_all()
-            .build()
-            .expect("the bare client's runtime");
-        let failures = Arc::new(AtomicU64::new(0));
-        let interval = Duration::from_secs(interval);
-        for (i, url) in urls.iter().enumerate() {
-            let (url, failures) = (url.clone(), failures.clone());
-            let offset = interval.mul_f64(i as f64 / urls.len() as f64);
-            rt.spawn(async move {
+    pub fn start(dir: &Path, urls: &[String], interval: u64) -> Self {
+        let list = dir.join("bare-urls.txt");
+        fs::write(&list, format!("{interval}\n{}\n", urls.join("\n"))).expect("write the bare client's URLs");
+        let me = std::env::current_exe().expect("this bench's own path");
+        let mut cmd = std::process::Command::new(me);
+        cmd.env(BARE_CHILD, &list);
+        Self(ChildClient::start(cmd, dir, "bare"))
+    }
+}
+
+/// The bare client's process: probes the listed URLs until it is killed; each failure is
+/// one `failed:` line on stderr.
+pub fn bare_child(list: &Path) {
+    let text = fs::read_to_string(list).expect("the bare client's URL list");
+    let mut lines = text.lines();
+    let interval: u64 = lines.next().and_then(|l| l.parse().ok()).expect("the interval on the first line");
+    let urls: Vec<String> = lines.filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the bare client's runtime");
+    let interval = Duration::from_secs(interval);
+    let count = urls.len();
+    rt.block_on(async move {
+        for (i, url) in urls.into_iter().enumerate() {
+            let offset = interval.mul_f64(i as f64 / count as f64);
+            tokio::spawn(async move {
                 let mut next = tokio::time::Instant::now() + offset;
                 loop {
                     tokio::time::sleep_until(next).await;
-                    if bare_probe(&url).await.is_err() {
-                        failures.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = bare_probe(&url).await {
+                        eprintln!("failed: {e}");
                     }
                     next += interval;
                 }
             });
         }
-        let last = support::threads_cpu("self");
-        Self { _rt: rt, failures, last, total_ns: 0 }
-    }
-
-    /// CPU (ns) the runtime's threads used since it started.
-    fn cpu(&mut self) -> u64 {
-        let now = support::threads_cpu("self");
-        let (_, ns) = support::cpu_between(&self.last, &now, |t| t == BARE_THREADS);
-        self.total_ns += ns;
-        self.last = now;
-        self.total_ns
-    }
+        std::future::pending::<()>().await;
+    });
 }
 
 async fn bare_probe(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -212,11 +206,7 @@ asyncio.run(main())
 "#;
 
 /// The Python `websockets` client: one coroutine per target, failures printed to a file.
-/// Dropping it kills the process, so a panic in the bench leaves no Python client behind.
-pub struct Python {
-    child: Child,
-    err: PathBuf,
-}
+pub struct Python(ChildClient);
 
 impl Python {
     pub fn start(python: &Path, dir: &Path, urls: &[String], interval: u64) -> Self {
@@ -224,14 +214,35 @@ impl Python {
             .replace("__URLS__", &fleet::python_list(urls))
             .replace("__INTERVAL__", &interval.to_string());
         let script = fleet::write_script(dir, "probes.py", &body);
-        let err = dir.join("python.err");
-        let log = fs::File::create(&err).expect("the Python log");
-        let child = std::process::Command::new(python)
-            .arg(&script)
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(&script);
+        Self(ChildClient::start(cmd, dir, "python"))
+    }
+}
+
+/// A client in a child process whose stderr (one `failed:` line per failed probe) goes to
+/// a file. Dropping it kills the process, so a panic in the bench leaves no client behind.
+pub struct ChildClient {
+    child: Child,
+    err: PathBuf,
+    name: &'static str,
+}
+
+impl ChildClient {
+    fn start(mut cmd: std::process::Command, dir: &Path, name: &'static str) -> Self {
+        let err = dir.join(format!("{name}.err"));
+        let log = fs::File::create(&err).expect("the client's log");
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start the Python client");
-        Self { child, err }
+            .unwrap_or_else(|e| panic!("start the {name} client: {e}"));
+        Self { child, err, name }
+    }
+
+    fn cpu_ns(&self) -> u64 {
+        fleet::process_cpu(self.child.id()).0
     }
 
     fn failures(&self) -> u64 {
@@ -244,12 +255,12 @@ impl Python {
             let text = fs::read_to_string(&self.err).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-            panic!("the Python client exited early with {status}; its stderr ends:\n{tail}");
+            panic!("the {} client exited early with {status}; its stderr ends:\n{tail}", self.name);
         }
     }
 }
 
-impl Drop for Python {
+impl Drop for ChildClient {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
