@@ -16,6 +16,7 @@ use wsprobe::config::{self, Config};
 use wsprobe::daemon::{self, Source};
 use wsprobe::shard::Shard;
 use wsprobe::target::Prepared;
+use wsprobe::util::batched::Batched;
 use wsprobe::util::units::HumanDuration;
 use wsprobe::{demo, once};
 
@@ -132,7 +133,17 @@ impl WebArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. } | Command::Replay { .. });
-    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    // The daemon logs a line per probe; its informational lines are written in batches.
+    // The one-shot commands log warnings only, and their lines go out as they come, in
+    // order with what they print.
+    let log = if quiet { Batched::immediate(std::io::stderr()) } else { Batched::start(std::io::stderr()) };
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" }, log.clone());
+    let code = run_command(cli);
+    log.flush();
+    code
+}
+
+fn run_command(cli: Cli) -> ExitCode {
     report_panics_on_one_line();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -185,7 +196,7 @@ fn report_panics_on_one_line() {
     }));
 }
 
-fn init_logging(format: LogFormat, default: &str) {
+fn init_logging(format: LogFormat, default: &str, log: Batched<std::io::Stderr>) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -207,8 +218,8 @@ fn init_logging(format: LogFormat, default: &str) {
         })
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(cap).with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(log).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => registry.with(layer).try_init(),
         LogFormat::Json => {

@@ -1,5 +1,6 @@
 //! Leaf utilities: nothing here imports any other module of the crate.
 
+pub mod batched;
 pub mod bounds;
 pub mod files;
 pub mod headers;
