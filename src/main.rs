@@ -427,7 +427,7 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
         }
     };
     for r in &results {
-        wsprobe::target::scheduler::log_result(r);
+        wsprobe::target::scheduler::log_result(r, false);
     }
     for h in health.iter().flat_map(|t| &t.results) {
         wsprobe::health::log_health(h);

@@ -272,3 +272,90 @@ async fn sigterm_closes_in_flight_sessions_and_exits_zero() {
     assert!(start.elapsed() < Duration::from_secs(2), "shutdown took {:?}", start.elapsed());
     assert_eq!(server.closes(), [1001], "the held session was closed with 1001 (going away)");
 }
+
+/// A WebSocket server that hangs up on the connections in `cut` (counted from 0) before
+/// answering their upgrade, and serves every other one until the client closes.
+async fn server_cutting(cut: std::ops::Range<usize>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            if cut.contains(&n) {
+                drop(tcp);
+                continue;
+            }
+            tokio::spawn(async move {
+                use futures_util::StreamExt as _;
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    // Reading answers pings and the close handshake.
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `(level, message)` of each probe result line in JSON log lines.
+fn probe_lines(log: &[String]) -> Vec<(String, String)> {
+    log.iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|j| j["message"].as_str().is_some_and(|m| m.starts_with("Probe ")))
+        .map(|j| (j["level"].as_str().unwrap().to_owned(), j["message"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Runs one target against a server that fails its 4th and 5th connections, until at least
+/// ten results are in; returns the log lines.
+async fn log_of_a_target_that_fails_twice(rust_log: &str) -> Vec<String> {
+    let addr = server_cutting(3..5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsprobe.yaml");
+    let t =
+        target("steady", &format!("ws://{addr}/")) + "    interval: 100ms\n    server_speaks_first: false\n";
+    write_config(&path, &t);
+    let env = [("RUST_LOG", rust_log)];
+    let config = path.to_str().unwrap();
+    let (mut child, lines) =
+        process::spawn(&["--log-format", "json", "run", "--config", config], &env, Output::Stderr);
+    let addr: SocketAddr = loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).expect("daemon logged its address");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(addr) = json["addr"].as_str() {
+            break addr.parse().unwrap();
+        }
+    };
+    eventually(Duration::from_secs(10), "ten results", || async {
+        let m = metrics(addr).await;
+        let count = |result| sample(&m, "wsprobe_probes_total", &[("target", "steady"), ("result", result)]);
+        count("success").unwrap_or(0.0) + count("failure").unwrap_or(0.0) >= 10.0
+    })
+    .await;
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    lines.try_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_after_a_success_is_logged_only_at_debug() {
+    // Results: ok, ok, ok, failed, failed, ok, ok, ... At `info` the log says what changed.
+    let log = log_of_a_target_that_fails_twice("info").await;
+    let lines = probe_lines(&log);
+    let expected = [
+        ("INFO", "Probe succeeded."),
+        ("WARN", "Probe failed."),
+        ("WARN", "Probe failed."),
+        ("INFO", "Probe succeeded."),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(l, m)| ((*l).into(), (*m).into())).collect();
+    assert_eq!(lines, expected, "{log:#?}");
+
+    // At `debug` every result is there, the routine successes at DEBUG.
+    let log = log_of_a_target_that_fails_twice("wsprobe=debug").await;
+    let lines = probe_lines(&log);
+    let levels: Vec<&str> = lines.iter().map(|(level, _)| level.as_str()).collect();
+    assert!(lines.len() >= 10, "{lines:?}");
+    assert_eq!(levels[..6], ["INFO", "DEBUG", "DEBUG", "WARN", "WARN", "INFO"], "{lines:?}");
+    assert!(levels[6..].iter().all(|l| *l == "DEBUG"), "{lines:?}");
+}

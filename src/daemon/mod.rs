@@ -207,6 +207,7 @@ pub async fn start_with(
             alerts,
             phases: crate::probe::PhaseHistograms::ALL,
             series: Default::default(),
+            last_succeeded: Default::default(),
             history,
         },
         metrics: metrics.clone(),

@@ -10,7 +10,7 @@
 //! (the first probe after the recovery timeout is the half-open trial). The task also starts
 //! the target's health checks and remote-breaker poll ([`crate::health`]), which end with it.
 
-use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,11 +44,15 @@ pub(crate) struct Recorder {
     pub history: crate::history::HistoryHandle,
     /// The target's probe series, once looked up; one per target task ([`Self::for_target`]).
     pub series: Arc<crate::probe::metrics::TargetSeries>,
+    /// Whether the target's last result succeeded: a success after a success is routine
+    /// and logged at `debug`; one per target task, like `series`.
+    pub last_succeeded: Arc<AtomicBool>,
 }
 
 impl Recorder {
     pub async fn record(&self, result: ProbeResult) {
-        log_result(&result);
+        let routine = self.last_succeeded.swap(result.success, Ordering::Relaxed) && result.success;
+        log_result(&result, routine);
         self.metrics.probe.observe_cached(&result, self.phases, &self.series);
         if let Some(r) = &self.record {
             r.record(&result);
@@ -64,6 +68,7 @@ impl Recorder {
     pub(crate) fn for_target(mut self, phases: crate::probe::PhaseHistograms) -> Self {
         self.phases = phases;
         self.series = Arc::default();
+        self.last_succeeded = Arc::default();
         self
     }
 
@@ -87,14 +92,22 @@ impl Recorder {
     }
 }
 
-/// One log line per probe result, with the same fields as the failure metric.
-pub fn log_result(r: &ProbeResult) {
-    let mut phases = String::with_capacity(128);
-    for (i, (p, s)) in r.phases.iter().enumerate() {
-        let gap = if i == 0 { "" } else { " " };
-        let _ = write!(phases, "{gap}{}={:.1}ms", p.as_str(), s * 1000.0);
-    }
-    if r.success {
+/// One log line per probe result, with the same fields as the failure metric. A failure
+/// is a warning. A success is news (`info`) when it is the target's first result or ends a
+/// run of failures, and `routine` (`debug`) when the result before it succeeded too: at
+/// hundreds of probes a second a line per success would be most of the log, and every
+/// result is in the metrics, the history and `--record` anyway.
+pub fn log_result(r: &ProbeResult, routine: bool) {
+    let phases = PhaseText(&r.phases);
+    if r.success && routine {
+        tracing::debug!(
+            target_name = %r.target,
+            success = true,
+            duration_seconds = r.duration_seconds,
+            phases = %phases,
+            "Probe succeeded."
+        );
+    } else if r.success {
         tracing::info!(
             target_name = %r.target,
             success = true,
@@ -116,6 +129,20 @@ pub fn log_result(r: &ProbeResult) {
             detail = r.message.as_deref().unwrap_or(""),
             "Probe failed."
         );
+    }
+}
+
+/// The phase timings as the log shows them, `dns=0.1ms connect=0.2ms`: written only when
+/// the line is, straight into it.
+struct PhaseText<'a>(&'a crate::probe::PhaseTimings);
+
+impl std::fmt::Display for PhaseText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (p, s)) in self.0.iter().enumerate() {
+            let gap = if i == 0 { "" } else { " " };
+            write!(f, "{gap}{}={:.1}ms", p.as_str(), s * 1000.0)?;
+        }
+        Ok(())
     }
 }
 
