@@ -3,7 +3,7 @@
 //! Neither is tracked per target: notifications are per receiver, and the engine itself
 //! removes an alert's series when it leaves the pending or firing state.
 
-use prometheus::{IntCounterVec, IntGaugeVec};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
 
 use crate::metrics::{Error, Registry};
 
@@ -13,6 +13,8 @@ pub struct AlertingMetrics {
     pub notifications: IntCounterVec,
     /// 1 for each pending or firing alert, by its identity and state.
     pub alerts: IntGaugeVec,
+    /// Probe results and session events dropped unevaluated while the engine was behind.
+    pub inputs_dropped: IntCounter,
 }
 
 impl AlertingMetrics {
@@ -28,6 +30,10 @@ impl AlertingMetrics {
                 "wsprobe_alerts",
                 "Pending and firing alerts: 1 per alert, labelled with its identity and state.",
                 &["alertname", "target", "scope", "severity", "state"],
+            )?,
+            inputs_dropped: registry.counter(
+                "wsprobe_alert_inputs_dropped_total",
+                "Probe results and session events the alert engine dropped unevaluated because it was behind.",
             )?,
         })
     }

@@ -1,9 +1,9 @@
 //! Alerting: the regression detector run live, alert states published, notifications
 //! delivered, detector state kept across restarts.
 //!
-//! One engine task owns the [`Detector`]. Probe results reach it through a bounded queue
-//! (`AlertsHandle::observe` never waits; a result that does not fit is dropped and
-//! logged), a one-second tick drives time-based transitions, and firing alerts are re-sent
+//! One engine task owns the [`Detector`]. Its inputs arrive through one queue
+//! ([`queue`]: nothing waits on it; measurements past its bound are dropped and counted,
+//! state changes never), a one-second tick drives time-based transitions, and firing alerts are re-sent
 //! every `resend_interval` as Alertmanager expects. Delivery happens in the dispatcher's
 //! own tasks, so a dead receiver never slows detection, let alone probing. With
 //! `state_dir`, the state is written every [`PERSIST_EVERY`] while it changes, which
@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod http;
 pub mod metrics;
 pub(crate) mod persist;
+mod queue;
 pub mod receivers;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +40,6 @@ use dispatch::Dispatcher;
 use metrics::AlertingMetrics;
 use receivers::Context;
 
-/// Results waiting for the engine before new ones are dropped.
-const QUEUE: usize = 4096;
 /// How often, at most, the detector state is written to `state_dir`: a crash (`kill -9`,
 /// OOM) loses at most this much of the detector's input. The first change after start is
 /// written at the next one-second tick, and nothing is written while nothing changes.
@@ -71,33 +70,28 @@ impl Input {
 /// Feeds the engine; cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct AlertsHandle {
-    tx: mpsc::Sender<Input>,
+    tx: queue::Sender<Input>,
 }
 
 impl AlertsHandle {
     pub fn observe(&self, result: &ProbeResult) {
-        if self.tx.try_send(Input::Result(Box::new(result.clone()))).is_err() {
-            tracing::warn!(target_name = %result.target, "The alert engine is behind; a result was not evaluated.");
-        }
+        self.tx.measurement(Input::Result(Box::new(result.clone())));
     }
 
     /// Reports what a held session did (a disconnect, the open count, a round trip).
     pub fn session(&self, target: &str, event: SessionEvent) {
-        let input = Input::Session { target: target.to_owned(), event };
-        if self.tx.try_send(input).is_err() {
-            tracing::warn!(target_name = %target, "The alert engine is behind; a session event was not evaluated.");
-        }
+        self.tx.measurement(Input::Session { target: target.to_owned(), event });
     }
 
     /// Reports an external condition (circuit open, deployment drift) for a target, with
     /// a sentence for the alert's description.
     pub fn set_condition(&self, target: &str, signal: Signal, active: bool, detail: Option<String>) {
-        let _ = self.tx.try_send(Input::Condition { target: target.to_owned(), signal, active, detail });
+        self.tx.state_change(Input::Condition { target: target.to_owned(), signal, active, detail });
     }
 
     /// Forgets targets no longer configured (their alerts resolve).
     pub fn retain(&self, targets: Vec<String>) {
-        let _ = self.tx.try_send(Input::Retain(targets));
+        self.tx.state_change(Input::Retain(targets));
     }
 }
 
@@ -143,7 +137,7 @@ pub fn spawn_labelled(
     if let Some(path) = &state_file {
         persist::load(path, &mut detector);
     }
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = queue::Queue::with_capacity(queue::Queue::DATA, metrics.inputs_dropped.clone());
     let shown = by_target(detector.alerts());
     let (view_tx, view_rx) = watch::channel(Arc::new(shown.values().flatten().cloned().collect()));
     let engine = Engine {
@@ -171,7 +165,7 @@ struct Engine {
 }
 
 impl Engine {
-    async fn run(mut self, mut rx: mpsc::Receiver<Input>, cancel: CancellationToken) {
+    async fn run(mut self, mut rx: queue::Receiver<Input>, cancel: CancellationToken) {
         // No tick at once: the first write then holds the first second of results, not
         // only the target list.
         let second = Duration::from_secs(1);
