@@ -430,7 +430,7 @@ async fn run_once(config: Config, names: Vec<String>, format: OutputFormat) -> a
         wsprobe::target::scheduler::log_result(r, false);
     }
     for h in health.iter().flat_map(|t| &t.results) {
-        wsprobe::health::log_health(h);
+        wsprobe::health::log_health(h, false);
     }
     let report = match format {
         OutputFormat::Json => once::render_json(&results, &health) + "\n",

@@ -297,23 +297,34 @@ async fn server_cutting(cut: std::ops::Range<usize>) -> SocketAddr {
     addr
 }
 
-/// `(level, message)` of each probe result line in JSON log lines.
-fn probe_lines(log: &[String]) -> Vec<(String, String)> {
+/// `(level, message)` of each log line whose message starts with `prefix`.
+fn lines_of(log: &[String], prefix: &str) -> Vec<(String, String)> {
     log.iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|j| j["message"].as_str().is_some_and(|m| m.starts_with("Probe ")))
+        .filter(|j| j["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
         .map(|j| (j["level"].as_str().unwrap().to_owned(), j["message"].as_str().unwrap().to_owned()))
         .collect()
 }
 
-/// Runs one target against a server that fails its 4th and 5th connections, until at least
-/// ten results are in; returns the log lines.
+/// An HTTP service that answers every request `200 ok`.
+async fn always_ok() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Runs one target against a server that fails its 4th and 5th connections, with a health
+/// check that always passes, until at least ten probe results are in; returns the log.
 async fn log_of_a_target_that_fails_twice(rust_log: &str) -> Vec<String> {
     let addr = server_cutting(3..5).await;
+    let service = always_ok().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsprobe.yaml");
-    let t =
-        target("steady", &format!("ws://{addr}/")) + "    interval: 100ms\n    server_speaks_first: false\n";
+    let t = target("steady", &format!("ws://{addr}/"))
+        + "    interval: 100ms\n    server_speaks_first: false\n"
+        + &format!("    health: [ {{ name: up, url: 'http://{service}/' }} ]\n");
     write_config(&path, &t);
     let env = [("RUST_LOG", rust_log)];
     let config = path.to_str().unwrap();
@@ -338,10 +349,10 @@ async fn log_of_a_target_that_fails_twice(rust_log: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_success_after_a_success_is_logged_only_at_debug() {
+async fn a_success_after_a_success_is_logged_only_at_debug_for_probes_and_health_checks() {
     // Results: ok, ok, ok, failed, failed, ok, ok, ... At `info` the log says what changed.
     let log = log_of_a_target_that_fails_twice("info").await;
-    let lines = probe_lines(&log);
+    let lines = lines_of(&log, "Probe ");
     let expected = [
         ("INFO", "Probe succeeded."),
         ("WARN", "Probe failed."),
@@ -350,12 +361,19 @@ async fn a_success_after_a_success_is_logged_only_at_debug() {
     ];
     let expected: Vec<(String, String)> = expected.iter().map(|(l, m)| ((*l).into(), (*m).into())).collect();
     assert_eq!(lines, expected, "{log:#?}");
+    // Health checks follow the same rule: only the first of their successes at `info`.
+    let health = lines_of(&log, "Health check");
+    assert_eq!(health, [("INFO".to_owned(), "Health check succeeded.".to_owned())], "{log:#?}");
 
     // At `debug` every result is there, the routine successes at DEBUG.
     let log = log_of_a_target_that_fails_twice("wsprobe=debug").await;
-    let lines = probe_lines(&log);
+    let lines = lines_of(&log, "Probe ");
     let levels: Vec<&str> = lines.iter().map(|(level, _)| level.as_str()).collect();
     assert!(lines.len() >= 10, "{lines:?}");
     assert_eq!(levels[..6], ["INFO", "DEBUG", "DEBUG", "WARN", "WARN", "INFO"], "{lines:?}");
     assert!(levels[6..].iter().all(|l| *l == "DEBUG"), "{lines:?}");
+    let health = lines_of(&log, "Health check");
+    assert!(health.len() >= 2, "{health:?}");
+    assert_eq!(health[0].0, "INFO", "{health:?}");
+    assert!(health[1..].iter().all(|(level, _)| level == "DEBUG"), "{health:?}");
 }

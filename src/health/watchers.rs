@@ -59,8 +59,10 @@ async fn check_loop<R: Report>(checker: Arc<Checker>, target: String, report: R,
     let mut ticker = Ticker::new(checker.check.interval);
     let mut drift = Drift::default();
     let mut expected_error: Option<String> = None;
+    let mut last_succeeded = false;
     while let Some(result) = ticker.tick(&cancel, checker.run(&target)).await {
-        log_health(&result);
+        log_health(&result, last_succeeded && result.success);
+        last_succeeded = result.success;
         report.observed(&result);
         let now = SystemTime::now();
         let deployment = drift.read(&result, now).map(|(changes, deployment)| {
@@ -119,11 +121,15 @@ fn track_drift(
     report.deployment(&r.target, drift.live(), gauge);
 }
 
-/// One log line per health check, with the fields of the failure metric.
-pub fn log_health(r: &HealthResult) {
+/// One log line per health check, with the fields of the failure metric. As for probes, a
+/// failure is a warning, a success news (`info`) when it is the check's first or ends a
+/// run of failures, and `routine` (`debug`) after a success.
+pub fn log_health(r: &HealthResult, routine: bool) {
     let phases: Vec<String> = r.phases.iter().map(|(p, s)| format!("{p}={:.1}ms", s * 1000.0)).collect();
     let phases = phases.join(" ");
-    if r.success {
+    if r.success && routine {
+        tracing::debug!(target_name = %r.target, check = %r.check, http_status = r.http_status.unwrap_or(0), phases = %phases, "Health check succeeded.");
+    } else if r.success {
         tracing::info!(target_name = %r.target, check = %r.check, http_status = r.http_status.unwrap_or(0), phases = %phases, "Health check succeeded.");
     } else {
         tracing::warn!(
