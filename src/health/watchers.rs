@@ -127,10 +127,16 @@ fn track_drift(
 pub fn log_health(r: &HealthResult, routine: bool) {
     let phases: Vec<String> = r.phases.iter().map(|(p, s)| format!("{p}={:.1}ms", s * 1000.0)).collect();
     let phases = phases.join(" ");
+    // A macro, as an event's level must be a constant.
+    macro_rules! succeeded {
+        ($level:expr) => {
+            tracing::event!($level, target_name = %r.target, check = %r.check, http_status = r.http_status.unwrap_or(0), phases = %phases, "Health check succeeded.")
+        };
+    }
     if r.success && routine {
-        tracing::debug!(target_name = %r.target, check = %r.check, http_status = r.http_status.unwrap_or(0), phases = %phases, "Health check succeeded.");
+        succeeded!(tracing::Level::DEBUG);
     } else if r.success {
-        tracing::info!(target_name = %r.target, check = %r.check, http_status = r.http_status.unwrap_or(0), phases = %phases, "Health check succeeded.");
+        succeeded!(tracing::Level::INFO);
     } else {
         tracing::warn!(
             target_name = %r.target,

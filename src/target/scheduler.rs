@@ -99,22 +99,23 @@ impl Recorder {
 /// result is in the metrics, the history and `--record` anyway.
 pub fn log_result(r: &ProbeResult, routine: bool) {
     let phases = PhaseText(&r.phases);
+    // A macro, as an event's level must be a constant.
+    macro_rules! succeeded {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                target_name = %r.target,
+                success = true,
+                duration_seconds = r.duration_seconds,
+                phases = %phases,
+                "Probe succeeded."
+            )
+        };
+    }
     if r.success && routine {
-        tracing::debug!(
-            target_name = %r.target,
-            success = true,
-            duration_seconds = r.duration_seconds,
-            phases = %phases,
-            "Probe succeeded."
-        );
+        succeeded!(tracing::Level::DEBUG);
     } else if r.success {
-        tracing::info!(
-            target_name = %r.target,
-            success = true,
-            duration_seconds = r.duration_seconds,
-            phases = %phases,
-            "Probe succeeded."
-        );
+        succeeded!(tracing::Level::INFO);
     } else {
         tracing::warn!(
             target_name = %r.target,
