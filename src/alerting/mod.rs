@@ -3,11 +3,11 @@
 //!
 //! One engine task owns the [`Detector`]. Its inputs arrive through one queue
 //! ([`queue`]: nothing waits on it; measurements past its bound are dropped and counted,
-//! state changes never), a one-second tick drives time-based transitions, and firing alerts are re-sent
-//! every `resend_interval` as Alertmanager expects. Delivery happens in the dispatcher's
-//! own tasks, so a dead receiver never slows detection, let alone probing. With
-//! `state_dir`, the state is written every [`PERSIST_EVERY`] while it changes, which
-//! bounds what a crash loses.
+//! state changes never), a one-second tick drives time-based transitions, and firing
+//! alerts are re-sent every `resend_interval` as Alertmanager expects. Delivery happens in
+//! the dispatcher's own tasks, so a dead receiver never slows detection, let alone
+//! probing. With `state_dir`, the state is written every [`PERSIST_EVERY`] while it
+//! changes, which bounds what a crash loses.
 
 mod alert;
 pub mod config;
