@@ -236,7 +236,10 @@ async fn probe_loop(
         // Late for any reason (a busy runtime, a slot wait): never silently.
         recorder.metrics.lateness.started(prober.name(), circuit.probe_interval(), next, Instant::now());
         recorder.metrics.probes_in_flight.inc();
-        let result = prober.probe(cancel).await;
+        // Boxed: a probe's future (the connection, the library's socket, the scenario) is
+        // about 33 KB, and held inline it would be room in every target's task for good,
+        // 330 MB at 10,000 targets. Boxed, only the probes in flight hold it.
+        let result = Box::pin(prober.probe(cancel)).await;
         recorder.metrics.probes_in_flight.dec();
         let Some(result) = result else { return };
         let failure = (!result.success).then(|| failure_summary(&result));
