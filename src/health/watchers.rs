@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::drift::Changes;
 use super::ticker::Ticker;
 use super::{remote, Checker, Drift, HealthCheck, HealthResult, Poller, RemoteBreakers, Report};
+use crate::util::time::PhaseText;
 
 /// Everything watched beside one target's probes, made ready once (TLS configurations
 /// built, so a bad CA file fails before anything starts).
@@ -125,8 +126,7 @@ fn track_drift(
 /// failure is a warning, a success news (`info`) when it is the check's first or ends a
 /// run of failures, and `routine` (`debug`) after a success.
 pub fn log_health(r: &HealthResult, routine: bool) {
-    let phases: Vec<String> = r.phases.iter().map(|(p, s)| format!("{p}={:.1}ms", s * 1000.0)).collect();
-    let phases = phases.join(" ");
+    let phases = PhaseText(|| r.phases.iter());
     // A macro, as an event's level must be a constant.
     macro_rules! succeeded {
         ($level:expr) => {

@@ -26,6 +26,7 @@ use crate::breaker::{self, Breaker, CircuitStatus, Transition};
 use crate::probe::ProbeResult;
 use crate::state::{Event, StateHandle, WatchEvent};
 use crate::target::metrics::TargetMetrics;
+use crate::util::time::PhaseText;
 
 /// The target task's one sink. Probe results go to the log, the metrics, the record
 /// file, the alert engine and the state task, in that order; breaker transitions and
@@ -98,7 +99,7 @@ impl Recorder {
 /// hundreds of probes a second a line per success would be most of the log, and every
 /// result is in the metrics, the history and `--record` anyway.
 pub fn log_result(r: &ProbeResult, routine: bool) {
-    let phases = PhaseText(&r.phases);
+    let phases = PhaseText(|| r.phases.iter().map(|(p, s)| (p.as_str(), s)));
     // A macro, as an event's level must be a constant.
     macro_rules! succeeded {
         ($level:expr) => {
@@ -130,20 +131,6 @@ pub fn log_result(r: &ProbeResult, routine: bool) {
             detail = r.message.as_deref().unwrap_or(""),
             "Probe failed."
         );
-    }
-}
-
-/// The phase timings as the log shows them, `dns=0.1ms connect=0.2ms`: written only when
-/// the line is, straight into it.
-struct PhaseText<'a>(&'a crate::probe::PhaseTimings);
-
-impl std::fmt::Display for PhaseText<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (p, s)) in self.0.iter().enumerate() {
-            let gap = if i == 0 { "" } else { " " };
-            write!(f, "{gap}{}={:.1}ms", p.as_str(), s * 1000.0)?;
-        }
-        Ok(())
     }
 }
 
