@@ -133,9 +133,10 @@ impl WebArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Once { .. } | Command::Check { .. } | Command::Replay { .. });
-    // The daemon logs a line per probe; its informational lines are written in batches.
-    // The one-shot commands log warnings only, and their lines go out as they come, in
-    // order with what they print.
+    // The daemon's informational lines are written in batches: a line per probe at
+    // `debug`, and a first success per target at start, would otherwise each cost a
+    // write. The one-shot commands log warnings only, and their lines go out as they
+    // come, in order with what they print.
     let log = if quiet { Batched::immediate(std::io::stderr()) } else { Batched::start(std::io::stderr()) };
     init_logging(cli.log_format, if quiet { "warn" } else { "info" }, log.clone());
     let code = run_command(cli);

@@ -1,10 +1,11 @@
 //! A log writer that hands informational lines to the system in batches.
 //!
-//! The daemon writes a line per probe: at hundreds of probes a second, one `write` call
-//! per line costs about as much as formatting it. Lines below `WARN` wait here until
-//! [`BATCH_BYTES`] have gathered or the flusher's next turn ([`FLUSH_EVERY`]); a warning
-//! or an error goes out at once, with whatever waits ahead of it, so lines never change
-//! order and a failure is never held back. Call [`Batched::flush`] before exiting.
+//! At `debug` the daemon writes a line per probe, and at start a first success per
+//! target: at hundreds of lines a second, one `write` call per line costs about as much
+//! as formatting it. Lines below `WARN` wait here until [`BATCH_BYTES`] have gathered or
+//! the flusher's next turn ([`FLUSH_EVERY`]); a warning or an error goes out at once,
+//! with whatever waits ahead of it, so lines never change order and a failure is never
+//! held back. Call [`Batched::flush`] before exiting.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
