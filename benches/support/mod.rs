@@ -408,12 +408,9 @@ impl MachineCpu {
     }
 }
 
-/// `/proc/loadavg`'s 1-minute average alone.
+/// [`loadavg`]'s 1-minute average alone.
 pub fn loadavg_1m() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
+    loadavg().split_whitespace().next().unwrap_or("unknown").to_owned()
 }
 
 /// `/proc/loadavg`'s 1-, 5- and 15-minute averages: other work on the machine skews
